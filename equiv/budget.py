@@ -1,0 +1,57 @@
+"""Tolerance budgets: derived for float64, baseline-relative for low precision.
+
+- float64 candidate: the bound a form's algorithm guarantees (``Form.bound``), per position.
+- low-precision candidate: ``k * baseline + floor`` per position, where ``baseline`` is the error
+  of the plain definition evaluated in the candidate's dtype on the same input, ``k`` the form's
+  declared factor and ``floor`` a few ULPs of that dtype at the output's scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqcheck.equiv.convert import finfo, numpy_dtype
+from seqcheck.equiv.metrics import error_per_position
+from seqcheck.equiv.registry import Form, as_outputs, definition_of, without
+
+
+class OutOfRange(Exception):
+    """The inputs leave the dtype's range: the plain definition itself overflows on them."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Allowed absolute error per output and position, and the rule that produced it."""
+
+    per_output: tuple
+    rule: str
+
+
+def float64_budget(bound, rule: str, args: dict, expected: tuple) -> Budget:
+    return Budget(tuple(np.asarray(b, dtype=np.float64) for b in as_outputs(bound(args, expected))), rule)
+
+
+def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
+    """``k * baseline + floor`` for a candidate working in ``dtype`` on ``args``."""
+    definition, dropped = definition_of(form)
+    dtype = numpy_dtype(dtype)
+    plain = as_outputs(definition.plain(without(args, dropped), dtype))
+    eps = float(finfo(dtype).eps)
+    budgets = []
+    for name, low, ref in zip(form.outputs, plain, expected):
+        low = np.asarray(low, dtype=np.float64)
+        if (np.isfinite(ref) & ~np.isfinite(low)).any():
+            raise OutOfRange(f"output {name!r}: the plain definition overflows in {dtype.name}")
+        baseline = error_per_position(low, ref, form.time_axis)
+        finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
+        floor = form.floor_ulps * eps * (float(finite_ref.max()) if finite_ref.size else 0.0)
+        budgets.append(form.baseline_factor * baseline + floor)
+    return Budget(tuple(budgets), baseline_rule(form, dtype))
+
+
+def baseline_rule(form: Form, dtype) -> str:
+    name = numpy_dtype(dtype).name
+    return (f"{form.baseline_factor:g} x baseline (the definition evaluated in {name}) "
+            f"+ {form.floor_ulps:g} ulp of {name} at the output's scale")

@@ -1,0 +1,225 @@
+"""Softmax attention and FlashAttention: forms, derived float64 bounds, claims, sweeps.
+
+The float64 bound (docs/tolerance.md derives it): with u = 2**-53, each form computes row t's
+output within ``u * vmax * (4 (D+3) sigma_t + 4 Tk + 8)`` of the exact value, where ``sigma_t``
+bounds the magnitude of row t's scores (``scale * sum_d |q_td| |k_sd|`` plus |ALiBi bias| plus
+the softcap) and ``vmax = max |v|``; two forms differ by at most twice that. The log-sum-exp
+bound is ``2 u (2 (D+3) sigma_t + |lse_t| + Tk + 4)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.properties import attention_inputs, flash_inputs
+from seqcheck.reference import attention as ref
+
+U64 = np.finfo(np.float64).eps / 2
+U_MP50 = 10.0**-50
+BLOCK_ARGS = ("block_q", "block_k")
+ATTENTION_OPTIONS = ("scale", "causal", "window", "key_padding_mask", "alibi_slopes", "softcap", "return_lse")
+
+
+def attention_bound(args: dict, expected: tuple, unit_roundoff: float = U64) -> tuple:
+    """Per-row bound on the difference of two correct forms (out, and lse when returned)."""
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    D, Tk, H, Hkv = q.shape[3], k.shape[1], q.shape[2], k.shape[2]
+    scale = args.get("scale") or 1.0 / np.sqrt(D)
+    k_per_head = np.repeat(np.abs(k), H // Hkv, axis=2)
+    sigma = abs(scale) * np.einsum("bthd,bshd->bts", np.abs(q), k_per_head) if Tk else np.zeros(q.shape[:2] + (0,))
+    sigma = sigma.max(axis=(0, 2), initial=0.0)
+    if args.get("alibi_slopes") is not None:
+        sigma = sigma + np.abs(args["alibi_slopes"]).max() * (Tk + q.shape[1])
+    if args.get("softcap"):
+        sigma = sigma + args["softcap"]
+    vmax = np.abs(v).max(initial=0.0)
+    out = 2 * unit_roundoff * vmax * (4 * (D + 3) * sigma + 4 * Tk + 8)
+    if len(expected) == 1:
+        return (out,)
+    lse = np.where(np.isfinite(expected[1]), np.abs(expected[1]), 0.0).max(axis=(0, 2), initial=0.0)
+    return out, 2 * unit_roundoff * (2 * (D + 3) * sigma + lse + Tk + 4)
+
+
+ATTENTION_RULE = "derived float64 bound: 2u vmax (4(D+3) sigma_t + 4Tk + 8) per row (lse: 2u(2(D+3) sigma_t + |lse_t| + Tk + 4))"
+
+
+def _plain(args: dict, dtype) -> tuple:
+    result = ref.attention_in_dtype(**args, dtype=dtype)
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _sweep_args(T: int, rng, *, block: int = 64) -> dict:
+    """The report's sweeps: B=1, H=4, D=64, causal, blocks of 64 (T=256 when the block varies)."""
+    B, H, D = 1, 4, 64
+    return {"q": rng.standard_normal((B, T, H, D)), "k": rng.standard_normal((B, T, H, D)),
+            "v": rng.standard_normal((B, T, H, D)), "causal": True, "block_q": block, "block_k": block}
+
+
+SWEEP_T = Sweep("T", "sequence length T", (16, 64, 256, 1024),
+                lambda T, rng: _sweep_args(T, rng))
+SWEEP_BLOCK = Sweep("block", "block size", (1, 4, 16, 64, 256),
+                    lambda block, rng: _sweep_args(256, rng, block=block))
+
+register_form(Form(
+    key="attention.softmax.parallel",
+    fn=ref.softmax_attention,
+    bound=attention_bound,
+    rule=ATTENTION_RULE,
+    statement="softmax attention, the definition: softmax(scale q k^T + bias, masked) v",
+    plain=_plain,
+    data_args=("q", "k", "v"),
+    outputs=("out", "lse"),
+))
+
+register_form(Form(
+    key="attention.flash.tiled",
+    fn=ref.flash_attention,
+    bound=attention_bound,
+    rule=ATTENTION_RULE,
+    statement="FlashAttention's tiled online softmax equals softmax attention for every block size and mask",
+    oracle="attention.softmax.parallel",
+    oracle_drop=BLOCK_ARGS,
+    data_args=("q", "k", "v"),
+    outputs=("out", "lse"),
+    sweeps=(SWEEP_T, SWEEP_BLOCK),
+))
+
+register_form(Form(
+    key="attention.flash.split_kv",
+    fn=ref.split_kv_attention,
+    bound=attention_bound,
+    rule=ATTENTION_RULE,
+    statement="split-KV attention (partials merged by their log-sum-exp) equals one softmax",
+    oracle="attention.softmax.parallel",
+    oracle_drop=("num_splits",),
+    data_args=("q", "k", "v"),
+    outputs=("out", "lse"),
+    sweeps=(Sweep("T", "sequence length T", (16, 64, 256, 1024),
+                  lambda T, rng: {**without(_sweep_args(T, rng), BLOCK_ARGS), "num_splits": 4}),),
+))
+
+
+def _repeat_kv(args: dict) -> dict:
+    group = args["q"].shape[2] // args["k"].shape[2]
+    return {**args, "k": np.repeat(args["k"], group, axis=2), "v": np.repeat(args["v"], group, axis=2)}
+
+
+register_claim(Claim(
+    key="attention.softmax.gqa",
+    family="attention",
+    statement="grouped-query attention equals multi-head attention with each kv head repeated for its group",
+    subject="attention.softmax.parallel",
+    default_impl=ref.softmax_attention,
+    relation=lambda impl, args: (impl(**args), impl(**_repeat_kv(args))),
+    inputs=lambda: attention_inputs(kv_heads=st.integers(1, 3), group=st.integers(2, 4)),
+    bound=attention_bound,
+    rule=ATTENTION_RULE,
+    outputs=("out", "lse"),
+))
+
+
+def _shifted(args: dict) -> dict:
+    """The same attention with one more feature (q: c/scale, k: 1): row (b, t, h) of the scores
+    gains the constant c[b, t, h] = args["shift"][b, t, h]."""
+    q, k = args["q"], args["k"]
+    scale = args["scale"] or 1.0 / np.sqrt(q.shape[3])
+    return {**without(args, ("shift",)), "scale": scale, "return_lse": True,
+            "q": np.concatenate([q, (args["shift"] / scale)[..., None]], axis=3),
+            "k": np.concatenate([k, np.ones(k.shape[:3] + (1,))], axis=3)}
+
+
+def _shift_rows(impl, args: dict):
+    plain = {**without(args, ("shift",)), "scale": args["scale"] or 1.0 / np.sqrt(args["q"].shape[3]),
+             "return_lse": True}
+    out, lse = impl(**plain)
+    return impl(**_shifted(args)), (out, lse + args["shift"])
+
+
+@st.composite
+def _shift_inputs(draw):
+    args = draw(attention_inputs(softcap=None))
+    magnitude = draw(st.sampled_from([1.0, 1e3]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    args["shift"] = np.random.default_rng(seed).uniform(-magnitude, magnitude, args["q"].shape[:3])
+    return args
+
+
+def _shift_bound(args: dict, expected: tuple) -> tuple:
+    return attention_bound(_shifted(args), expected)
+
+
+register_claim(Claim(
+    key="attention.softmax.row_shift",
+    family="attention",
+    statement="adding a constant to a row of scores leaves the output unchanged and shifts the lse by it",
+    subject="attention.softmax.parallel",
+    default_impl=ref.softmax_attention,
+    relation=_shift_rows,
+    inputs=_shift_inputs,
+    bound=_shift_bound,
+    rule=ATTENTION_RULE + ", with sigma_t including |c|",
+    outputs=("out", "lse"),
+))
+
+
+def _mpmath_difference(impl, args: dict):
+    flash = impl(**args)
+    exact = ref.softmax_attention_mp(**without(args, BLOCK_ARGS + ("dps",)), dps=args["dps"])
+    flash, exact = (flash, exact) if isinstance(flash, tuple) else ((flash,), (exact,))
+    differences = tuple(np.vectorize(lambda a, b: float(a - b) if a != b else 0.0, otypes=[float])(f, e)
+                        for f, e in zip(flash, exact))
+    return differences, tuple(np.zeros(d.shape) for d in differences)
+
+
+register_claim(Claim(
+    key="attention.flash.mpmath",
+    family="attention",
+    statement="FlashAttention's tiling is exact: at 50 digits it equals softmax attention to the precision's bound",
+    subject="attention.flash.tiled (mpmath)",
+    default_impl=ref.flash_attention_mp,
+    relation=_mpmath_difference,
+    inputs=lambda: flash_inputs(batch=1, q_len=st.integers(1, 5), k_len=st.integers(1, 6), kv_heads=1,
+                                group=st.integers(1, 2), head_dim=st.integers(1, 3)).map(lambda a: {**a, "dps": 50}),
+    bound=lambda args, expected: attention_bound(args, expected, U_MP50),
+    rule="the float64 bound's formula with u = 1e-50 (50 significant digits)",
+    exactness="mpmath, 50 digits",
+    outputs=("out", "lse"),
+))
+
+
+def _torch_sdpa(impl, args: dict):
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.from_dlpack(np.ascontiguousarray(args[n].transpose(0, 2, 1, 3))) for n in ("q", "k", "v"))
+    mask = None
+    if args["key_padding_mask"] is not None:
+        mask = torch.from_dlpack(np.ascontiguousarray(args["key_padding_mask"][:, None, None, :]))
+    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=args["causal"],
+                                            scale=args["scale"], enable_gqa=True)
+    ours = impl(**args)
+    return (ours,), (theirs.numpy().transpose(0, 2, 1, 3),)
+
+
+def _where_conventions_coincide(args: dict) -> dict:
+    """torch aligns is_causal top-left and takes no mask with it: use causal only where Tq == Tk
+    and no padding mask is given (there top-left and bottom-right alignment are the same)."""
+    square = args["q"].shape[1] == args["k"].shape[1]
+    return {**args, "causal": args["causal"] and square and args["key_padding_mask"] is None}
+
+
+register_claim(Claim(
+    key="attention.softmax.torch_sdpa",
+    family="attention",
+    statement="softmax attention equals torch's scaled_dot_product_attention in float64 where the conventions coincide",
+    subject="attention.softmax.parallel",
+    default_impl=ref.softmax_attention,
+    relation=_torch_sdpa,
+    inputs=lambda: attention_inputs(window=None, alibi_slopes=None, softcap=None, return_lse=False).map(
+        _where_conventions_coincide),
+    bound=attention_bound,
+    rule=ATTENTION_RULE,
+    requires=("torch",),
+))

@@ -1,0 +1,171 @@
+"""The form registry: every form and every claim, keyed ``family.mechanism.form``.
+
+A *form* is one float64 reference (``attention.flash.tiled``) with what checking it needs: the
+error bound derived from its algorithm, the form it must equal (its *oracle*), and, for a
+definition, the plain evaluation in a low-precision dtype that sets the baseline of a
+low-precision candidate. A *claim* is a property relating two computations, checked by the same
+engine as a user's candidate; every form with an oracle yields the claim ``form == oracle``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+Outputs = tuple  # a tuple of NumPy arrays, one per output
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A deterministic series for the report: the error as one parameter grows.
+
+    ``make_args(value, rng)`` builds the arguments at ``value`` from a NumPy Generator.
+    """
+
+    param: str
+    label: str
+    values: tuple
+    make_args: Callable[[Any, Any], dict]
+
+
+@dataclass(frozen=True)
+class Form:
+    """One registered float64 form.
+
+    ``bound(args, expected)`` returns, per output, the float64 error bound at each position along
+    ``time_axis`` (anything broadcastable to it); ``rule`` says in one line how it is derived.
+    ``plain(args, dtype)`` evaluates the definition with every intermediate rounded to ``dtype``
+    (only definitions have one: forms reach theirs through ``oracle``).
+    ``data_args`` are the arguments a candidate receives in its working dtype.
+    """
+
+    key: str
+    fn: Callable
+    bound: Callable[[dict, Outputs], tuple]
+    rule: str
+    statement: str = ""
+    oracle: str | None = None
+    oracle_drop: tuple[str, ...] = ()
+    plain: Callable[[dict, Any], Outputs] | None = None
+    data_args: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("out",)
+    time_axis: int = 1
+    baseline_factor: float = 4.0
+    floor_ulps: float = 4.0
+    sweeps: tuple[Sweep, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A property: ``relation(impl, args)`` returns (lhs outputs, rhs outputs) that must agree.
+
+    ``impl`` is the implementation under test (``subject`` names it), by default ``default_impl``;
+    the tests pass deliberately wrong implementations (mutants) to show the claim rejects them.
+    ``bound(args, rhs)`` is the allowed error per output and position; ``None`` means exact.
+    """
+
+    key: str
+    family: str
+    statement: str
+    subject: str
+    default_impl: Callable
+    relation: Callable[[Callable, dict], tuple[Outputs, Outputs]]
+    inputs: Callable[[], Any]
+    bound: Callable[[dict, Outputs], tuple] | None
+    rule: str
+    exactness: str = "float64 bound"
+    outputs: tuple[str, ...] = ("out",)
+    time_axis: int = 1
+    requires: tuple[str, ...] = ()
+    sweeps: tuple[Sweep, ...] = field(default=())
+
+
+_FORMS: dict[str, Form] = {}
+_CLAIMS: dict[str, Claim] = {}
+
+
+def register_form(form: Form) -> Form:
+    if form.key in _FORMS:
+        raise ValueError(f"form {form.key!r} is registered twice")
+    if form.key.count(".") != 2:
+        raise ValueError(f"form key must be 'family.mechanism.form', got {form.key!r}")
+    _FORMS[form.key] = form
+    if form.oracle is not None:
+        register_claim(_equality_claim(form))
+    return form
+
+
+def register_claim(claim: Claim) -> Claim:
+    if claim.key in _CLAIMS:
+        raise ValueError(f"claim {claim.key!r} is registered twice")
+    _CLAIMS[claim.key] = claim
+    return claim
+
+
+def form_keys() -> list[str]:
+    return sorted(_FORMS)
+
+
+def get_form(key: str) -> Form:
+    if not isinstance(key, str):
+        raise TypeError(f"form key: expected a string such as 'attention.flash.tiled', got {key!r}")
+    try:
+        return _FORMS[key]
+    except KeyError:
+        near = difflib.get_close_matches(key, _FORMS, n=3)
+        hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise KeyError(f"no form {key!r} is registered{hint} (seqcheck.equiv.forms() lists them)") from None
+
+
+def all_claims() -> list[Claim]:
+    return [_CLAIMS[key] for key in sorted(_CLAIMS)]
+
+
+def get_claim(key: str) -> Claim:
+    try:
+        return _CLAIMS[key]
+    except KeyError:
+        near = difflib.get_close_matches(key, _CLAIMS, n=3)
+        hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise KeyError(f"no claim {key!r} is registered{hint}") from None
+
+
+def definition_of(form: Form) -> tuple[Form, tuple[str, ...]]:
+    """Follow the oracle chain to the definition; also return the arguments dropped on the way."""
+    dropped: tuple[str, ...] = ()
+    while form.oracle is not None:
+        dropped += form.oracle_drop
+        form = get_form(form.oracle)
+    return form, dropped
+
+
+def without(args: dict, names: tuple[str, ...]) -> dict:
+    return {name: value for name, value in args.items() if name not in names}
+
+
+def as_outputs(result) -> Outputs:
+    return tuple(result) if isinstance(result, (tuple, list)) else (result,)
+
+
+def _equality_claim(form: Form) -> Claim:
+    from seqcheck.properties import inputs_for
+
+    def relation(impl, args):
+        oracle = get_form(form.oracle)
+        return as_outputs(impl(**args)), as_outputs(oracle.fn(**without(args, form.oracle_drop)))
+
+    return Claim(
+        key=f"{form.key} == {form.oracle}",
+        family=form.key.split(".")[0],
+        statement=form.statement or f"{form.key} equals {form.oracle}",
+        subject=form.key,
+        default_impl=form.fn,
+        relation=relation,
+        inputs=lambda: inputs_for(form.key),
+        bound=form.bound,
+        rule=form.rule,
+        outputs=form.outputs,
+        time_axis=form.time_axis,
+        sweeps=form.sweeps,
+    )

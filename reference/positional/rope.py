@@ -1,0 +1,132 @@
+"""Rotary position embedding, RoPE (Su et al. 2021, RoFormer, arXiv:2104.09864).
+
+Position i's pair (a, b) of channels is rotated by the angle ``pos * base ** (-2i / D)``:
+
+    out[a] = x[a] cos(theta) - x[b] sin(theta)
+    out[b] = x[a] sin(theta) + x[b] cos(theta)
+
+Two pairings of the D channels are in use, with the same angles:
+
+- "half": pairs (i, i + D/2), as GPT-NeoX and Hugging Face ``rotate_half``
+  (``EleutherAI/gpt-neox: megatron/model/positional_embeddings.py``,
+  ``huggingface/transformers: src/transformers/models/llama/modeling_llama.py rotate_half``).
+- "interleaved": pairs (2i, 2i + 1), as RoFormer, GPT-J ``rotate_every_two`` and Meta's
+  complex-number form (``meta-llama/llama: llama/model.py apply_rotary_emb``).
+"""
+
+import numbers
+
+import numpy as np
+
+_PAIRINGS = ("half", "interleaved")
+
+
+def _check_dim(dim):
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int; got {type(dim).__name__}")
+    if dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even int >= 2; got {dim}")
+    return int(dim)
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _check_pairing(pairing):
+    if pairing not in _PAIRINGS:
+        raise ValueError(f"pairing must be one of {_PAIRINGS}; got {pairing!r}")
+
+
+def _as_real(name, x):
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
+def rope_angles(positions, dim, *, base=10000.0, interpolation_factor=1.0):
+    """Rotation angles, shape positions.shape + (dim/2,), float64.
+
+        angles[..., i] = (positions / interpolation_factor) * base ** (-2i / dim),  i < dim/2
+
+    ``interpolation_factor`` > 1 is position interpolation (Chen et al. 2023,
+    arXiv:2306.15595), Hugging Face's "linear" rope scaling (positions divided by the factor).
+    """
+    d = _check_dim(dim)
+    base = _check_positive("base", base)
+    factor = _check_positive("interpolation_factor", interpolation_factor)
+    pos = _as_real("positions", positions)
+    inv_freq = base ** (-np.arange(0, d, 2) / d)
+    return (pos / factor)[..., None] * inv_freq
+
+
+def _pair_indices(dim, pairing):
+    half = np.arange(dim // 2)
+    if pairing == "half":
+        return half, half + dim // 2
+    return 2 * half, 2 * half + 1
+
+
+def apply_rope(x, positions=None, *, base=10000.0, interpolation_factor=1.0, pairing="half"):
+    """Rotate x (B, T, H, D) by RoPE; returns float64 (B, T, H, D).
+
+    ``positions``: None (= arange(T)), (T,) or (B, T). The equation and the two pairings are
+    in the module docstring. ``apply_rope(x)[b, t, h] == rope_matrix(positions[t], D) @ x[b, t, h]``.
+    """
+    a = _as_real("x", x)
+    if a.ndim != 4:
+        raise ValueError(f"x must have shape (B, T, H, D); got shape {a.shape}")
+    batch, seqlen, _, d = a.shape
+    if d < 2 or d % 2:
+        raise ValueError(f"x's last dimension D must be even and >= 2; got D={d}")
+    _check_pairing(pairing)
+    pos = np.arange(seqlen) if positions is None else _as_real("positions", positions)
+    if pos.shape not in ((seqlen,), (batch, seqlen)):
+        raise ValueError(f"positions must have shape (T,)=({seqlen},) or (B, T)=({batch}, {seqlen}); got {pos.shape}")
+    theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)[..., None, :]
+    cos, sin = np.cos(theta), np.sin(theta)
+    first, second = _pair_indices(d, pairing)
+    xa, xb = a[..., first], a[..., second]
+    out = np.empty_like(a)
+    out[..., first] = xa * cos - xb * sin
+    out[..., second] = xa * sin + xb * cos
+    return out
+
+
+def rope_matrix(position, dim, *, base=10000.0, interpolation_factor=1.0, pairing="half"):
+    """The (D, D) rotation R with ``apply_rope(x)[b, t, h] == R(position_t) @ x[b, t, h]``.
+
+    Block-diagonal in the pairs (a, b) of ``pairing``: R[a, a] = R[b, b] = cos(theta_i),
+    R[a, b] = -sin(theta_i), R[b, a] = sin(theta_i).
+    """
+    d = _check_dim(dim)
+    _check_pairing(pairing)
+    pos = _as_real("position", position)
+    if pos.ndim != 0:
+        raise ValueError(f"position must be a scalar; got shape {pos.shape}")
+    theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)
+    first, second = _pair_indices(d, pairing)
+    r = np.zeros((d, d))
+    r[first, first] = r[second, second] = np.cos(theta)
+    r[first, second] = -np.sin(theta)
+    r[second, first] = np.sin(theta)
+    return r
+
+
+def rope_permutation(dim):
+    """Index array P = [0, 2, 4, ..., D-2, 1, 3, ..., D-1] relating the two pairings:
+
+        apply_rope(x[..., P], pairing="half") == apply_rope(x, pairing="interleaved")[..., P]
+
+    P moves interleaved pair i, channels (2i, 2i+1), to half pair i, channels (i, i + D/2).
+    It is the de-interleaving used to convert Meta llama checkpoints to Hugging Face's
+    rotate_half layout (``huggingface/transformers: .../llama/convert_llama_weights_to_hf.py
+    permute``, which applies it to the rows of W_q and W_k).
+    """
+    d = _check_dim(dim)
+    return np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])

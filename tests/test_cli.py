@@ -1,0 +1,69 @@
+"""The command line: `seqcheck check` on a user's own file, `seqcheck report`, `seqcheck forms`."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+USER_FLASH = textwrap.dedent('''
+    import numpy as np
+
+    def flash(q, k, v, *, block_q=64, block_k=64, scale=None, causal=False, **unused):
+        """Online softmax that forgets to rescale the running output when the maximum grows."""
+        scale = 1 / np.sqrt(q.shape[3]) if scale is None else scale
+        s = scale * np.einsum("bqhd,bkhd->bhqk", q, k)
+        out = np.zeros(s.shape[:3] + (v.shape[3],))
+        m = np.full(s.shape[:3], -np.inf)
+        l = np.zeros(s.shape[:3])
+        for j in range(0, s.shape[3], block_k):
+            new_m = np.maximum(m, s[..., j:j + block_k].max(-1))
+            p = np.exp(s[..., j:j + block_k] - new_m[..., None])
+            l = l * np.exp(m - new_m) + p.sum(-1)
+            out = out + np.einsum("bhqk,bkhd->bhqd", p, v[:, j:j + block_k])
+            m = new_m
+        return (out / l[..., None]).transpose(0, 2, 1, 3)
+''')
+
+NARROW = ["--fix", "window=None", "--fix", "key_padding_mask=None", "--fix", "alibi_slopes=None", "--fix",
+          "softcap=None", "--fix", "return_lse=False", "--fix", "causal=False", "--fix", "group=1"]
+
+
+def seqcheck(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seqcheck.equiv.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_check_rejects_a_users_wrong_flash_attention_and_prints_a_reproducer(tmp_path):
+    (tmp_path / "mykernels.py").write_text(USER_FLASH)
+    run = seqcheck("check", "mykernels.py:flash", "attention.flash.tiled", "--seed", "0", *NARROW, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "FAILED attention.flash.tiled" in run.stdout
+    reproducer = run.stdout.split("reproducer:\n", 1)[1]
+    (tmp_path / "repro.py").write_text(reproducer)
+    replay = subprocess.run([sys.executable, "repro.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    assert "ratio" in replay.stdout
+
+
+def test_check_usage_errors_exit_2(tmp_path):
+    (tmp_path / "mykernels.py").write_text(USER_FLASH)
+    assert seqcheck("check", "mykernels.py:nope", "attention.flash.tiled", cwd=tmp_path).returncode == 2
+    wrong_key = seqcheck("check", "mykernels.py:flash", "attention.flash", cwd=tmp_path)
+    assert wrong_key.returncode == 2 and "attention.flash" in wrong_key.stderr
+
+
+def test_report_writes_html_json_and_markdown(tmp_path):
+    run = seqcheck("report", "--out", str(tmp_path / "report"), "--only", "positional.rope")
+    assert run.returncode == 0, run.stderr
+    assert "[1/3]" in run.stdout
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {record["key"] for record in data["claims"]} == {
+        "positional.rope.composition", "positional.rope.pairings", "positional.rope.relative"}
+    assert all(record["status"] == "passed" for record in data["claims"])
+    assert (tmp_path / "report" / "index.html").read_text().count("positional.rope.relative") >= 2
+    assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_forms_lists_forms_and_claims():
+    run = seqcheck("forms")
+    assert "attention.flash.tiled" in run.stdout and "attention.softmax.row_shift" in run.stdout

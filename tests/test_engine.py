@@ -1,0 +1,149 @@
+"""The checking engine: metrics, budgets, conversions, results, reproducers, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+
+from seqcheck import equiv
+from seqcheck.equiv.convert import to_backend, to_numpy
+from seqcheck.equiv.metrics import (abs_error, error_per_position, max_abs_error, rel_frobenius_error,
+                                    ulp_distance)
+from seqcheck.properties import inputs_for
+
+PLAIN = dict(window=None, key_padding_mask=None, alibi_slopes=None, softcap=None, return_lse=False)
+
+
+def test_nan_or_inf_where_the_reference_is_finite_is_an_infinite_error():
+    expected = np.array([1.0, 1.0, -np.inf, -np.inf])
+    actual = np.array([1.0, np.nan, -np.inf, 0.0])
+    assert abs_error(actual, expected).tolist() == [0.0, np.inf, 0.0, np.inf]
+    assert rel_frobenius_error(actual, expected) == np.inf
+
+
+def test_one_corrupted_row_shows_per_position_but_hides_in_the_norm():
+    rng = np.random.default_rng(0)
+    expected = rng.standard_normal((2, 512, 4, 64))
+    actual = expected.copy()
+    actual[0, 300, 1, 5] += 1e-3
+    per_position = error_per_position(actual, expected, time_axis=1)
+    assert per_position.shape == (512,)
+    assert np.argmax(per_position) == 300 and per_position[299] == 0
+    assert rel_frobenius_error(actual, expected) < 1e-5
+    assert max_abs_error(actual, expected) == pytest.approx(1e-3)
+
+
+def test_ulp_distance_counts_units_in_the_last_place():
+    one = np.array([1.0])
+    assert ulp_distance(one + 3 * 2.0**-23, one, "float32")[0] == pytest.approx(3)
+    assert ulp_distance(one + 2.0**-7, one, "bfloat16")[0] == pytest.approx(1)
+
+
+def torch_sdpa(q, k, v, *, scale=None, causal=False, **unused):
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, scale=scale, enable_gqa=True)
+    return out.transpose(1, 2)
+
+
+def torch_sdpa_in_bfloat16(q, k, v, **options):
+    return torch_sdpa(q.bfloat16(), k.bfloat16(), v.bfloat16(), **options).float()
+
+
+SQUARE = inputs_for("attention.softmax.parallel", causal=False, **PLAIN)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_torch_sdpa_meets_the_baseline_budget_of_its_dtype(dtype):
+    result = equiv.check(torch_sdpa, "attention.softmax.parallel", dtype=dtype, backend="torch", inputs=SQUARE,
+                         seed=0, max_examples=60)
+    assert result.passed, str(result)
+    assert result.dtype == dtype and result.backend == "torch" and "baseline" in result.rule
+
+
+def test_a_kernel_that_claims_float32_but_computes_in_bfloat16_is_rejected():
+    result = equiv.check(torch_sdpa_in_bfloat16, "attention.softmax.parallel", dtype="float32", backend="torch",
+                         inputs=SQUARE, seed=0, max_examples=60)
+    assert not result.passed
+    assert result.worst_ratio > 1
+
+
+def test_negative_strides_are_copied_before_dlpack():
+    flipped = np.arange(12.0).reshape(3, 4)[::-1, ::-2]
+    tensor = to_backend(flipped, "torch", np.float32)
+    assert to_numpy(tensor).tolist() == flipped.tolist()
+    assert to_numpy(torch.arange(6.0).reshape(2, 3).t()).tolist() == [[0, 3], [1, 4], [2, 5]]
+    assert to_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float64
+
+
+def test_result_fields_and_seed_replay():
+    first = equiv.check(equiv.reference("attention.flash.tiled"), "attention.flash.tiled", max_examples=10)
+    again = equiv.check(equiv.reference("attention.flash.tiled"), "attention.flash.tiled", max_examples=10,
+                        seed=first.seed)
+    assert first.passed and first.counterexample is None and first.examples >= 10
+    assert (first.max_error, first.budget) == (again.max_error, again.budget)
+    assert 0 <= first.max_error <= first.budget
+    assert "PASSED" in str(first)
+
+
+def flash_ignoring_padding(q, k, v, *, key_padding_mask=None, block_q=1, block_k=1, **options):
+    return equiv.reference("attention.softmax.parallel")(q, k, v, **options)
+
+
+def test_counterexample_is_shrunk_and_its_reproducer_runs(tmp_path):
+    result = equiv.check(flash_ignoring_padding, "attention.flash.tiled", seed=1, max_examples=100)
+    assert not result.passed
+    args = result.counterexample.args
+    assert args["key_padding_mask"] is not None
+    assert args["q"].shape[:2] == (1, 1), "shrinking should reach one batch, one query"
+    script = tmp_path / "repro.py"
+    script.write_text(result.counterexample.reproducer)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "worst error" in run.stdout and "ratio" in run.stdout
+
+
+def test_a_candidate_that_raises_fails_with_the_exception():
+    def broken(q, k, v, **options):
+        raise RuntimeError("kernel launch failed")
+
+    result = equiv.check(broken, "attention.softmax.parallel", seed=0, max_examples=5)
+    assert not result.passed
+    assert "RuntimeError: kernel launch failed" in result.counterexample.message
+
+
+def test_a_wrong_output_shape_fails_without_broadcasting():
+    result = equiv.check(lambda q, k, v, **o: np.zeros(q.shape[1:]), "attention.softmax.parallel",
+                         inputs=SQUARE, seed=0, max_examples=5)
+    assert not result.passed and "shape" in result.counterexample.message
+
+
+@given(inputs_for("attention.softmax.parallel", **PLAIN))
+def test_assert_equivalent_in_a_users_hypothesis_test(args):
+    reference = equiv.reference("attention.softmax.parallel")
+    equiv.assert_equivalent(reference(**args).astype(np.float32), "attention.softmax.parallel", args, dtype="float32")
+    with pytest.raises(AssertionError, match="attention.softmax.parallel"):
+        equiv.assert_equivalent(reference(**args) + 1e-3, "attention.softmax.parallel", args, dtype="float32")
+
+
+def test_bad_calls_say_what_was_expected():
+    with pytest.raises(KeyError, match="did you mean 'attention.flash.tiled'"):
+        equiv.check(print, "attention.flash.tiles")
+    with pytest.raises(TypeError, match="candidate: expected a callable"):
+        equiv.check(3, "attention.flash.tiled")
+    with pytest.raises(ValueError, match="backend"):
+        equiv.check(print, "attention.flash.tiled", backend="tensorflow")
+    with pytest.raises(TypeError, match="dtype"):
+        equiv.check(print, "attention.flash.tiled", dtype="int8")
+    with pytest.raises(ValueError, match="no low-precision baseline"):
+        equiv.check(print, "positional.alibi.slopes", dtype="float32")
+    with pytest.raises(TypeError, match="unknown option"):
+        inputs_for("attention.flash.tiled", padding=False)
+
+
+def test_public_api():
+    assert equiv.forms() == sorted(equiv.forms())
+    assert {"attention.softmax.parallel", "attention.flash.tiled", "attention.flash.split_kv"} <= set(equiv.forms())
+    assert equiv.reference("attention.flash.tiled").__name__ == "flash_attention"
