@@ -89,22 +89,17 @@ def compare(actual: tuple, expected: tuple, budget: Budget, names: tuple, time_a
         if np.shape(got) != np.shape(want):
             return _broken(f"output {name!r} has shape {np.shape(got)}, expected {np.shape(want)}")
         errors = error_per_position(got, want, time_axis)
+        if np.isinf(errors).any():
+            t = int(np.argmax(np.isinf(errors)))
+            return _broken(f"output {name!r} is NaN/Inf at position {t} where the reference is "
+                           f"{_finiteness(want, t, time_axis)}", where=f"{name!r}, position {t}")
         allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), errors.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = np.where(errors == 0, 0.0, errors / allowed)
-        if ratios.size == 0:
-            continue
-        t = int(np.argmax(ratios))
-        if ratios[t] >= worst.worst_ratio and (ratios[t] > 0 or not worst.where):
-            worst = Comparison(True, float(errors[t]), float(allowed[t]), float(ratios[t]),
+        if ratios.size and (not worst.where or ratios.max() > worst.worst_ratio):
+            t = int(np.argmax(ratios))
+            worst = Comparison(bool(ratios[t] <= 1), float(errors[t]), float(allowed[t]), float(ratios[t]),
                                f"{name!r}, position {t} of {errors.size}", "")
-        if np.isinf(errors).any():
-            bad = int(np.argmax(np.isinf(errors)))
-            return Comparison(False, float("inf"), float(allowed[bad]), float("inf"),
-                              f"{name!r}, position {bad}",
-                              f"output {name!r} is NaN/Inf at position {bad} where the reference is "
-                              f"{_sample(want, bad, time_axis)}")
-    worst.passed = worst.worst_ratio <= 1.0
     worst.message = (f"worst error {worst.max_error:.3g} against budget {worst.budget:.3g} "
                      f"(ratio {worst.worst_ratio:.3g}) in {worst.where}")
     return worst
@@ -184,15 +179,15 @@ class _Broken(AssertionError):
     pass
 
 
-def _broken(message: str) -> Comparison:
-    return Comparison(False, float("inf"), 0.0, float("inf"), "", message)
+def _broken(message: str, where: str = "") -> Comparison:
+    return Comparison(False, float("inf"), 0.0, float("inf"), where, message)
 
 
 def _shapes(args: dict) -> dict:
     return {name: list(np.shape(value)) for name, value in args.items() if isinstance(value, np.ndarray)}
 
 
-def _sample(want: np.ndarray, position: int, time_axis: int) -> str:
-    values = np.take(np.asarray(want), position, axis=time_axis % max(np.ndim(want), 1)) if np.ndim(want) else want
-    finite = np.isfinite(values)
+def _finiteness(want: np.ndarray, position: int, time_axis: int) -> str:
+    row = np.take(want, position, axis=time_axis % np.ndim(want)) if np.ndim(want) else want
+    finite = np.isfinite(row)
     return "finite" if finite.all() else ("partly finite" if finite.any() else "also non-finite")

@@ -147,3 +147,14 @@ def test_public_api():
     assert equiv.forms() == sorted(equiv.forms())
     assert {"attention.softmax.parallel", "attention.flash.tiled", "attention.flash.split_kv"} <= set(equiv.forms())
     assert equiv.reference("attention.flash.tiled").__name__ == "flash_attention"
+
+
+def test_nan_in_one_row_fails_even_when_everything_else_is_exact():
+    def nan_in_last_row(q, k, v, **options):
+        out = equiv.reference("attention.softmax.parallel")(q, k, v, **options)
+        out[:, -1] = np.nan
+        return out
+
+    result = equiv.check(nan_in_last_row, "attention.softmax.parallel", inputs=SQUARE, seed=0, max_examples=5)
+    assert not result.passed
+    assert "NaN/Inf" in result.counterexample.message

@@ -16,6 +16,12 @@ def _scores(q, k, scale):
     return scale * np.einsum("bqhd,bkhd->bhqk", q, np.repeat(k, group, axis=2))
 
 
+def _softmax(s):
+    with np.errstate(invalid="ignore"):  # rows with no visible key become NaN: these are mutants
+        weights = np.exp(s - s.max(axis=-1, keepdims=True))
+        return weights / weights.sum(axis=-1, keepdims=True)
+
+
 def _finish(weights, v, q):
     group = q.shape[2] // v.shape[2]
     return np.einsum("bhqk,bkhd->bqhd", weights, np.repeat(v, group, axis=2))
@@ -45,9 +51,7 @@ def causal_off_by_one(q, k, v, *, scale=None, causal=False, return_lse=False, **
     s = _scores(q, k, scale)
     Tq, Tk = q.shape[1], k.shape[1]
     visible = np.arange(Tk)[None, :] <= np.arange(Tq)[:, None] + Tk - Tq + (1 if causal else Tk)
-    s = np.where(visible, s, -np.inf)
-    weights = np.exp(s - s.max(axis=-1, keepdims=True))
-    return _finish(weights / weights.sum(axis=-1, keepdims=True), v, q)
+    return _finish(_softmax(np.where(visible, s, -np.inf)), v, q)
 
 
 def causal_top_left(q, k, v, *, scale=None, causal=False, return_lse=False, **unused):
@@ -55,9 +59,7 @@ def causal_top_left(q, k, v, *, scale=None, causal=False, return_lse=False, **un
     s = _scores(q, k, scale)
     Tq, Tk = q.shape[1], k.shape[1]
     visible = np.arange(Tk)[None, :] <= np.arange(Tq)[:, None] + (0 if causal else Tk)
-    s = np.where(visible, s, -np.inf)
-    weights = np.exp(s - s.max(axis=-1, keepdims=True))
-    return _finish(weights / weights.sum(axis=-1, keepdims=True), v, q)
+    return _finish(_softmax(np.where(visible, s, -np.inf)), v, q)
 
 
 def split_kv_averaged(q, k, v, *, num_splits, return_lse=False, **options):
