@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import numpy as np
@@ -121,8 +122,22 @@ def _claim_outputs(claim: Claim, impl, args: dict):
 
 
 def _run(candidate, form: Form, args: dict, backend: str, working) -> tuple:
-    inputs = {name: to_backend(value, backend, _dtype_of(form, name, working)) for name, value in args.items()}
+    skipped = _tiling_args_not_taken(candidate, form)
+    inputs = {name: to_backend(value, backend, _dtype_of(form, name, working))
+              for name, value in args.items() if name not in skipped}
     return tuple(to_numpy(out) for out in as_outputs(candidate(**inputs)))
+
+
+def _tiling_args_not_taken(candidate, form: Form) -> set:
+    """Tiling parameters (block sizes, splits: the arguments the form's oracle does without) that
+    the candidate's signature does not take; a kernel with fixed tiles is checked all the same."""
+    try:
+        parameters = inspect.signature(candidate).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return set()
+    return set(form.oracle_drop) - {p.name for p in parameters}
 
 
 def _dtype_of(form: Form, name: str, working):

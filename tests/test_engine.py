@@ -158,3 +158,13 @@ def test_nan_in_one_row_fails_even_when_everything_else_is_exact():
     result = equiv.check(nan_in_last_row, "attention.softmax.parallel", inputs=SQUARE, seed=0, max_examples=5)
     assert not result.passed
     assert "NaN/Inf" in result.counterexample.message
+
+
+def test_a_kernel_with_fixed_tiles_is_checked_without_block_arguments():
+    def fixed_tiles(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=None,
+                    alibi_slopes=None, softcap=None, return_lse=False):
+        return equiv.reference("attention.flash.tiled")(
+            q, k, v, block_q=2, block_k=3, scale=scale, causal=causal, window=window,
+            key_padding_mask=key_padding_mask, alibi_slopes=alibi_slopes, softcap=softcap, return_lse=return_lse)
+
+    assert equiv.check(fixed_tiles, "attention.flash.tiled", seed=0, max_examples=20).passed
