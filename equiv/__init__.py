@@ -16,8 +16,9 @@ from seqcheck.equiv.check import assert_equivalent, check, replay, replay_claim,
 from seqcheck.equiv.engine import Comparison, Counterexample, Result
 from seqcheck.equiv.registry import Claim, Form, Sweep, all_claims, form_keys, get_form
 from seqcheck.equiv.reproduce import load_candidate
-from seqcheck.equiv.families import attention as _attention  # noqa: F401  (registers the family)
-from seqcheck.equiv.families import positional as _positional  # noqa: F401
+from seqcheck.equiv.families import register_all
+
+register_all()
 
 
 def forms() -> list[str]:

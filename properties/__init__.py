@@ -6,24 +6,15 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 
+from seqcheck.properties import attention, positional
 from seqcheck.properties.arrays import random_arrays
 from seqcheck.properties.attention import attention_inputs, flash_inputs, split_kv_inputs
 from seqcheck.properties.positional import (alibi_inputs, rope_inputs, rope_matrix_inputs, rope_pair_inputs,
                                             sinusoidal_inputs)
 
-_STRATEGIES = {
-    "attention.softmax.parallel": attention_inputs,
-    "attention.flash.tiled": flash_inputs,
-    "attention.flash.split_kv": split_kv_inputs,
-    "positional.rope.half": rope_inputs,
-    "positional.rope.interleaved": rope_inputs,
-    "positional.alibi.slopes": alibi_inputs,
-    "positional.sinusoidal.interleaved": sinusoidal_inputs,
-    "positional.sinusoidal.concatenated": functools.partial(sinusoidal_inputs, even=False),
-}
+_STRATEGIES = {**attention.STRATEGIES, **positional.STRATEGIES}
 
 
 def inputs_for(key: str, **options):

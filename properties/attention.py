@@ -88,3 +88,10 @@ def split_kv_inputs(draw, *, num_splits=None, **options):
     args["num_splits"] = draw(fixed_or(st.integers(1, args["k"].shape[1] + 2) if num_splits is None else num_splits))
     return args
 
+
+
+STRATEGIES = {
+    "attention.softmax.parallel": attention_inputs,
+    "attention.flash.tiled": flash_inputs,
+    "attention.flash.split_kv": split_kv_inputs,
+}

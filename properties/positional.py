@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -58,3 +60,12 @@ def sinusoidal_inputs(draw, *, even=True, max_position=4096):
     dim = draw(st.integers(1, 16).map(lambda d: 2 * d) if even else st.integers(1, 33))
     positions = np.array(draw(st.lists(st.integers(0, max_position), min_size=T, max_size=T)))
     return {"positions": positions, "dim": dim, "base": draw(st.sampled_from([10000.0, 100.0]))}
+
+
+STRATEGIES = {
+    "positional.rope.half": rope_inputs,
+    "positional.rope.interleaved": rope_inputs,
+    "positional.alibi.slopes": alibi_inputs,
+    "positional.sinusoidal.interleaved": sinusoidal_inputs,
+    "positional.sinusoidal.concatenated": functools.partial(sinusoidal_inputs, even=False),
+}

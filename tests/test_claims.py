@@ -18,17 +18,7 @@ def test_claim_holds_for_the_reference(key):
     assert result.examples > 0
 
 
-MUTANTS = {
-    "attention.flash.tiled == attention.softmax.parallel": wrong_attention.flash_without_rescale,
-    "attention.flash.split_kv == attention.softmax.parallel": wrong_attention.split_kv_averaged,
-    "attention.softmax.gqa": wrong_attention.gqa_modulo_heads,
-    "attention.softmax.row_shift": wrong_attention.lse_without_max,
-    "attention.flash.mpmath": wrong_attention.flash_at_15_digits,
-    "attention.softmax.torch_sdpa": wrong_attention.scale_over_d,
-    "positional.rope.relative": wrong_positional.rope_with_absolute_drift,
-    "positional.rope.composition": wrong_positional.rope_matrix_squared_angle,
-    "positional.rope.pairings": wrong_positional.rope_interleaved_backwards,
-}
+MUTANTS = {**wrong_attention.MUTANTS, **wrong_positional.MUTANTS}
 
 
 def test_every_claim_has_a_mutant():

@@ -7,7 +7,7 @@ inputs accordingly.
 
 import numpy as np
 
-from seqcheck.reference.attention import flash_attention, flash_attention_mp, softmax_attention
+from seqcheck.reference.attention import flash_attention_mp, softmax_attention
 
 
 def _scores(q, k, scale):
@@ -93,5 +93,12 @@ def scale_over_d(q, k, v, *, scale=None, **options):
     return softmax_attention(q, k, v, scale=1.0 / q.shape[3] if scale is None else scale, **options)
 
 
-def flash_reference(**args):
-    return flash_attention(**args)
+MUTANTS = {
+    "attention.flash.tiled == attention.softmax.parallel": flash_without_rescale,
+    "attention.flash.split_kv == attention.softmax.parallel": split_kv_averaged,
+    "attention.softmax.gqa": gqa_modulo_heads,
+    "attention.softmax.row_shift": lse_without_max,
+    "attention.flash.mpmath": flash_at_15_digits,
+    "attention.softmax.torch_sdpa": scale_over_d,
+}
+"""The mutant each claim of the family must reject, by claim key."""

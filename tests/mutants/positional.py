@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from seqcheck.reference.positional import alibi_slopes, apply_rope, rope_matrix
+from seqcheck.reference.positional import apply_rope, rope_matrix
 
 
 def rope_with_absolute_drift(x, positions=None, **options):
@@ -42,4 +42,9 @@ def sinusoidal_concatenated_paper_exponent(positions, dim, *, base=10000.0):
     return np.concatenate([np.sin(angle), np.cos(angle), np.zeros(angle.shape[:-1] + (dim % 2,))], axis=-1)
 
 
-__all__ = ["alibi_slopes"]
+MUTANTS = {
+    "positional.rope.relative": rope_with_absolute_drift,
+    "positional.rope.composition": rope_matrix_squared_angle,
+    "positional.rope.pairings": rope_interleaved_backwards,
+}
+"""The mutant each claim of the family must reject, by claim key."""
