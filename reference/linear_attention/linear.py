@@ -1,0 +1,216 @@
+"""Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs", arXiv:2006.16236).
+
+With a feature map phi applied to the last axis of queries and keys, per batch and head:
+
+    out_i = (sum_{j<=i} (phi(q_i) . phi(k_j)) v_j) * 1 / (sum_{j<=i} phi(q_i) . phi(k_j) + eps)
+
+q, k (B, T, H, D), v (B, T, H, M); state (S, z) with S = sum_j phi(k_j) v_j^T (B, H, D, M) and
+z = sum_j phi(k_j) (B, H, D). eps is added to the denominator, whose reciprocal multiplies the
+numerator, exactly as ``idiap/fast-transformers: fast_transformers/attention/
+causal_linear_attention.py`` (``Z = 1/(Q . K.cumsum(1) + eps)``, ``V * Z``),
+``attention/linear_attention.py`` (non-causal) and
+``recurrent/attention/self_attention/linear_attention.py`` (the recurrent form).
+Differences: float64; no key padding mask (``key_lengths``); batch-first (B, T, H, .) layout,
+as fast-transformers' (N, L, H, E).
+
+Exact mode: if any of q, k, v is an object array, all become ``fractions.Fraction`` arrays
+(floats exactly), eps too, and the result is exact; this needs a rational feature map
+("identity" or a callable that keeps Fractions). A zero denominator then raises
+ZeroDivisionError; in float64 it gives inf/NaN as IEEE division does. NaN propagates.
+"""
+
+import numbers
+from fractions import Fraction
+
+import numpy as np
+
+
+def elu_feature_map(x):
+    """phi(x) = elu(x) + 1 = x + 1 for x > 0, exp(x) for x <= 0; float64.
+
+    ``idiap/fast-transformers: fast_transformers/feature_maps/base.py elu_feature_map``
+    (``torch.nn.functional.elu(x) + 1``). Difference: exp(x) is evaluated directly, one
+    rounding; torch's (exp(x) - 1) + 1 rounds twice (within 1 ulp of 1, and 0 on the CPU
+    where exp(x) < eps/2).
+    """
+    x = _numeric("x", x, exact_ok=False)
+    return np.where(x > 0, x + 1, np.exp(np.minimum(x, 0)))
+
+
+def identity_feature_map(x):
+    """phi(x) = x: float64, or the object array unchanged (exact on Fractions).
+
+    Not a positive map, so denominators can vanish; fast-transformers takes any callable as
+    ``feature_map``, and this one serves the exact checks of the algebra.
+    """
+    return _numeric("x", x, exact_ok=True)
+
+
+_FEATURE_MAPS = {"elu": elu_feature_map, "identity": identity_feature_map}
+
+
+def _numeric(name, x, *, exact_ok):
+    a = np.asarray(x)
+    if a.dtype == object and exact_ok:
+        return a
+    if a.dtype.kind in "iuf" or a.dtype == object:
+        try:
+            return a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold real numbers; got an object array that does not convert") from None
+    raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
+
+
+def _fractions(name, a):
+    def convert(v):
+        try:
+            return Fraction(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold ints, Fractions or finite floats in exact mode; got {v!r}") from None
+
+    return np.asarray(np.frompyfunc(convert, 1, 1)(a), dtype=object)
+
+
+def _check_shape(name, a, shape, layout):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {layout} = {tuple(shape)}; got {a.shape}")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+
+
+def _prepare(q, k, v, feature_map, eps, initial_state, causal):
+    """(phi q, phi k, v, eps, S0, z0), all float64 or all Fraction."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number; got {type(eps).__name__}")
+    if not np.isfinite(float(eps)) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    phi = _FEATURE_MAPS.get(feature_map) if isinstance(feature_map, str) else feature_map
+    if not callable(phi):
+        raise ValueError(f"feature_map must be 'elu', 'identity' or a callable; got {feature_map!r}")
+    q, k, v = (_numeric(n, a, exact_ok=True) for n, a in (("q", q), ("k", k), ("v", v)))
+    if q.ndim != 4 or q.shape[1] < 1:
+        raise ValueError(f"q must be (B, T, H, D) with T >= 1; got shape {q.shape}")
+    batch, T, H, D = q.shape
+    Tk = k.shape[1] if k.ndim == 4 and not causal else T  # non-causal: keys of any length
+    _check_shape("k", k, (batch, Tk, H, D), "(B, T, H, D) like q" if causal else "(B, S, H, D)")
+    if v.ndim != 4:
+        raise ValueError(f"v must be 4-D (B, T, H, M); got shape {v.shape}")
+    _check_shape("v", v, (batch, Tk, H, v.shape[3]), "(B, T, H, M) with T, B, H of k")
+    if Tk < 1:
+        raise ValueError(f"k must have at least one time step; got shape {k.shape}")
+    if initial_state is None:
+        state = (np.zeros((batch, H, D, v.shape[3])), np.zeros((batch, H, D)))
+    elif isinstance(initial_state, (tuple, list)) and len(initial_state) == 2:
+        state = tuple(_numeric(f"initial_state[{i}]", a, exact_ok=True) for i, a in enumerate(initial_state))
+        _check_shape("initial_state[0] (S)", state[0], (batch, H, D, v.shape[3]), "(B, H, D, M)")
+        _check_shape("initial_state[1] (z)", state[1], (batch, H, D), "(B, H, D)")
+    else:
+        raise TypeError(f"initial_state must be a pair (S, z); got {type(initial_state).__name__}")
+    arrays = {"q": q, "k": k, "v": v, "initial_state[0]": state[0], "initial_state[1]": state[1]}
+    exact = any(a.dtype == object for a in (q, k, v))
+    if exact:
+        q, k, v, S0, z0 = (_fractions(n, a) for n, a in arrays.items())
+        eps = Fraction(eps)
+    else:
+        q, k, v, S0, z0 = (a.astype(np.float64) for a in arrays.values())
+        eps = float(eps)
+    Q, K = np.asarray(phi(q)), np.asarray(phi(k))
+    if exact and (Q.dtype != object or K.dtype != object):
+        raise TypeError(f"feature_map {feature_map!r} does not keep Fractions; exact (object) inputs "
+                        "need feature_map='identity' or a rational callable")
+    if Q.shape != q.shape or K.shape != k.shape:
+        raise ValueError(f"feature_map must keep the shape; got {Q.shape} from q {q.shape}")
+    return Q, K, v, eps, S0, z0
+
+
+def _normalise(num, den, eps):
+    """num (B, T, H, M) * 1 / (den (B, T, H) + eps), fast-transformers' order of operations."""
+    return num * (1 / (den + eps))[..., None]
+
+
+def linear_attention_parallel(q, k, v, *, feature_map="elu", eps=1e-6, causal=True):
+    """Linear attention as a masked quadratic form (the attention matrix made explicit):
+
+        A_ij = phi(q_i) . phi(k_j)   (0 for j > i if causal)
+        out_i = (sum_j A_ij v_j) * 1 / (sum_j A_ij + eps)
+
+    Non-causal (``fast_transformers/attention/linear_attention.py LinearAttention``) allows k, v
+    of another length S. Same result as fast-transformers' O(T D M) evaluation up to rounding.
+    """
+    _check_bool("causal", causal)
+    Q, K, v, eps, _, _ = _prepare(q, k, v, feature_map, eps, None, causal)
+    A = np.einsum("bihd,bjhd->bhij", Q, K)
+    if causal:
+        A = np.where(np.tril(np.ones(A.shape[-2:], bool)), A, 0)
+    return _normalise(np.einsum("bhij,bjhm->bihm", A, v), np.moveaxis(A.sum(-1), 1, 2), eps)
+
+
+def linear_attention_recurrent(q, k, v, *, feature_map="elu", eps=1e-6, initial_state=None,
+                               return_state=False):
+    """Causal linear attention as an RNN over prefix sums, one step at a time:
+
+        S_t = S_{t-1} + phi(k_t) v_t^T,   z_t = z_{t-1} + phi(k_t)
+        out_t = (phi(q_t)^T S_t) * 1 / (phi(q_t) . z_t + eps)
+
+    ``fast_transformers/recurrent/attention/self_attention/linear_attention.py
+    RecurrentLinearAttention``. initial_state / the returned state is the pair (S, z).
+    """
+    _check_bool("return_state", return_state)
+    Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
+    outs = []
+    for t in range(Q.shape[1]):
+        z = z + K[:, t]
+        S = S + np.einsum("bhd,bhm->bhdm", K[:, t], v[:, t])
+        outs.append(_normalise(np.einsum("bhd,bhdm->bhm", Q[:, t], S),
+                               np.einsum("bhd,bhd->bh", Q[:, t], z), eps))
+    out = np.stack(outs, axis=1)
+    return (out, (S, z)) if return_state else out
+
+
+def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6,
+                             initial_state=None, return_state=False):
+    """Causal linear attention by chunks of ``chunk_size`` (the last one may be shorter):
+
+        num_i = phi(q_i)^T S_prev + sum_{start<=j<=i} A_ij v_j
+        den_i = phi(q_i) . z_prev + sum_{start<=j<=i} A_ij
+        S += sum_chunk phi(k_j) v_j^T,   z += sum_chunk phi(k_j)
+
+    out_i = num_i * 1 / (den_i + eps). Same result as the recurrent form up to rounding
+    (exactly, on Fractions).
+    """
+    _check_bool("return_state", return_state)
+    if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(f"chunk_size must be an int; got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size}")
+    Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
+    outs = []
+    for start in range(0, Q.shape[1], chunk_size):
+        Qc, Kc, Vc = (a[:, start:start + chunk_size] for a in (Q, K, v))
+        A = np.einsum("bihd,bjhd->bhij", Qc, Kc)
+        A = np.where(np.tril(np.ones(A.shape[-2:], bool)), A, 0)
+        num = np.einsum("bihd,bhdm->bihm", Qc, S) + np.einsum("bhij,bjhm->bihm", A, Vc)
+        den = np.einsum("bihd,bhd->bih", Qc, z) + np.moveaxis(A.sum(-1), 1, 2)
+        outs.append(_normalise(num, den, eps))
+        S = S + np.einsum("bjhd,bjhm->bhdm", Kc, Vc)
+        z = z + Kc.sum(axis=1)
+    out = np.concatenate(outs, axis=1)
+    return (out, (S, z)) if return_state else out
+
+
+def linear_attention_step(q_t, k_t, v_t, *, state, feature_map="elu", eps=1e-6):
+    """One decoding step from ``state`` = (S, z) (None: zeros); q_t, k_t (B, H, D), v_t (B, H, M).
+
+    Returns (out_t (B, H, M), (S, z)); ``RecurrentLinearAttention.forward`` one call.
+    """
+    for name, a in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
+        if np.ndim(a) != 3:
+            raise ValueError(f"{name} must be 3-D (B, H, .); got shape {np.shape(a)}")
+    out, state = linear_attention_recurrent(
+        np.asarray(q_t)[:, None], np.asarray(k_t)[:, None], np.asarray(v_t)[:, None],
+        feature_map=feature_map, eps=eps, initial_state=state, return_state=True,
+    )
+    return out[:, 0], state

@@ -1,0 +1,132 @@
+"""Time-invariant discrete SSM, one input and one output per channel: recurrence, kernel, convolutions.
+
+Every channel d of u (B, T, Dch) runs its own single-input single-output system
+
+    x_t = Abar_d x_{t-1} + Bbar_d u_t,    y_t = C_d x_t + D_d u_t,    x_{-1} = initial state (0)
+
+with Abar (Dch, N, N), or (N, N) shared by every channel, Bbar (Dch, N), C (Dch, N), D (Dch,).
+Unrolled, y_t = sum_{l=0}^{t} K_l u_{t-l} + D u_t + C Abar^{t+1} x_{-1} with the kernel
+K_l = C Abar^l Bbar (Gu et al. 2022, S4, arXiv:2111.00396, eqs. (2)-(5)).
+
+Signals, kernels and states are not checked for NaN or Inf: they propagate through the
+arithmetic, to later outputs only in the recurrent and direct forms, to every output in
+``fft_conv``.
+"""
+
+import numpy as np
+
+from ._checks import as_number_array, as_real, check_bool, check_shape, positive_int
+
+
+def _system(Abar, Bbar, C):
+    """Abar broadcast to (Dch, N, N), Bbar and C (Dch, N), all float64 (complex128 if any is complex)."""
+    Abar, Bbar, C = as_number_array("Abar", Abar), as_number_array("Bbar", Bbar), as_number_array("C", C)
+    if C.ndim != 2 or 0 in C.shape:
+        raise ValueError(f"C must have shape (Dch, N) with Dch, N >= 1; got shape {C.shape}")
+    channels, n = C.shape
+    check_shape("Bbar", Bbar, (channels, n), "(Dch, N)")
+    if Abar.shape == (n, n):
+        Abar = np.broadcast_to(Abar, (channels, n, n))
+    check_shape("Abar", Abar, (channels, n, n), "(N, N) or (Dch, N, N)")
+    return Abar, Bbar, C
+
+
+def _signal(u, channels):
+    u = as_real("u", u)
+    if u.ndim != 3 or u.shape[2] != channels or 0 in u.shape:
+        raise ValueError(f"u must have shape (B, T, Dch)=(B, T, {channels}) with B, T >= 1; got shape {u.shape}")
+    return u
+
+
+def _skip(D, channels):
+    if D is None:
+        return np.zeros(channels)
+    D = as_real("D", D)
+    check_shape("D", D, (channels,), "(Dch,)")
+    return D
+
+
+def lti_recurrent(u, Abar, Bbar, C, D=None, *, initial_state=None, return_state=False):
+    """y (B, T, Dch) of the recurrence x_t = Abar x_{t-1} + Bbar u_t, y_t = C x_t + D u_t.
+
+    u (B, T, Dch); Abar (Dch, N, N) or (N, N) shared; Bbar, C (Dch, N); D (Dch,) or None (no
+    skip); initial_state x_{-1} (B, Dch, N) or None (zeros). All real; returns float64, and with
+    return_state=True the pair (y, x_{T-1}), so that a run over [u1; u2] equals a run over u2
+    started from the state left by u1. Matches the dense step of ``state-spaces/s4:
+    models/s4/s4.py SSMKernelDPLR.step`` (``_step_state`` then ``y = C x``) and
+    ``FFTConv.step`` (the D skip), in the real (Dch, N) state layout of seqcheck.
+    """
+    return_state = check_bool("return_state", return_state)
+    Abar, Bbar, C = _system(Abar, Bbar, C)
+    if np.iscomplexobj(Abar) or np.iscomplexobj(Bbar) or np.iscomplexobj(C):
+        raise TypeError("lti_recurrent takes a real system: Abar, Bbar and C must hold real numbers; got complex")
+    channels, n = C.shape
+    u = _signal(u, channels)
+    D = _skip(D, channels)
+    batch, length, _ = u.shape
+    if initial_state is None:
+        x = np.zeros((batch, channels, n))
+    else:
+        x = as_real("initial_state", initial_state)
+        check_shape("initial_state", x, (batch, channels, n), "(B, Dch, N)")
+
+    y = np.empty((batch, length, channels))
+    for t in range(length):
+        x = np.einsum("dmn,bdn->bdm", Abar, x) + Bbar * u[:, t, :, None]
+        y[:, t] = np.einsum("dn,bdn->bd", C, x) + D * u[:, t]
+    return (y, x) if return_state else y
+
+
+def lti_kernel(Abar, Bbar, C, length):
+    """Convolution kernel K (Dch, L) with K_l = C Abar^l Bbar, l = 0..L-1 (Krylov form).
+
+    Abar (Dch, N, N) or (N, N) shared; Bbar, C (Dch, N); float64 result, complex128 if any input
+    is complex. Computed by the Krylov recurrence v_0 = Bbar, v_{l+1} = Abar v_l, K_l = C v_l.
+    Matches ``state-spaces/s4: src/models/functional/krylov.py krylov(L, A, b, c)`` (and
+    ``krylov_sequential``), x[i, l] = c[i] @ A^l @ b[i], as used by ``models/s4/s4.py
+    SSMKernelDPLR._check``.
+    """
+    Abar, Bbar, C = _system(Abar, Bbar, C)
+    length = positive_int("length", length)
+    K = np.empty((C.shape[0], length), dtype=np.result_type(Abar, Bbar, C))
+    v = Bbar
+    for l in range(length):
+        K[:, l] = np.einsum("dn,dn->d", C, v)
+        v = np.einsum("dmn,dn->dm", Abar, v)
+    return K
+
+
+def _conv_args(u, K, D):
+    K = as_real("K", K)
+    if K.ndim != 2 or 0 in K.shape:
+        raise ValueError(f"K must have shape (Dch, L) with Dch, L >= 1; got shape {K.shape}")
+    return _signal(u, K.shape[0]), K, _skip(D, K.shape[0])
+
+
+def causal_conv(u, K, D=None):
+    """Direct causal convolution y_t = sum_{l=0}^{min(t, L-1)} K_l u_{t-l} + D u_t, shape (B, T, Dch).
+
+    u (B, T, Dch) real, K (Dch, L) real with any L >= 1 (taps at l >= T never reach an output),
+    D (Dch,) or None. Evaluated literally as a sum over lags with u_{t-l} = 0 for t < l.
+    """
+    u, K, D = _conv_args(u, K, D)
+    length = u.shape[1]
+    lag = np.arange(length)[:, None] - np.arange(K.shape[1])[None, :]  # (T, L): t - l
+    shifted = np.where((lag >= 0)[None, :, :, None], u[:, np.clip(lag, 0, None)], 0.0)  # (B, T, L, Dch)
+    return np.einsum("btld,dl->btd", shifted, K) + D * u
+
+
+def fft_conv(u, K, D=None):
+    """The causal convolution of ``causal_conv`` through the FFT, shape (B, T, Dch).
+
+        y = irfft(rfft(u, n) * rfft(K, n), n)[:T] + D u,    n = T + L
+
+    Zero padding to n >= T + L - 1 makes the circular convolution equal the linear one on the
+    first T outputs, for every T and L. Matches ``state-spaces/s4: models/s4/s4.py FFTConv.forward``
+    (n = l_kernel + L, i.e. 2L for a full-length kernel, as ``models/s4/s4d.py S4D.forward``).
+    """
+    u, K, D = _conv_args(u, K, D)
+    length = u.shape[1]
+    n = length + K.shape[1]
+    spectrum = np.fft.rfft(u, n=n, axis=1) * np.fft.rfft(K, n=n, axis=1).T[None]
+    return np.fft.irfft(spectrum, n=n, axis=1)[:, :length] + D * u
