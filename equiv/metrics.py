@@ -13,9 +13,10 @@ from seqcheck.equiv.convert import finfo
 
 
 def abs_error(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """Elementwise |actual - expected|, with the non-finite rule above (inf where it breaks)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
+    """Elementwise |actual - expected| (complex arrays: the modulus of the difference), with the
+    non-finite rule above (inf where it breaks)."""
+    actual = np.asarray(actual, dtype=np.result_type(actual, np.float64))
+    expected = np.asarray(expected, dtype=np.result_type(expected, np.float64))
     both_finite = np.isfinite(actual) & np.isfinite(expected)
     same_special = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
     with np.errstate(invalid="ignore", over="ignore"):

@@ -75,7 +75,7 @@ def _resolve(module, qualname: str):
 def _literal(value) -> str:
     if isinstance(value, np.ndarray):
         body = ", ".join(_scalar(v) for v in value.ravel().tolist())
-        dtype = "bool" if value.dtype == bool else ("np.int64" if value.dtype.kind in "iu" else "np.float64")
+        dtype = {"b": "bool", "i": "np.int64", "u": "np.int64", "c": "np.complex128"}.get(value.dtype.kind, "np.float64")
         return f"np.array([{body}], dtype={dtype}).reshape({tuple(value.shape)!r})"
     if isinstance(value, tuple):
         return "(" + "".join(_literal(v) + ", " for v in value) + ")"
@@ -85,6 +85,8 @@ def _literal(value) -> str:
 
 
 def _scalar(value) -> str:
+    if isinstance(value, complex):
+        return f"complex({_scalar(value.real)}, {_scalar(value.imag)})"
     if isinstance(value, float) and not math.isfinite(value):
         return "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
     return repr(value)

@@ -4,7 +4,10 @@ import pytest
 from hypothesis import strategies as st
 
 from mutants import attention as wrong_attention
+from mutants import linear as wrong_linear
+from mutants import mamba as wrong_mamba
 from mutants import positional as wrong_positional
+from mutants import ssm as wrong_ssm
 from seqcheck import equiv
 from seqcheck.properties import inputs_for
 
@@ -18,7 +21,8 @@ def test_claim_holds_for_the_reference(key):
     assert result.examples > 0
 
 
-MUTANTS = {**wrong_attention.MUTANTS, **wrong_positional.MUTANTS}
+MUTANTS = {**wrong_attention.MUTANTS, **wrong_positional.MUTANTS, **wrong_ssm.MUTANTS, **wrong_mamba.MUTANTS,
+           **wrong_linear.MUTANTS}
 
 
 def test_every_claim_has_a_mutant():
@@ -64,3 +68,22 @@ def test_the_references_pass_check_in_float32(key):
     """A float64 reference handed float32-rounded inputs is well within the float32 budget."""
     result = equiv.check(equiv.reference(key), key, dtype="float32", seed=0, max_examples=30)
     assert result.passed, str(result)
+
+
+SCAN_DEFINITIONS = ["mamba.selective_scan.recurrent", "mamba.ssd.recurrent", "linear.attention.recurrent"]
+
+
+@pytest.mark.parametrize("key", SCAN_DEFINITIONS)
+def test_a_float32_evaluation_passes_and_a_bfloat16_one_fails_the_float32_check(key):
+    """The plain definition run in float32 is a float32 kernel within budget; run in bfloat16
+    it is not (the budget follows the candidate's dtype, it is not a constant)."""
+    plain = equiv.get_form(key).plain
+
+    def in_dtype(dtype):
+        def candidate(**args):
+            outputs = plain(args, dtype)
+            return outputs if len(outputs) > 1 else outputs[0]
+        return candidate
+
+    assert equiv.check(in_dtype("float32"), key, dtype="float32", seed=0, max_examples=30).passed
+    assert not equiv.check(in_dtype("bfloat16"), key, dtype="float32", seed=0, max_examples=100).passed

@@ -24,6 +24,11 @@ def test_nan_or_inf_where_the_reference_is_finite_is_an_infinite_error():
     assert rel_frobenius_error(actual, expected) == np.inf
 
 
+def test_complex_errors_are_moduli_not_real_parts():
+    assert abs_error(np.array([1 + 1e-3j]), np.array([1 + 0j]))[0] == pytest.approx(1e-3)
+    assert abs_error(np.array([complex(1, np.nan)]), np.array([1 + 0j]))[0] == np.inf
+
+
 def test_one_corrupted_row_shows_per_position_but_hides_in_the_norm():
     rng = np.random.default_rng(0)
     expected = rng.standard_normal((2, 512, 4, 64))
@@ -168,3 +173,18 @@ def test_a_kernel_with_fixed_tiles_is_checked_without_block_arguments():
             key_padding_mask=key_padding_mask, alibi_slopes=alibi_slopes, softcap=softcap, return_lse=return_lse)
 
     assert equiv.check(fixed_tiles, "attention.flash.tiled", seed=0, max_examples=20).passed
+
+
+def test_reproducer_literals_round_trip_every_dtype():
+    from seqcheck.equiv.reproduce import source_of_args
+
+    args = {"z": np.array([1 + 2j, complex(np.inf, -1)]), "mask": np.array([True, False]),
+            "index": np.array([[3, 1]]), "x": np.array([0.1, -np.inf, np.nan]), "window": (None, 2), "c": 0.5}
+    namespace = {"np": np}
+    exec(source_of_args(args), namespace)
+    for name, value in args.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(namespace["args"][name], value)
+            assert namespace["args"][name].dtype == value.dtype
+        else:
+            assert namespace["args"][name] == value

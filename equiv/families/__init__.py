@@ -5,7 +5,7 @@ A new family adds a module here and its name to ``FAMILIES``; nothing else in ``
 
 import importlib
 
-FAMILIES = ("attention", "positional")
+FAMILIES = ("attention", "positional", "ssm", "mamba", "linear")
 
 
 def register_all() -> None:

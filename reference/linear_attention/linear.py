@@ -53,7 +53,7 @@ def _numeric(name, x, *, exact_ok):
     a = np.asarray(x)
     if a.dtype == object and exact_ok:
         return a
-    if a.dtype.kind in "iuf" or a.dtype == object:
+    if a.dtype.kind in "iuf" or a.dtype == object or (a.dtype.kind == "V" and a.dtype.names is None):  # ml_dtypes
         try:
             return a.astype(np.float64)
         except (TypeError, ValueError):
@@ -142,10 +142,11 @@ def linear_attention_parallel(q, k, v, *, feature_map="elu", eps=1e-6, causal=Tr
     """
     _check_bool("causal", causal)
     Q, K, v, eps, _, _ = _prepare(q, k, v, feature_map, eps, None, causal)
-    A = np.einsum("bihd,bjhd->bhij", Q, K)
+    heads_first = lambda a: np.swapaxes(a, 1, 2)  # noqa: E731  (B, T, H, .) -> (B, H, T, .)
+    A = heads_first(Q) @ np.swapaxes(heads_first(K), -1, -2)  # (B, H, T, S); matmul keeps Fractions
     if causal:
         A = np.where(np.tril(np.ones(A.shape[-2:], bool)), A, 0)
-    return _normalise(np.einsum("bhij,bjhm->bihm", A, v), np.moveaxis(A.sum(-1), 1, 2), eps)
+    return _normalise(heads_first(A @ heads_first(v)), np.moveaxis(A.sum(-1), 1, 2), eps)
 
 
 def linear_attention_recurrent(q, k, v, *, feature_map="elu", eps=1e-6, initial_state=None,

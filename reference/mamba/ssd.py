@@ -114,8 +114,12 @@ def segsum(x):
     """
     x = np.asarray(x)
     n = x.shape[-1]
-    increments = np.where(np.tril(np.ones((n, n), bool), -1), x[..., :, None], 0)
-    return np.where(np.tril(np.ones((n, n), bool)), np.cumsum(increments, axis=-2), -np.inf)
+    out = np.full(x.shape[:-1] + (n, n), -np.inf, dtype=np.result_type(x.dtype, np.float64))
+    out[..., 0, 0] = 0
+    for i in range(1, n):  # row i = row i-1 + x_i: each column a running sum, one row at a time
+        out[..., i, :i] = out[..., i - 1, :i] + x[..., i, None]
+        out[..., i, i] = 0
+    return out
 
 
 def segprod(a):
@@ -226,7 +230,20 @@ def ssd_quadratic(x, dt, A, B, C, *, decay=None):
     """
     s = _prepare(x, dt, A, B, C, decay, None)
     L = s.decay.seg(np.moveaxis(s.decay.v, 1, -1))  # (B, H, T, T)
-    return np.einsum("bthn,bshn,bhts,bshp->bthp", s.C, s.B, L, s.xdt)
+    return _masked_products(s.C, s.B, L, s.xdt)
+
+
+def _masked_products(C, B, L, X):
+    """(L o C B^T) X per head: C, B (..., T, H, N), L (..., H, T, S), X (..., S, H, P) -> (..., T, H, P).
+
+    Two matrix products (the sum over N, then over S), not one four-operand einsum: NumPy's
+    einsum would loop over T S N P per head, minutes at T = 4096; matmul also keeps Fractions.
+    """
+    def heads_first(a):  # (..., T, H, .) -> (..., H, T, .)
+        return np.swapaxes(a, -3, -2)
+
+    scores = heads_first(C) @ np.swapaxes(heads_first(B), -1, -2)  # (..., H, T, S)
+    return np.swapaxes((scores * L) @ heads_first(X), -3, -2)
 
 
 def ssd_chunked(x, dt, A, B, C, *, chunk_size, decay=None, initial_state=None, return_state=False):
@@ -263,7 +280,7 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size, decay=None, initial_state=None, r
 
     # 1. intra-chunk outputs (diagonal blocks)
     L = d.seg(v)  # (B, H, n, Q, Q)
-    Y_diag = np.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cc, Bc, L, X)
+    Y_diag = _masked_products(Cc, Bc, np.moveaxis(L, 1, 2), X)
     # 2. state of each chunk from its own inputs (B terms)
     states = np.einsum("bclhn,bhcl,bclhp->bchpn", Bc, L[..., -1, :], X)
     # 3. inter-chunk recurrence: states at chunk boundaries (A terms)

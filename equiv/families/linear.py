@@ -1,0 +1,253 @@
+"""Causal linear attention (Katharopoulos et al. 2020): forms, derived float64 bounds, claims, sweeps.
+
+The float64 bound (u = 2**-53, eps = 2u). Every form computes out_i = num_i * 1 / (den_i + eps_)
+with num_i = sum_j (phi(q_i) . phi(k_j)) v_j (+ phi(q_i)^T S_0) and den_i = sum_j phi(q_i) .
+phi(k_j) (+ phi(q_i) . z_0): sums over at most T keys (by steps, by chunks, or at once) of dot
+products over D features. Each sum is within (T + D + 4) u of the sum of its terms' magnitudes,
+the feature map within 2u of phi (torch's elu + 1 rounds twice), so two correct forms differ by
+
+    4 (T + D + 4) eps (|num|_i / |den_i + eps_| + |out_i| |den|_i / |den_i + eps_|)
+
+where |num|_i and |den|_i are the same sums of |phi(q)|, |phi(k)|, |v|, |S_0|, |z_0| (for positive
+features |den|_i = den_i and this is the tests' bound, tests/reference/test_linear_attention_reference.py).
+The state (S, z) gets 4 (T + 4) eps times the magnitudes' state |S_0| + sum_j |phi(k_j)| [|v_j|, 1].
+
+Adapter (the layout rule of DESIGN.md: adapters live in equiv): the registered forms are the
+references with the state pair (S (B, H, D, M), z (B, H, D)) as one float64 array (B, H, D, M + 1),
+[S | z] (the state of v augmented by a column of ones), for ``initial_state`` and the returned
+state alike, because the engine's outputs are arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.families.mamba import _rounding, continuation, exact_difference, fractions
+from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.properties.linear import augmented_state, linear_inputs, rational_linear_inputs, state_pair
+from seqcheck.reference import linear_attention as ref
+
+EPS64 = np.finfo(np.float64).eps
+CHUNK_ARGS = ("chunk_size",)
+FEATURE_MAPS = {"elu": ref.elu_feature_map, "identity": ref.identity_feature_map}
+
+
+# ----------------------------------------------------------------------------- adapters
+
+def _pair(state):
+    return None if state is None else state_pair(state)
+
+
+def _augmented(result, return_state):
+    if not return_state:
+        return result
+    out, (S, z) = result
+    return out, augmented_state(S, z)
+
+
+def linear_attention_recurrent(q, k, v, *, feature_map="elu", eps=1e-6, initial_state=None, return_state=False):
+    """``reference.linear_attention.linear_attention_recurrent``, state as [S | z] (B, H, D, M + 1)."""
+    return _augmented(ref.linear_attention_recurrent(q, k, v, feature_map=feature_map, eps=eps,
+                                                     initial_state=_pair(initial_state), return_state=return_state),
+                      return_state)
+
+
+def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6, initial_state=None,
+                             return_state=False):
+    """``reference.linear_attention.linear_attention_chunked``, state as [S | z] (B, H, D, M + 1)."""
+    return _augmented(ref.linear_attention_chunked(q, k, v, chunk_size=chunk_size, feature_map=feature_map, eps=eps,
+                                                   initial_state=_pair(initial_state), return_state=return_state),
+                      return_state)
+
+
+# ----------------------------------------------------------------------------- bound
+
+def linear_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct causal forms (module docstring); the state per head."""
+    feature_map = args.get("feature_map", "elu")
+    phi = FEATURE_MAPS[feature_map] if isinstance(feature_map, str) else feature_map
+    Q, K = (np.asarray(phi(np.asarray(args[name], dtype=np.float64)), dtype=np.float64) for name in ("q", "k"))
+    v = np.asarray(args["v"], dtype=np.float64)
+    eps = float(args.get("eps", 1e-6))
+    T, D = Q.shape[1], Q.shape[3]
+    visible = np.tril(np.ones((T, T), bool))
+    scores = np.where(visible, np.einsum("bihd,bjhd->bhij", Q, K), 0.0)
+    magnitudes = np.where(visible, np.einsum("bihd,bjhd->bhij", np.abs(Q), np.abs(K)), 0.0)
+    den = np.moveaxis(scores.sum(-1), 1, 2)  # (B, T, H)
+    den_abs = np.moveaxis(magnitudes.sum(-1), 1, 2)
+    num_abs = np.einsum("bhij,bjhm->bihm", magnitudes, np.abs(v))
+    state0 = args.get("initial_state")
+    if state0 is not None:
+        S0, z0 = state_pair(np.abs(state0))
+        num_abs = num_abs + np.einsum("bihd,bhdm->bihm", np.abs(Q), S0)
+        den_abs = den_abs + np.einsum("bihd,bhd->bih", np.abs(Q), z0)
+        den = den + np.einsum("bihd,bhd->bih", Q, state_pair(state0)[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denominator = np.abs(den + eps)[..., None]
+        out = np.abs(np.where(np.isfinite(expected[0]), expected[0], 0.0))
+        per_element = (num_abs + out * den_abs[..., None]) / denominator
+    factor = 4 * (T + D + 4) * EPS64
+    bounds = (factor * np.where(np.isnan(per_element), np.inf, per_element).max(axis=(0, 2, 3)),)
+    if len(expected) > 1:
+        state = np.einsum("bjhd,bjhm->bhdm", np.abs(K), np.concatenate([np.abs(v), np.ones(v.shape[:3] + (1,))], -1))
+        if state0 is not None:
+            state = state + np.abs(state0)
+        bounds += (4 * (T + 4) * EPS64 * state.max(axis=(0, 2, 3)),)
+    return bounds
+
+
+RULE = ("derived float64 bound: 4(T+D+4) eps (|num|_i + |out_i| |den|_i) / |den_i + eps|, |.| the sums of "
+        "magnitudes; state: 4(T+4) eps times the magnitudes' state per head")
+
+
+# ----------------------------------------------------------------------------- plain definition in a dtype
+
+def linear_plain(args: dict, dtype) -> tuple:
+    """The recurrence with every input and step rounded to ``dtype``: phi(q), phi(k), z + phi(k),
+    S + phi(k) v^T, phi(q)^T S and phi(q) . z (summed in float32), + eps, the reciprocal, the product."""
+    r, total = _rounding(dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        phi = FEATURE_MAPS[args.get("feature_map", "elu")]
+        Q, K, v = r(phi(r(args["q"]))), r(phi(r(args["k"]))), r(args["v"])
+        eps = r(np.float64(args.get("eps", 1e-6)))
+        batch, T, H, D = Q.shape
+        state0 = args.get("initial_state")
+        S, z = (np.zeros((batch, H, D, v.shape[3])), np.zeros((batch, H, D))) if state0 is None \
+            else state_pair(r(state0))
+        outs = []
+        for t in range(T):
+            z = r(z + K[:, t])
+            S = r(S + r(K[:, t, :, :, None] * v[:, t, :, None, :]))
+            num = total(r(Q[:, t, :, :, None] * S), -2)
+            den = total(r(Q[:, t] * z), -1)
+            outs.append(r(num * r(1 / r(den + eps))[..., None]))
+    out = np.stack(outs, axis=1)
+    return (out, augmented_state(S, z)) if args.get("return_state") else (out,)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
+    """The report's sweeps: B=1, H=4, D=M=64, elu + 1 features, eps 1e-6."""
+    batch, H, D = 1, 4, 64
+    return {"q": rng.standard_normal((batch, T, H, D)), "k": rng.standard_normal((batch, T, H, D)),
+            "v": rng.standard_normal((batch, T, H, D)), "feature_map": "elu", "eps": 1e-6,
+            "initial_state": None, "return_state": True, "chunk_size": chunk_size}
+
+
+SWEEP_T = (16, 64, 256, 1024)
+
+# ----------------------------------------------------------------------------- forms
+
+DATA = ("q", "k", "v")
+
+register_form(Form(
+    key="linear.attention.recurrent",
+    fn=linear_attention_recurrent,
+    bound=linear_bound,
+    rule=RULE,
+    statement="causal linear attention, the definition: S_t = S_{t-1} + phi(k_t) v_t^T, z_t = z_{t-1} + phi(k_t), "
+              "out_t = phi(q_t)^T S_t / (phi(q_t) . z_t + eps)",
+    plain=linear_plain,
+    data_args=DATA,
+    outputs=("out", "state"),
+))
+
+register_form(Form(
+    key="linear.attention.parallel",
+    fn=ref.linear_attention_parallel,
+    bound=linear_bound,
+    rule=RULE,
+    statement="causal linear attention as a masked quadratic form equals its recurrence",
+    oracle="linear.attention.recurrent",
+    data_args=DATA,
+    sweeps=(Sweep("T", "sequence length T (H=4, D=M=64)", SWEEP_T,
+                  lambda T, rng: without(_sweep_args(T, rng), CHUNK_ARGS + ("initial_state", "return_state"))),),
+))
+
+register_form(Form(
+    key="linear.attention.chunked",
+    fn=linear_attention_chunked,
+    bound=linear_bound,
+    rule=RULE,
+    statement="chunked causal linear attention (intra-chunk quadratic, inter-chunk state) equals its recurrence",
+    oracle="linear.attention.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=DATA,
+    outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (chunks of 64, H=4, D=M=64)", SWEEP_T, lambda T, rng: _sweep_args(T, rng)),
+            Sweep("chunk_size", "chunk size (T=256, H=4, D=M=64)", (1, 4, 16, 64, 256),
+                  lambda c, rng: _sweep_args(256, rng, chunk_size=c))),
+))
+
+
+# ----------------------------------------------------------------------------- claims
+
+register_claim(Claim(
+    key="linear.attention.continuation",
+    family="linear",
+    statement="linear attention continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
+              "at every split point",
+    subject="linear.attention.chunked",
+    default_impl=linear_attention_chunked,
+    relation=lambda impl, args: continuation(impl, args, ("q", "k", "v")),
+    inputs=lambda: linear_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
+    bound=lambda args, expected: linear_bound(args, tuple(e[..., 0] for e in expected)),
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _steps(impl, args: dict) -> tuple:
+    """T calls of linear_attention_step (state the pair (S, z)) against one recurrent pass."""
+    full = linear_attention_recurrent(**{**args, "return_state": True})
+    state, outs = _pair(args["initial_state"]), []
+    for t in range(args["q"].shape[1]):
+        out, state = impl(args["q"][:, t], args["k"][:, t], args["v"][:, t], state=state,
+                          feature_map=args["feature_map"], eps=args["eps"])
+        outs.append(np.asarray(out))
+    return (np.stack(outs, axis=1), augmented_state(*state)), full
+
+
+register_claim(Claim(
+    key="linear.attention.step",
+    family="linear",
+    statement="T decoding steps (RecurrentLinearAttention, one call each) equal one recurrent pass",
+    subject="linear.attention.step",
+    default_impl=ref.linear_attention_step,
+    relation=_steps,
+    inputs=lambda: linear_inputs(form="recurrent", return_state=True),
+    bound=linear_bound,
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _exact(impl, args: dict) -> tuple:
+    den = args["denominator"]
+    q, k, v = (fractions(args[name], den) for name in ("q", "k", "v"))
+    state0 = None if args["initial_state"] is None else fractions(args["initial_state"], den)
+    options = {"feature_map": "identity", "eps": args["eps"]}
+    want, want_state = linear_attention_recurrent(q, k, v, **options, initial_state=state0, return_state=True)
+    got, got_state = impl(q, k, v, chunk_size=args["chunk_size"], **options, initial_state=state0, return_state=True)
+    parallel = ref.linear_attention_parallel(q, k, v, **options)
+    lhs = (exact_difference(got, want), exact_difference(parallel, linear_attention_recurrent(q, k, v, **options)),
+           exact_difference(got_state, want_state))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="linear.attention.exact",
+    family="linear",
+    statement="with the identity feature map, the chunked, parallel and recurrent forms are exactly equal on "
+              "rationals (outputs and state, every chunk size, signed features)",
+    subject="linear.attention.chunked",
+    default_impl=linear_attention_chunked,
+    relation=_exact,
+    inputs=rational_linear_inputs,
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness="exact (rational)",
+    outputs=("chunked - recurrent", "parallel - recurrent", "state"),
+))

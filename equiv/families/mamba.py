@@ -1,0 +1,631 @@
+"""Mamba's selective scan and Mamba-2's SSD: forms, derived float64 bounds, claims, sweeps.
+
+The float64 bound (u = 2**-53, eps = 2u). Every form computes each state and output as sums of
+terms ``(prod of decays) * input``: the recurrence accumulates T of them one step at a time, the
+readout sums N, the chunked and quadratic forms sum a chunk's terms (a matrix product over N,
+then one over the chunk, never one fused sum) and the parallel scan combines them in a tree of
+depth at most T. Every term's decay is exp of a sum of at most T logarithms dt_r A, each carrying
+an absolute error of u |dt_r A| (and, with exp(segsum), the error of that sum), so its relative
+error is at most T u (1 + Lambda), Lambda = max over channels of sum_t |dt_t A| (complex |.|).
+Two correct forms therefore differ at position t by at most
+
+    4 (T + N + 4) eps (1 + Lambda) m_t                   (x 2 with a complex A: 2 Re, 2 parts)
+
+where m_t is the same computation on magnitudes: the recurrent form run on |u|, |B|, |C|, |D|,
+|initial state| with decays exp(dt Re A) (|exp(dt A)|), times |silu(z)|, maximised over the
+other axes. The states get the same factor times the magnitudes' state, per channel (head for
+SSD). SSD is the same with N its state size and m_t from ``ssd_recurrent`` on |x|, |B|, |C|.
+The tests of the references (tests/reference/test_mamba_reference.py) use this rule.
+
+Adapters (the layout rule of DESIGN.md: adapters live in equiv). The registered selective-scan
+forms are the references with one change: with a complex A their states, ``initial_state`` and
+the returned one, are float64 (B, D, 2N) with (re, im) interleaved along N (the storage
+selective_scan_ref uses for complex B and C over time), because the engine compares real arrays;
+the parallel form's ``rng`` may be an int seed (a reproducer writes it out). SSD forms are the
+references themselves.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import strategies as st
+from scipy.special import expit
+
+from seqcheck.equiv.convert import numpy_dtype, round_to
+from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.properties.mamba import (rational_ssd_inputs, real_state, scan_element_inputs, selective_scan_inputs,
+                                       ssd_inputs)
+from seqcheck.reference import mamba as ref
+
+EPS64 = np.finfo(np.float64).eps
+EXACT = "exact (rational)"
+CHUNK_ARGS = ("chunk_size",)
+TREE_ARGS = ("tree", "rng")
+
+
+# ----------------------------------------------------------------------------- selective-scan adapters
+
+def complex_state(state, A):
+    """The inverse of ``real_state`` for a complex ``A``: float64 (B, D, 2N) -> complex128 (B, D, N)."""
+    if state is None or not np.iscomplexobj(A) or np.iscomplexobj(state):
+        return state
+    return np.ascontiguousarray(state, dtype=np.float64).view(np.complex128)
+
+
+def _states_out(result, return_state):
+    if not return_state:
+        return result
+    out, state = result
+    return out, real_state(state)
+
+
+def selective_scan_recurrent(u, delta, A, B, C, D=None, z=None, *, delta_bias=None, delta_softplus=False,
+                             initial_state=None, return_state=False):
+    """``reference.mamba.selective_scan_recurrent``; complex states as float64 (B, D, 2N), (re, im)."""
+    return _states_out(ref.selective_scan_recurrent(
+        u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+        initial_state=complex_state(initial_state, A), return_state=return_state), return_state)
+
+
+def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, *, delta_bias=None, delta_softplus=False,
+                            initial_state=None, return_state=False, tree="balanced", rng=None):
+    """``reference.mamba.selective_scan_parallel``; ``rng`` an int seed or a Generator; complex
+    states as float64 (B, D, 2N), (re, im) interleaved."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    return _states_out(ref.selective_scan_parallel(
+        u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+        initial_state=complex_state(initial_state, A), return_state=return_state, tree=tree, rng=rng), return_state)
+
+
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, delta_bias=None, delta_softplus=False,
+                           initial_state=None, return_state=False):
+    """``reference.mamba.selective_scan_chunked``; complex states as float64 (B, D, 2N), (re, im)."""
+    return _states_out(ref.selective_scan_chunked(
+        u, delta, A, B, C, D, z, chunk_size=chunk_size, delta_bias=delta_bias, delta_softplus=delta_softplus,
+        initial_state=complex_state(initial_state, A), return_state=return_state), return_state)
+
+
+# ----------------------------------------------------------------------------- bounds
+
+def _dt(args: dict) -> np.ndarray:
+    """dt as the references compute it: delta (+ delta_bias), then torch's softplus if asked."""
+    dt = np.asarray(args["delta"], dtype=np.float64)
+    if args.get("delta_bias") is not None:
+        dt = dt + args["delta_bias"]
+    if args.get("delta_softplus"):
+        dt = np.where(dt <= 20, np.log1p(np.exp(np.minimum(dt, 20))), dt)
+    return dt
+
+
+def _per_channel_max(state_magnitude: np.ndarray) -> np.ndarray:
+    """Max over batch and the state axes of a (B, C, ...) magnitude: one value per channel C."""
+    other = (0,) + tuple(range(2, state_magnitude.ndim))
+    return state_magnitude.max(axis=other)
+
+
+def scan_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
+    A = np.asarray(args["A"])
+    is_complex = np.iscomplexobj(A)
+    h0 = complex_state(args.get("initial_state"), A)
+    D = args.get("D")
+    out, state = ref.selective_scan_recurrent(
+        np.abs(args["u"]), args["delta"], A.real, np.abs(args["B"]), np.abs(args["C"]),
+        None if D is None else np.abs(D), delta_bias=args.get("delta_bias"),
+        delta_softplus=args.get("delta_softplus", False), initial_state=None if h0 is None else np.abs(h0),
+        return_state=True)
+    if args.get("z") is not None:
+        out = out * np.abs(args["z"] * expit(args["z"]))
+    T, N = out.shape[1], A.shape[1]
+    Lambda = (np.abs(_dt(args)).sum(axis=1)[..., None] * np.abs(A)).max(initial=0.0)
+    if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
+        out = 2 * out
+    factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda) * (2 if is_complex else 1)
+    bounds = (factor * out.max(axis=(0, 2)),)
+    if len(expected) > 1:
+        bounds += (factor * _per_channel_max(np.abs(state)),)
+    return bounds
+
+
+SCAN_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the scan of magnitudes "
+             "(x2 for complex A); states: the same factor times the magnitudes' state per channel")
+
+
+def ssd_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct SSD forms (module docstring); states per head."""
+    h0, A, decay = args.get("initial_state"), args.get("A"), args.get("decay")
+    if A is None:  # decays given: |log a_t| plays |dt_t A|
+        decay = np.abs(np.asarray(decay, dtype=np.float64))
+        with np.errstate(divide="ignore"):
+            logs = np.where(decay > 0, np.abs(np.log(np.where(decay > 0, decay, 1.0))), 0.0)
+    else:
+        logs = np.abs(args["dt"]) * np.abs(A)
+    out, state = ref.ssd_recurrent(np.abs(args["x"]), np.abs(args["dt"]), A, np.abs(args["B"]), np.abs(args["C"]),
+                                   decay=decay, initial_state=None if h0 is None else np.abs(h0), return_state=True)
+    T, N = out.shape[1], args["B"].shape[-1]
+    Lambda = logs.sum(axis=1).max(initial=0.0)
+    factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda)
+    bounds = (factor * out.max(axis=(0, 2, 3)),)
+    if len(expected) > 1:
+        bounds += (factor * _per_channel_max(np.abs(state)),)
+    return bounds
+
+
+SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the SSD of magnitudes "
+            "(|log a_t| for dt A with decay=); states: the same factor times the magnitudes' state per head")
+
+
+# ----------------------------------------------------------------------------- plain definitions in a dtype
+
+def _rounding(dtype):
+    """(r, total): r rounds elementwise to ``dtype`` (complex: each part); total(x, axis) sums
+    accumulating in float32 (float64 for a 64-bit dtype) and rounds once, as kernels reduce."""
+    dtype = numpy_dtype(dtype)
+    accumulate = np.float64 if dtype.itemsize >= 8 else np.float32
+
+    def r(x):
+        x = np.asarray(x)
+        if np.iscomplexobj(x):
+            return round_to(x.real, dtype) + 1j * round_to(x.imag, dtype)
+        return round_to(x, dtype)
+
+    def total(x, axis):
+        s = np.sum(x, axis=axis)
+        if np.iscomplexobj(s):
+            return r(round_to(s.real, accumulate) + 1j * round_to(s.imag, accumulate))
+        return r(round_to(s, accumulate))
+
+    return r, total
+
+
+def _channel_coefficient(M, batch: int, T: int, D: int) -> np.ndarray:
+    """B or C of the selective scan as (B, T, D, N) for any of its three layouts."""
+    M = np.asarray(M)
+    if M.ndim == 2:
+        return np.broadcast_to(M, (batch, T) + M.shape)
+    if M.ndim == 3:
+        return np.broadcast_to(M[:, :, None, :], (batch, T, D, M.shape[-1]))
+    return np.repeat(M, D // M.shape[2], axis=2)
+
+
+def selective_scan_plain(args: dict, dtype) -> tuple:
+    """The recurrence with every input, constant and step rounded to ``dtype``: dt (+ bias,
+    softplus), dt A, exp, dt u, dt B u, the state update's product and sum, C x (summed in
+    float32), 2 Re, D u, silu(z) and the products. Returns float64 holding ``dtype`` values."""
+    r, total = _rounding(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        u, A = r(args["u"]), r(args["A"])
+        batch, T, D = u.shape
+        dt = r(args["delta"])
+        if args.get("delta_bias") is not None:
+            dt = r(dt + r(args["delta_bias"]))
+        if args.get("delta_softplus"):
+            dt = np.where(dt <= 20, r(np.log1p(np.exp(np.minimum(dt, 20)))), dt)
+        dA = r(np.exp(r(dt[..., None] * A)))
+        dBu = r(r(dt * u)[..., None] * r(_channel_coefficient(args["B"], batch, T, D)))
+        C = r(_channel_coefficient(args["C"], batch, T, D))
+        h0 = complex_state(args.get("initial_state"), A)
+        x = np.zeros((batch, D, A.shape[1]), dtype=A.dtype) if h0 is None else r(h0)
+        ys = []
+        for t in range(T):
+            x = r(r(dA[:, t] * x) + dBu[:, t])
+            y = total(r(x * C[:, t]), -1)
+            ys.append(r(2 * y.real) if np.iscomplexobj(y) else y)
+        out = np.stack(ys, axis=1)
+        if args.get("D") is not None:
+            out = r(out + r(r(args["D"]) * u))
+        if args.get("z") is not None:
+            z = r(args["z"])
+            out = r(out * r(z * expit(z)))
+    return (out, real_state(x)) if args.get("return_state") else (out,)
+
+
+def ssd_plain(args: dict, dtype) -> tuple:
+    """SSD's recurrence with every input and step rounded to ``dtype``: dt A, exp, dt x, the
+    outer product with B, the state update's product and sum, h C (summed in float32)."""
+    r, total = _rounding(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x, dt, A = r(args["x"]), r(args["dt"]), r(args["A"])
+        H = x.shape[2]
+        B, C = (np.repeat(r(args[name]), H // args[name].shape[2], axis=2) for name in ("B", "C"))
+        a, xdt = r(np.exp(r(dt * A))), r(x * dt[..., None])
+        h0 = args.get("initial_state")
+        h = np.zeros(x.shape[:1] + x.shape[2:] + B.shape[-1:]) if h0 is None else r(h0)
+        ys = []
+        for t in range(x.shape[1]):
+            h = r(r(a[:, t, :, None, None] * h) + r(xdt[:, t, :, :, None] * B[:, t, :, None, :]))
+            ys.append(total(r(h * C[:, t, :, None, :]), -1))
+    out = np.stack(ys, axis=1)
+    return (out, h) if args.get("return_state") else (out,)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def _scan_sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
+    """The report's selective-scan sweeps: B=1, D=16 channels, N=16, shared B and C, softplus dt."""
+    batch, D, N = 1, 16, 16
+    return {"u": rng.standard_normal((batch, T, D)), "delta": rng.uniform(-4.0, 0.0, (batch, T, D)),
+            "A": -np.exp(rng.uniform(0.0, 1.0, (D, N))), "B": rng.standard_normal((batch, T, N)),
+            "C": rng.standard_normal((batch, T, N)), "D": rng.standard_normal(D), "z": None,
+            "delta_bias": None, "delta_softplus": True, "initial_state": None, "return_state": True,
+            "chunk_size": chunk_size}
+
+
+def _ssd_sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
+    """The report's SSD sweeps: B=1, H=4, P=64, N=16, one group, dt log-uniform in [1e-3, 1e-1]."""
+    batch, H, P, N = 1, 4, 64, 16
+    return {"x": rng.standard_normal((batch, T, H, P)), "dt": np.exp(rng.uniform(np.log(1e-3), np.log(0.1), (batch, T, H))),
+            "A": -rng.uniform(1.0, 16.0, H), "B": rng.standard_normal((batch, T, 1, N)),
+            "C": rng.standard_normal((batch, T, 1, N)), "initial_state": None, "return_state": True,
+            "chunk_size": chunk_size}
+
+
+SWEEP_T = (16, 64, 256, 1024)
+SWEEP_CHUNK = (1, 4, 16, 64, 256)
+
+# ----------------------------------------------------------------------------- forms
+
+SCAN_DATA = ("u", "delta", "B", "C", "z")
+
+register_form(Form(
+    key="mamba.selective_scan.recurrent",
+    fn=selective_scan_recurrent,
+    bound=scan_bound,
+    rule=SCAN_RULE,
+    statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
+    plain=selective_scan_plain,
+    data_args=SCAN_DATA,
+    outputs=("out", "state"),
+))
+
+register_form(Form(
+    key="mamba.selective_scan.parallel",
+    fn=selective_scan_parallel,
+    bound=scan_bound,
+    rule=SCAN_RULE,
+    statement="the parallel (associative) scan equals the selective scan's recurrence, for every tree",
+    oracle="mamba.selective_scan.recurrent",
+    oracle_drop=TREE_ARGS,
+    data_args=SCAN_DATA,
+    outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (balanced tree, D=16, N=16)", SWEEP_T,
+                  lambda T, rng: {**without(_scan_sweep_args(T, rng), CHUNK_ARGS), "tree": "balanced"}),),
+))
+
+register_form(Form(
+    key="mamba.selective_scan.chunked",
+    fn=selective_scan_chunked,
+    bound=scan_bound,
+    rule=SCAN_RULE,
+    statement="the chunked selective scan (closed form per chunk, state passed on) equals the recurrence",
+    oracle="mamba.selective_scan.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=SCAN_DATA,
+    outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (chunks of 64, D=16, N=16)", SWEEP_T, lambda T, rng: _scan_sweep_args(T, rng)),
+            Sweep("chunk_size", "chunk size (T=256, D=16, N=16)", SWEEP_CHUNK,
+                  lambda c, rng: _scan_sweep_args(256, rng, chunk_size=c))),
+))
+
+SSD_DATA = ("x", "dt", "B", "C")
+
+register_form(Form(
+    key="mamba.ssd.recurrent",
+    fn=ref.ssd_recurrent,
+    bound=ssd_bound,
+    rule=SSD_RULE,
+    statement="Mamba-2's SSD, the definition: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t",
+    plain=ssd_plain,
+    data_args=SSD_DATA,
+    outputs=("out", "state"),
+))
+
+register_form(Form(
+    key="mamba.ssd.quadratic",
+    fn=ref.ssd_quadratic,
+    bound=ssd_bound,
+    rule=SSD_RULE,
+    statement="SSD's quadratic (masked attention) form (L o C B^T)(dt X) equals its recurrence",
+    oracle="mamba.ssd.recurrent",
+    data_args=SSD_DATA,
+    sweeps=(Sweep("T", "sequence length T (H=4, P=64, N=16)", SWEEP_T,
+                  lambda T, rng: without(_ssd_sweep_args(T, rng), ("chunk_size", "initial_state", "return_state"))),),
+))
+
+register_form(Form(
+    key="mamba.ssd.chunked",
+    fn=ref.ssd_chunked,
+    bound=ssd_bound,
+    rule=SSD_RULE,
+    statement="SSD's chunked algorithm (ssd_minimal_discrete's four steps) equals its recurrence, every chunk size",
+    oracle="mamba.ssd.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=SSD_DATA,
+    outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (chunks of 64, H=4, P=64, N=16)", SWEEP_T, lambda T, rng: _ssd_sweep_args(T, rng)),
+            Sweep("chunk_size", "chunk size (T=256, H=4, P=64, N=16)", SWEEP_CHUNK,
+                  lambda c, rng: _ssd_sweep_args(256, rng, chunk_size=c))),
+))
+
+
+# ----------------------------------------------------------------------------- claims: state continuation
+
+def continuation(impl, args: dict, timed: tuple) -> tuple:
+    """Run all T steps at once, and split at every point s (1 <= s < T): the first s steps, then
+    the rest from the carried state. Outputs stack the splits along a last axis."""
+    T = args[timed[0]].shape[1]
+    full_out, full_state = impl(**{**args, "return_state": True})
+
+    def part(sl):
+        return {name: value[:, sl] if name in timed and value is not None else value for name, value in args.items()}
+
+    outs, states = [], []
+    for s in range(1, T):
+        y1, h1 = impl(**{**part(slice(None, s)), "return_state": True})
+        y2, h2 = impl(**{**part(slice(s, None)), "initial_state": h1, "return_state": True})
+        outs.append(np.concatenate([np.asarray(y1), np.asarray(y2)], axis=1))
+        states.append(np.asarray(h2))
+    splits = len(outs)
+    full_out, full_state = np.asarray(full_out), np.asarray(full_state)
+    return ((np.stack(outs, axis=-1), np.stack(states, axis=-1)),
+            (np.repeat(full_out[..., None], splits, axis=-1), np.repeat(full_state[..., None], splits, axis=-1)))
+
+
+def _scan_timed(args: dict) -> tuple:
+    return ("u", "delta", "z") + tuple(name for name in ("B", "C") if np.ndim(args[name]) > 2)
+
+
+def _unstacked(bound):
+    """A bound for outputs stacked along a last axis of splits: the same per position."""
+    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
+
+
+register_claim(Claim(
+    key="mamba.selective_scan.continuation",
+    family="mamba",
+    statement="the selective scan continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
+              "at every split point",
+    subject="mamba.selective_scan.chunked",
+    default_impl=selective_scan_chunked,
+    relation=lambda impl, args: continuation(impl, args, _scan_timed(args)),
+    inputs=lambda: selective_scan_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
+    bound=_unstacked(scan_bound),
+    rule=SCAN_RULE,
+    outputs=("out", "state"),
+))
+
+register_claim(Claim(
+    key="mamba.ssd.continuation",
+    family="mamba",
+    statement="SSD continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, at every split",
+    subject="mamba.ssd.chunked",
+    default_impl=ref.ssd_chunked,
+    relation=lambda impl, args: continuation(impl, args, ("x", "dt", "B", "C")),
+    inputs=lambda: ssd_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
+    bound=_unstacked(ssd_bound),
+    rule=SSD_RULE,
+    outputs=("out", "state"),
+))
+
+
+# ----------------------------------------------------------------------------- claims: decoding steps
+
+def _scan_steps(impl, args: dict) -> tuple:
+    """T calls of the step function (time-invariant B, C passed as G = D groups, as its
+    docstring says) against one recurrent scan."""
+    full = selective_scan_recurrent(**{**without(args, ("return_state",)), "return_state": True})
+    u = args["u"]
+    batch, T, _ = u.shape
+
+    def at(M, t):
+        M = np.asarray(M)
+        return np.broadcast_to(M, (batch,) + M.shape) if M.ndim == 2 else M[:, t]
+
+    state, ys = complex_state(args["initial_state"], args["A"]), []
+    for t in range(T):
+        y, state = impl(u[:, t], args["delta"][:, t], args["A"], at(args["B"], t), at(args["C"], t), args["D"],
+                        None if args["z"] is None else args["z"][:, t], state=state,
+                        delta_bias=args["delta_bias"], delta_softplus=args["delta_softplus"])
+        ys.append(np.asarray(y))
+    return (np.stack(ys, axis=1), real_state(state)), full
+
+
+register_claim(Claim(
+    key="mamba.selective_scan.step",
+    family="mamba",
+    statement="T decoding steps (selective_scan_step, selective_state_update's reference) equal one scan",
+    subject="mamba.selective_scan.step",
+    default_impl=ref.selective_scan_step,
+    relation=_scan_steps,
+    inputs=lambda: selective_scan_inputs(form="recurrent", return_state=True),
+    bound=scan_bound,
+    rule=SCAN_RULE,
+    outputs=("out", "state"),
+))
+
+
+# ----------------------------------------------------------------------------- claims: the scan operator
+
+def exact_difference(actual, expected) -> np.ndarray:
+    """actual - expected elementwise in exact arithmetic, as floats (0 exactly where equal)."""
+    actual, expected = np.broadcast_arrays(np.asarray(actual, dtype=object), np.asarray(expected, dtype=object))
+    return np.vectorize(lambda a, b: 0.0 if a == b else float(a - b), otypes=[float])(actual, expected)
+
+
+def fractions(values, denominator=1) -> np.ndarray:
+    """A float64 array of exactly representable values as Fractions, divided by ``denominator``."""
+    return np.asarray(np.frompyfunc(lambda v: Fraction(v) / denominator, 1, 1)(np.asarray(values)), dtype=object)
+
+
+def _associativity(impl, args: dict) -> tuple:
+    e1, e2, e3 = ((fractions(args[f"a{i}"], args["denominator"]), fractions(args[f"b{i}"], args["denominator"]))
+                  for i in (1, 2, 3))
+    left = impl(impl(e1, e2), e3)
+    right = impl(e1, impl(e2, e3))
+    (a1, b1), (a2, b2), (a3, b3) = e1, e2, e3
+    composed = (a1 * a2 * a3, a3 * (a2 * b1 + b2) + b3)  # x -> a3 (a2 (a1 x + b1) + b2) + b3
+    lhs = tuple(exact_difference(got, want) for got, want in zip(left + right, composed + composed))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="mamba.scan.associative",
+    family="mamba",
+    statement="scan_combine is associative, exactly: both bracketings of three steps equal the composed "
+              "affine step x -> a3 (a2 (a1 x + b1) + b2) + b3",
+    subject="mamba.scan_combine",
+    default_impl=ref.scan_combine,
+    relation=_associativity,
+    inputs=scan_element_inputs,
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness=EXACT,
+    outputs=("(e1 e2) e3: a", "(e1 e2) e3: b", "e1 (e2 e3): a", "e1 (e2 e3): b"),
+))
+
+
+def _tree_shapes(impl, args: dict) -> tuple:
+    return (impl(**{**args, "tree": "balanced"}), impl(**{**args, "tree": "random"}))
+
+
+register_claim(Claim(
+    key="mamba.scan.tree_shape",
+    family="mamba",
+    statement="the parallel selective scan gives the same result for a balanced and for random trees",
+    subject="mamba.selective_scan.parallel",
+    default_impl=selective_scan_parallel,
+    relation=_tree_shapes,
+    inputs=lambda: selective_scan_inputs(form="parallel", seq_len=st.integers(3, 10)),
+    bound=scan_bound,
+    rule=SCAN_RULE,
+    outputs=("out", "state"),
+))
+
+
+# ----------------------------------------------------------------------------- claims: SSD
+
+def rational_ssd(args: dict) -> dict:
+    """SSD keyword arguments in Fractions from ``rational_ssd_inputs``: decays given, A=None."""
+    den = args["denominator"]
+    h0 = args["initial_state"]
+    return {"x": fractions(args["x"], den), "dt": fractions(args["dt"], den), "A": None,
+            "B": fractions(args["B"], den), "C": fractions(args["C"], den),
+            "decay": fractions(args["decay"], args["decay_denominator"]),
+            "initial_state": None if h0 is None else fractions(h0, den)}
+
+
+def _ssd_exact(impl, args: dict) -> tuple:
+    kwargs = rational_ssd(args)
+    want, want_state = ref.ssd_recurrent(**kwargs, return_state=True)
+    got, got_state = impl(**kwargs, chunk_size=args["chunk_size"], return_state=True)
+    from_zero = without(kwargs, ("initial_state",))
+    lhs = (exact_difference(got, want), exact_difference(ref.ssd_quadratic(**from_zero), ref.ssd_recurrent(**from_zero)),
+           exact_difference(got_state, want_state))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="mamba.ssd.exact",
+    family="mamba",
+    statement="with rational decays, SSD's chunked, quadratic and recurrent forms are exactly equal "
+              "(outputs and final state, every chunk size)",
+    subject="mamba.ssd.chunked",
+    default_impl=ref.ssd_chunked,
+    relation=_ssd_exact,
+    inputs=rational_ssd_inputs,
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness=EXACT,
+    outputs=("chunked - recurrent", "quadratic - recurrent", "state"),
+))
+
+
+def _ssd_as_selective_scan(impl, args: dict) -> tuple:
+    """SSD is the selective scan over D = H P channels (d = h P + p) with u = x, delta = dt and
+    A[d, n] = A[h] repeated over P and N, B and C as G groups (channel d reads group
+    d // (D / G) = h // (H / G), its head's); states (B, D, N) = (B, H, P, N)."""
+    x, dt, A = args["x"], args["dt"], args["A"]
+    batch, T, H, P = x.shape
+    N = args["B"].shape[-1]
+    h0 = args.get("initial_state")
+    out, state = ref.selective_scan_recurrent(
+        x.reshape(batch, T, H * P), np.repeat(dt, P, axis=2), np.repeat(A, P)[:, None] * np.ones(N),
+        args["B"], args["C"], initial_state=None if h0 is None else h0.reshape(batch, H * P, N), return_state=True)
+    rhs = (out.reshape(batch, T, H, P), state.reshape(batch, H, P, N))
+    return impl(**args), rhs if args.get("return_state") else rhs[0]
+
+
+register_claim(Claim(
+    key="mamba.ssd.selective_scan",
+    family="mamba",
+    statement="SSD equals Mamba's selective scan with A repeated over the head's P channels and N states",
+    subject="mamba.ssd.recurrent",
+    default_impl=ref.ssd_recurrent,
+    relation=_ssd_as_selective_scan,
+    inputs=lambda: ssd_inputs(form="recurrent"),
+    bound=ssd_bound,
+    rule=SSD_RULE,
+    outputs=("out", "state"),
+))
+
+
+def gated_linear_attention(q, k, v, log_decay):
+    """Simple gated linear attention in its parallel form (Yang et al. 2023, "Gated Linear
+    Attention"; scalar gate per head and step), q, k (B, T, H, N), v (B, T, H, P), log_decay (B, T, H):
+
+        o_t = sum_{s <= t} exp(sum_{s < r <= t} log_decay_r) (q_t . k_s) v_s
+
+    with the decays exp(G_t - G_s) from the prefix sums G of log_decay (masked before the exp)."""
+    G = np.cumsum(log_decay, axis=1)  # (B, T, H)
+    T = G.shape[1]
+    visible = np.tril(np.ones((T, T), bool))[:, :, None]  # (t, s, 1)
+    exponent = np.where(visible, G[:, :, None, :] - G[:, None, :, :], -np.inf)  # (B, t, s, H)
+    return np.einsum("bthn,bshn,btsh,bshp->bthp", q, k, np.exp(exponent), v)
+
+
+def _ssd_as_gla(impl, args: dict) -> tuple:
+    H = args["x"].shape[2]
+    per_head = lambda M: np.repeat(M, H // M.shape[2], axis=2)  # noqa: E731
+    gla = gated_linear_attention(per_head(args["C"]), per_head(args["B"]), args["x"] * args["dt"][..., None],
+                                 args["A"] * args["dt"])
+    return (impl(**args),), (gla,)
+
+
+register_claim(Claim(
+    key="mamba.ssd.gated_linear_attention",
+    family="mamba",
+    statement="SSD equals simple gated linear attention with q = C, k = B, v = dt x and log-decay dt A",
+    subject="mamba.ssd.quadratic",
+    default_impl=ref.ssd_quadratic,
+    relation=_ssd_as_gla,
+    inputs=lambda: ssd_inputs(form="quadratic"),
+    bound=ssd_bound,
+    rule=SSD_RULE + " (the prefix-sum decays exp(G_t - G_s) are within it: their exponent's error is u max|G|)",
+))
+
+
+def _large_decays(impl, args: dict) -> tuple:
+    want = ref.ssd_recurrent(**without(args, CHUNK_ARGS))
+    with np.errstate(over="ignore", invalid="ignore"):
+        chunked = impl(**args)
+        quadratic = ref.ssd_quadratic(**without(args, CHUNK_ARGS + ("initial_state", "return_state")))
+    return (chunked, quadratic), (want, want)
+
+
+register_claim(Claim(
+    key="mamba.ssd.large_decay_finite",
+    family="mamba",
+    statement="with |dt A| up to 1e4 per step every SSD form stays finite and equal (segment sums are masked "
+              "before the exp; mamba issues #352, #558)",
+    subject="mamba.ssd.chunked",
+    default_impl=ref.ssd_chunked,
+    relation=_large_decays,
+    inputs=lambda: ssd_inputs(form="chunked", A_scale=st.sampled_from([1e3, 1e4]), initial_state=False,
+                              return_state=False),
+    bound=lambda args, expected: ssd_bound(args, expected[:1]) + ssd_bound(args, expected[:1]),
+    rule=SSD_RULE,
+    outputs=("chunked", "quadratic"),
+))

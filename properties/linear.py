@@ -1,0 +1,124 @@
+"""Strategies for causal linear attention (Katharopoulos et al. 2020) arguments.
+
+Every keyword takes a strategy or a fixed value (``fixed_or``): ``linear_inputs(feature_map="elu",
+eps=1e-6)``. ``form``: "recurrent", "parallel" (causal; no state arguments) or "chunked" (adds
+``chunk_size``, 1 to T + 1 unless given).
+
+Conventions (seqcheck.equiv.families.linear): the state (S, z) travels as one float64 array
+(B, H, D, M + 1), S in [..., :M] and z in [..., M]: the state of v augmented by a column of ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.properties.arrays import fixed_or, generators, random_arrays
+
+FEATURE_MAPS = ("elu", "identity")
+
+
+def augmented_state(S: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The pair (S (B, H, D, M), z (B, H, D)) as one array (B, H, D, M + 1): [S | z]."""
+    return np.concatenate([np.asarray(S), np.asarray(z)[..., None]], axis=-1)
+
+
+def state_pair(state: np.ndarray) -> tuple:
+    """The inverse of ``augmented_state``: (S, z)."""
+    state = np.asarray(state)
+    return state[..., :-1], state[..., -1]
+
+
+@st.composite
+def linear_inputs(
+    draw,
+    *,
+    form="recurrent",
+    batch=st.integers(1, 2),
+    seq_len=st.integers(1, 10),
+    heads=st.integers(1, 2),
+    key_dim=st.integers(1, 4),
+    value_dim=st.integers(1, 4),
+    feature_map=st.sampled_from(FEATURE_MAPS),
+    eps=st.sampled_from([1e-6, 0.0, 0.5]),
+    initial_state=st.booleans(),
+    return_state=st.booleans(),
+    chunk_size=None,
+):
+    """Keyword arguments of causal linear attention: q, k (B, T, H, D), v (B, T, H, M).
+
+    With ``feature_map="identity"`` q and k are made positive (|.| + 0.1), so every denominator
+    is at least eps + a positive sum, as with elu + 1; signed identity features, whose
+    denominators can vanish, are the exact claim's (``rational_linear_inputs``). The initial
+    state draws S from N(0, 1) and z from |N(0, 1)| (a sum of positive features is >= 0).
+    """
+    if form not in ("recurrent", "parallel", "chunked"):
+        raise ValueError(f"form: expected 'recurrent', 'parallel' or 'chunked', got {form!r}")
+    Bt, T, H, D, M = (draw(fixed_or(s)) for s in (batch, seq_len, heads, key_dim, value_dim))
+    phi = draw(fixed_or(feature_map))
+    arrays = draw(random_arrays({"q": (Bt, T, H, D), "k": (Bt, T, H, D), "v": (Bt, T, H, M)}))
+    q, k = arrays["q"], arrays["k"]
+    if phi == "identity":
+        q, k = np.abs(q) + 0.1, np.abs(k) + 0.1
+    args = {"q": q, "k": k, "v": arrays["v"], "feature_map": phi, "eps": draw(fixed_or(eps))}
+    if form != "parallel":
+        rng = draw(generators())
+        args["initial_state"] = None
+        if draw(fixed_or(initial_state)):
+            args["initial_state"] = augmented_state(rng.standard_normal((Bt, H, D, M)),
+                                                    np.abs(rng.standard_normal((Bt, H, D))))
+        args["return_state"] = draw(fixed_or(return_state))
+    if form == "chunked":
+        args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
+    return args
+
+
+@st.composite
+def rational_linear_inputs(
+    draw,
+    *,
+    batch=st.integers(1, 2),
+    seq_len=st.integers(1, 6),
+    heads=st.integers(1, 2),
+    key_dim=st.integers(1, 3),
+    value_dim=st.integers(1, 3),
+    initial_state=st.booleans(),
+    chunk_size=None,
+):
+    """Linear attention on rationals with the identity feature map, for the exact claim: q, k, v
+    and the initial state hold small signed integers (as float64) to be divided by
+    ``denominator`` (1, 3 or 7). eps is 1e-6 or 2^-10, a dyadic rational: a denominator with
+    only odd factors plus it is never 0, so no division by zero in exact arithmetic."""
+    Bt, T, H, D, M = (draw(fixed_or(s)) for s in (batch, seq_len, heads, key_dim, value_dim))
+    rng = draw(generators())
+
+    def integers(shape):
+        return rng.integers(-4, 5, shape).astype(np.float64)
+
+    args = {"q": integers((Bt, T, H, D)), "k": integers((Bt, T, H, D)), "v": integers((Bt, T, H, M)),
+            "eps": draw(st.sampled_from([1e-6, 2.0**-10])), "denominator": draw(st.sampled_from([1, 3, 7]))}
+    args["initial_state"] = integers((Bt, H, D, M + 1)) if draw(fixed_or(initial_state)) else None
+    args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
+    return args
+
+
+def _form(form, *, unused=()):
+    """``linear_inputs`` narrowed to one form; its signature names only the options it uses."""
+    def strategy(**options):
+        return linear_inputs(form=form, **options)
+
+    signature = inspect.signature(linear_inputs)
+    strategy.__name__ = strategy.__qualname__ = f"linear_inputs_{form}"
+    strategy.__doc__ = f"``linear_inputs`` for the {form} form."
+    strategy.__signature__ = signature.replace(parameters=[
+        p for name, p in signature.parameters.items() if name not in ("draw", "form") + unused])
+    return strategy
+
+
+STRATEGIES = {
+    "linear.attention.recurrent": _form("recurrent", unused=("chunk_size",)),
+    "linear.attention.parallel": _form("parallel", unused=("chunk_size", "initial_state", "return_state")),
+    "linear.attention.chunked": _form("chunked"),
+}
