@@ -210,7 +210,7 @@ def _sweeps_by_param(records: list[dict]) -> dict[str, list[tuple[str, dict]]]:
 
 def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, out: Path) -> Plot:
     sweeps = [sweep for _, sweep in entries]
-    label = " / ".join(dict.fromkeys(sweep["label"] for sweep in sweeps))
+    label = " / ".join(dict.fromkeys(_split_label(sweep["label"])[0] for sweep in sweeps))
     title = f"Error and budget against {label}"
     floor = _zero_floor(sweeps)
     figure = Figure(figsize=(8, 4.4 + 0.2 * len(entries)), layout="constrained")
@@ -218,7 +218,7 @@ def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, 
     for key, sweep in entries:
         _plot_sweep(axes, sweep, styles[key], floor)
     _decorate_axes(axes, label, title, floor, sweeps)
-    claim_handles = [_claim_handle(key, styles[key]) for key, _ in entries]
+    claim_handles = [_claim_handle(_legend_entry(key, sweep), styles[key]) for key, sweep in entries]
     figure.legend(
         handles=claim_handles + _line_style_handles(), loc="outside lower center", fontsize=8,
         frameon=False,
@@ -272,6 +272,17 @@ def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[dict
         axes.axhline(floor, color="0.6", linewidth=0.8, linestyle=":")
         axes.annotate("exact 0", xy=(1, floor), xycoords=("axes fraction", "data"), xytext=(4, 0),
                       textcoords="offset points", ha="left", va="center", fontsize=8, color="0.4")
+
+
+def _split_label(label: str) -> tuple[str, str]:
+    """"chunk size (T=256, H=4)" -> ("chunk size", "T=256, H=4"): the axis and the setting."""
+    head, _, setting = label.partition(" (")
+    return head, setting.rstrip(")")
+
+
+def _legend_entry(key: str, sweep: dict) -> str:
+    setting = _split_label(sweep["label"])[1]
+    return f"{key} ({setting})" if setting else key
 
 
 def _claim_handle(key: str, style: tuple) -> Line2D:

@@ -57,9 +57,9 @@ def _sweep_args(T: int, rng, *, block: int = 64) -> dict:
             "v": rng.standard_normal((B, T, H, D)), "causal": True, "block_q": block, "block_k": block}
 
 
-SWEEP_T = Sweep("T", "sequence length T", (16, 64, 256, 1024),
+SWEEP_T = Sweep("T", "sequence length T (B=1, H=4, D=64, causal, blocks of 64)", (16, 64, 256, 1024),
                 lambda T, rng: _sweep_args(T, rng))
-SWEEP_BLOCK = Sweep("block", "block size", (1, 4, 16, 64, 256),
+SWEEP_BLOCK = Sweep("block", "block size (T=256, B=1, H=4, D=64, causal)", (1, 4, 16, 64, 256),
                     lambda block, rng: _sweep_args(256, rng, block=block))
 
 register_form(Form(
@@ -96,7 +96,7 @@ register_form(Form(
     oracle_drop=("num_splits",),
     data_args=("q", "k", "v"),
     outputs=("out", "lse"),
-    sweeps=(Sweep("T", "sequence length T", (16, 64, 256, 1024),
+    sweeps=(Sweep("T", "sequence length T (B=1, H=4, D=64, causal, 4 splits)", (16, 64, 256, 1024),
                   lambda T, rng: {**without(_sweep_args(T, rng), BLOCK_ARGS), "num_splits": 4}),),
 ))
 
