@@ -1,13 +1,19 @@
 """Argument checks shared by the SSM references: each error names the argument, what was expected and what came."""
 
 import numbers
+from fractions import Fraction
 
 import numpy as np
 
 
-def as_real(name, x):
-    """x as a new float64 array; TypeError unless it holds real numbers (bool excluded)."""
+def as_real(name, x, *, exact_ok=False):
+    """x as a new float64 array; TypeError unless it holds real numbers (bool excluded).
+
+    With ``exact_ok``, an object array of rationals (Fraction, int) comes back as Fractions, for
+    checks in exact arithmetic."""
     a = np.asarray(x)
+    if exact_ok and a.dtype == object:
+        return as_fractions(name, a)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
     return a.astype(np.float64)
@@ -21,9 +27,19 @@ def as_complex(name, x):
     return a.astype(np.complex128)
 
 
-def as_number_array(name, x):
-    """x as a new float64 array, or complex128 if it is complex."""
+def as_fractions(name, a):
+    """An object array of rationals as a new object array of Fractions."""
+    if not all(isinstance(v, numbers.Rational) for v in a.flat):
+        raise TypeError(f"{name}: an object array must hold rationals (fractions.Fraction or int); "
+                        f"got {sorted({type(v).__name__ for v in a.flat})}")
+    return np.vectorize(Fraction, otypes=[object])(a) if a.size else a.copy()
+
+
+def as_number_array(name, x, *, exact_ok=False):
+    """x as a new float64 array, or complex128 if it is complex (Fractions as ``as_real``)."""
     a = np.asarray(x)
+    if exact_ok and a.dtype == object:
+        return as_fractions(name, a)
     if a.dtype.kind not in "iufc":
         raise TypeError(f"{name} must hold real or complex numbers; got dtype {a.dtype}")
     return a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)

@@ -10,7 +10,8 @@ K_l = C Abar^l Bbar (Gu et al. 2022, S4, arXiv:2111.00396, eqs. (2)-(5)).
 
 Signals, kernels and states are not checked for NaN or Inf: they propagate through the
 arithmetic, to later outputs only in the recurrent and direct forms, to every output in
-``fft_conv``.
+``fft_conv``. ``lti_recurrent`` and ``lti_kernel`` also run in exact arithmetic on object arrays
+of fractions.Fraction (then every input must be rational, and so is every output).
 """
 
 import numpy as np
@@ -19,8 +20,9 @@ from ._checks import as_number_array, as_real, check_bool, check_shape, positive
 
 
 def _system(Abar, Bbar, C):
-    """Abar broadcast to (Dch, N, N), Bbar and C (Dch, N), all float64 (complex128 if any is complex)."""
-    Abar, Bbar, C = as_number_array("Abar", Abar), as_number_array("Bbar", Bbar), as_number_array("C", C)
+    """Abar broadcast to (Dch, N, N), Bbar and C (Dch, N), all float64 (complex128 if any is
+    complex; Fractions if given object arrays of rationals)."""
+    Abar, Bbar, C = (as_number_array(name, a, exact_ok=True) for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)))
     if C.ndim != 2 or 0 in C.shape:
         raise ValueError(f"C must have shape (Dch, N) with Dch, N >= 1; got shape {C.shape}")
     channels, n = C.shape
@@ -31,17 +33,17 @@ def _system(Abar, Bbar, C):
     return Abar, Bbar, C
 
 
-def _signal(u, channels):
-    u = as_real("u", u)
+def _signal(u, channels, exact_ok=False):
+    u = as_real("u", u, exact_ok=exact_ok)
     if u.ndim != 3 or u.shape[2] != channels or 0 in u.shape:
         raise ValueError(f"u must have shape (B, T, Dch)=(B, T, {channels}) with B, T >= 1; got shape {u.shape}")
     return u
 
 
-def _skip(D, channels):
+def _skip(D, channels, exact_ok=False):
     if D is None:
-        return np.zeros(channels)
-    D = as_real("D", D)
+        return np.zeros(channels, dtype=object if exact_ok else np.float64)
+    D = as_real("D", D, exact_ok=exact_ok)
     check_shape("D", D, (channels,), "(Dch,)")
     return D
 
@@ -61,16 +63,18 @@ def lti_recurrent(u, Abar, Bbar, C, D=None, *, initial_state=None, return_state=
     if np.iscomplexobj(Abar) or np.iscomplexobj(Bbar) or np.iscomplexobj(C):
         raise TypeError("lti_recurrent takes a real system: Abar, Bbar and C must hold real numbers; got complex")
     channels, n = C.shape
-    u = _signal(u, channels)
-    D = _skip(D, channels)
+    u = _signal(u, channels, exact_ok=True)
+    exact = object in (Abar.dtype, Bbar.dtype, C.dtype, u.dtype)
+    D = _skip(D, channels, exact_ok=True)
     batch, length, _ = u.shape
+    dtype = object if exact else np.float64
     if initial_state is None:
-        x = np.zeros((batch, channels, n))
+        x = np.zeros((batch, channels, n), dtype=dtype)
     else:
-        x = as_real("initial_state", initial_state)
+        x = as_real("initial_state", initial_state, exact_ok=True)
         check_shape("initial_state", x, (batch, channels, n), "(B, Dch, N)")
 
-    y = np.empty((batch, length, channels))
+    y = np.empty((batch, length, channels), dtype=dtype)
     for t in range(length):
         x = np.einsum("dmn,bdn->bdm", Abar, x) + Bbar * u[:, t, :, None]
         y[:, t] = np.einsum("dn,bdn->bd", C, x) + D * u[:, t]

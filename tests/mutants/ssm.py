@@ -11,7 +11,7 @@ from seqcheck.reference.ssm import discretize, fft_conv, lti_kernel, lti_recurre
 
 
 def _per_channel(Abar, C):
-    Abar = np.asarray(Abar, dtype=np.float64)
+    Abar = np.asarray(Abar)
     return np.broadcast_to(Abar, (C.shape[0],) + Abar.shape[-2:])
 
 
@@ -30,7 +30,7 @@ def kernel_abar_transposed(u, Abar, Bbar, C, D=None):
 def kernel_off_by_one_power(Abar, Bbar, C, length):
     """K_l = C Abar^(l+1) Bbar: the Krylov loop multiplies before it reads."""
     Abar = _per_channel(Abar, np.asarray(C))
-    return lti_kernel(Abar, np.einsum("dmn,dn->dm", Abar, np.asarray(Bbar, dtype=np.float64)), C, length)
+    return lti_kernel(Abar, np.einsum("dmn,dn->dm", Abar, np.asarray(Bbar)), C, length)
 
 
 def convolution_kernel_off_by_one_power(u, Abar, Bbar, C, D=None):
