@@ -41,7 +41,7 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
     eps = float(finfo(dtype).eps)
     budgets = []
     for name, low, ref in zip(form.outputs, plain, expected):
-        low = np.asarray(low, dtype=np.float64)
+        low = np.asarray(low, dtype=np.result_type(low, np.float64))
         if (np.isfinite(ref) & ~np.isfinite(low)).any():
             raise OutOfRange(f"output {name!r}: the plain definition overflows in {dtype.name}")
         baseline = error_per_position(low, ref, form.time_axis)

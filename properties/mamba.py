@@ -42,14 +42,6 @@ def _complex_if(rng, real: np.ndarray, is_complex: bool) -> np.ndarray:
     return real + 1j * rng.standard_normal(real.shape) if is_complex else real
 
 
-def real_state(state: np.ndarray) -> np.ndarray:
-    """A complex (B, D, N) state as float64 (B, D, 2N), (re, im) interleaved; real ones unchanged."""
-    state = np.asarray(state)
-    if not np.iscomplexobj(state):
-        return state
-    return np.ascontiguousarray(state, dtype=np.complex128).view(np.float64)
-
-
 @st.composite
 def selective_scan_inputs(
     draw,
@@ -115,7 +107,7 @@ def selective_scan_inputs(
         "return_state": draw(fixed_or(return_state)),
     }
     if draw(fixed_or(initial_state)):
-        args["initial_state"] = real_state(_complex_if(rng, rng.standard_normal((Bt, Dch, N)), is_complex))
+        args["initial_state"] = _complex_if(rng, rng.standard_normal((Bt, Dch, N)), is_complex)
     if form == "chunked":
         args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
     if form == "parallel":

@@ -17,12 +17,9 @@ other axes. The states get the same factor times the magnitudes' state, per chan
 SSD). SSD is the same with N its state size and m_t from ``ssd_recurrent`` on |x|, |B|, |C|.
 The tests of the references (tests/reference/test_mamba_reference.py) use this rule.
 
-Adapters (the layout rule of DESIGN.md: adapters live in equiv). The registered selective-scan
-forms are the references with one change: with a complex A their states, ``initial_state`` and
-the returned one, are float64 (B, D, 2N) with (re, im) interleaved along N (the storage
-selective_scan_ref uses for complex B and C over time), because the engine compares real arrays;
-the parallel form's ``rng`` may be an int seed (a reproducer writes it out). SSD forms are the
-references themselves.
+The registered forms are the references themselves: with a complex A the states are complex128
+(B, D, N) and errors are moduli of differences; the parallel form's ``rng`` is an int seed (a
+reproducer writes it out).
 """
 
 from __future__ import annotations
@@ -35,57 +32,13 @@ from scipy.special import expit
 
 from seqcheck.equiv.convert import numpy_dtype, round_to
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.properties.mamba import (rational_ssd_inputs, real_state, scan_element_inputs, selective_scan_inputs,
-                                       ssd_inputs)
+from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
 
 EPS64 = np.finfo(np.float64).eps
 EXACT = "exact (rational)"
 CHUNK_ARGS = ("chunk_size",)
 TREE_ARGS = ("tree", "rng")
-
-
-# ----------------------------------------------------------------------------- selective-scan adapters
-
-def complex_state(state, A):
-    """The inverse of ``real_state`` for a complex ``A``: float64 (B, D, 2N) -> complex128 (B, D, N)."""
-    if state is None or not np.iscomplexobj(A) or np.iscomplexobj(state):
-        return state
-    return np.ascontiguousarray(state, dtype=np.float64).view(np.complex128)
-
-
-def _states_out(result, return_state):
-    if not return_state:
-        return result
-    out, state = result
-    return out, real_state(state)
-
-
-def selective_scan_recurrent(u, delta, A, B, C, D=None, z=None, *, delta_bias=None, delta_softplus=False,
-                             initial_state=None, return_state=False):
-    """``reference.mamba.selective_scan_recurrent``; complex states as float64 (B, D, 2N), (re, im)."""
-    return _states_out(ref.selective_scan_recurrent(
-        u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-        initial_state=complex_state(initial_state, A), return_state=return_state), return_state)
-
-
-def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, *, delta_bias=None, delta_softplus=False,
-                            initial_state=None, return_state=False, tree="balanced", rng=None):
-    """``reference.mamba.selective_scan_parallel``; ``rng`` an int seed or a Generator; complex
-    states as float64 (B, D, 2N), (re, im) interleaved."""
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        rng = np.random.default_rng(rng)
-    return _states_out(ref.selective_scan_parallel(
-        u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-        initial_state=complex_state(initial_state, A), return_state=return_state, tree=tree, rng=rng), return_state)
-
-
-def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, delta_bias=None, delta_softplus=False,
-                           initial_state=None, return_state=False):
-    """``reference.mamba.selective_scan_chunked``; complex states as float64 (B, D, 2N), (re, im)."""
-    return _states_out(ref.selective_scan_chunked(
-        u, delta, A, B, C, D, z, chunk_size=chunk_size, delta_bias=delta_bias, delta_softplus=delta_softplus,
-        initial_state=complex_state(initial_state, A), return_state=return_state), return_state)
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -110,7 +63,7 @@ def scan_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
     A = np.asarray(args["A"])
     is_complex = np.iscomplexobj(A)
-    h0 = complex_state(args.get("initial_state"), A)
+    h0 = args.get("initial_state")
     D = args.get("D")
     out, state = ref.selective_scan_recurrent(
         np.abs(args["u"]), args["delta"], A.real, np.abs(args["B"]), np.abs(args["C"]),
@@ -207,7 +160,7 @@ def selective_scan_plain(args: dict, dtype) -> tuple:
         dA = r(np.exp(r(dt[..., None] * A)))
         dBu = r(r(dt * u)[..., None] * r(_channel_coefficient(args["B"], batch, T, D)))
         C = r(_channel_coefficient(args["C"], batch, T, D))
-        h0 = complex_state(args.get("initial_state"), A)
+        h0 = args.get("initial_state")
         x = np.zeros((batch, D, A.shape[1]), dtype=A.dtype) if h0 is None else r(h0)
         ys = []
         for t in range(T):
@@ -220,7 +173,7 @@ def selective_scan_plain(args: dict, dtype) -> tuple:
         if args.get("z") is not None:
             z = r(args["z"])
             out = r(out * r(z * expit(z)))
-    return (out, real_state(x)) if args.get("return_state") else (out,)
+    return (out, x) if args.get("return_state") else (out,)
 
 
 def ssd_plain(args: dict, dtype) -> tuple:
@@ -272,7 +225,7 @@ SCAN_DATA = ("u", "delta", "B", "C", "z")
 
 register_form(Form(
     key="mamba.selective_scan.recurrent",
-    fn=selective_scan_recurrent,
+    fn=ref.selective_scan_recurrent,
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
@@ -283,7 +236,7 @@ register_form(Form(
 
 register_form(Form(
     key="mamba.selective_scan.parallel",
-    fn=selective_scan_parallel,
+    fn=ref.selective_scan_parallel,
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="the parallel (associative) scan equals the selective scan's recurrence, for every tree",
@@ -297,7 +250,7 @@ register_form(Form(
 
 register_form(Form(
     key="mamba.selective_scan.chunked",
-    fn=selective_scan_chunked,
+    fn=ref.selective_scan_chunked,
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="the chunked selective scan (closed form per chunk, state passed on) equals the recurrence",
@@ -389,7 +342,7 @@ register_claim(Claim(
     statement="the selective scan continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
               "at every split point",
     subject="mamba.selective_scan.chunked",
-    default_impl=selective_scan_chunked,
+    default_impl=ref.selective_scan_chunked,
     relation=lambda impl, args: continuation(impl, args, _scan_timed(args)),
     inputs=lambda: selective_scan_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
     bound=_unstacked(scan_bound),
@@ -416,7 +369,7 @@ register_claim(Claim(
 def _scan_steps(impl, args: dict) -> tuple:
     """T calls of the step function (time-invariant B, C passed as G = D groups, as its
     docstring says) against one recurrent scan."""
-    full = selective_scan_recurrent(**{**without(args, ("return_state",)), "return_state": True})
+    full = ref.selective_scan_recurrent(**{**without(args, ("return_state",)), "return_state": True})
     u = args["u"]
     batch, T, _ = u.shape
 
@@ -424,13 +377,13 @@ def _scan_steps(impl, args: dict) -> tuple:
         M = np.asarray(M)
         return np.broadcast_to(M, (batch,) + M.shape) if M.ndim == 2 else M[:, t]
 
-    state, ys = complex_state(args["initial_state"], args["A"]), []
+    state, ys = args["initial_state"], []
     for t in range(T):
         y, state = impl(u[:, t], args["delta"][:, t], args["A"], at(args["B"], t), at(args["C"], t), args["D"],
                         None if args["z"] is None else args["z"][:, t], state=state,
                         delta_bias=args["delta_bias"], delta_softplus=args["delta_softplus"])
         ys.append(np.asarray(y))
-    return (np.stack(ys, axis=1), real_state(state)), full
+    return (np.stack(ys, axis=1), state), full
 
 
 register_claim(Claim(
@@ -496,7 +449,7 @@ register_claim(Claim(
     family="mamba",
     statement="the parallel selective scan gives the same result for a balanced and for random trees",
     subject="mamba.selective_scan.parallel",
-    default_impl=selective_scan_parallel,
+    default_impl=ref.selective_scan_parallel,
     relation=_tree_shapes,
     inputs=lambda: selective_scan_inputs(form="parallel", seq_len=st.integers(3, 10)),
     bound=scan_bound,

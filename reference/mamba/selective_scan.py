@@ -59,8 +59,11 @@ def associative_scan(a, b, *, tree="balanced", rng=None):
     """
     if tree not in ("balanced", "sequential", "random"):
         raise ValueError(f"tree must be 'balanced', 'sequential' or 'random'; got {tree!r}")
-    if tree == "random" and not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator for tree='random'; got {type(rng).__name__}")
+    if tree == "random":
+        if not isinstance(rng, (np.random.Generator, int, np.integer)) or isinstance(rng, bool):
+            raise TypeError(f"rng must be a numpy.random.Generator or an int seed for tree='random'; "
+                            f"got {type(rng).__name__}")
+        rng = np.random.default_rng(rng)
     a = _numeric("a", a, complex_ok=True, exact_ok=True)
     b = _numeric("b", b, complex_ok=True, exact_ok=True)
     if a.ndim < 2 or a.shape[1] < 1:

@@ -1,26 +1,23 @@
 """Deliberately wrong selective scans, scan operators and SSDs: each must be rejected by a claim.
 
-Written the way a kernel author's bugs look, as small NumPy functions with the form's signature
-(the selective-scan forms' states as seqcheck's adapter passes them: complex states as float64
-(B, D, 2N)). Only what each mutant needs is implemented.
+Written the way a kernel author's bugs look, as small NumPy functions with the form's signature.
+Only what each mutant needs is implemented.
 """
 
 import numpy as np
 
-from seqcheck.equiv.families.mamba import complex_state, selective_scan_chunked
-from seqcheck.properties.mamba import real_state
-from seqcheck.reference.mamba import associative_scan, scan_combine, selective_scan_step, ssd_quadratic, ssd_recurrent
+from seqcheck.reference.mamba import (associative_scan, scan_combine, selective_scan_chunked, selective_scan_step,
+                                      ssd_quadratic, ssd_recurrent)
 from seqcheck.reference.mamba.selective_scan import _prepare as _prepare_scan
 from seqcheck.reference.mamba.ssd import _prepare as _prepare_ssd, segsum
 
 
 def _scan_terms(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
-    return _prepare_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, complex_state(initial_state, A))
+    return _prepare_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
 
 
 def _finish(terms, states, return_state):
-    result = terms.finish(states, return_state)
-    return (result[0], real_state(result[1])) if return_state else result
+    return terms.finish(states, return_state)
 
 
 # ----------------------------------------------------------------------------- selective scan
@@ -31,7 +28,6 @@ def parallel_scan_with_euler_A(u, delta, A, B, C, D=None, z=None, *, delta_bias=
     s = _scan_terms(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     a = np.concatenate([np.ones_like(s.dtA[:, :1]), 1 + s.dtA], axis=1)
     b = np.concatenate([s.h0[:, None], s.dBu], axis=1)
-    rng = rng if rng is None or isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     _, states = associative_scan(a, b, tree=tree, rng=rng)
     return _finish(s, states[:, 1:], return_state)
 
@@ -93,7 +89,6 @@ def parallel_scan_carrying_the_first_prefix(u, delta, A, B, C, D=None, z=None, *
     s = _scan_terms(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     a = np.concatenate([np.ones_like(s.dtA[:, :1]), np.exp(s.dtA)], axis=1)
     b = np.concatenate([s.h0[:, None], s.dBu], axis=1)
-    rng = rng if rng is None or isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     _, states = _scan_with_first_prefix(a, b, tree=tree, rng=rng)
     return _finish(s, states[:, 1:], return_state)
 
