@@ -19,10 +19,12 @@ import numpy as np
 
 from seqcheck import __version__
 from seqcheck.equiv.budget import Budget
-from seqcheck.equiv.check import run_claim
+from seqcheck.equiv.check import check, run_claim
 from seqcheck.equiv.engine import compare
 from seqcheck.equiv.registry import Claim, all_claims, as_outputs
 from seqcheck.equiv.report_render import write_report
+from seqcheck.gpu.backend import gpu_name
+from seqcheck.gpu.registry import implementations, use_simulator_without_gpu, where
 from seqcheck.properties import profiles
 
 
@@ -32,20 +34,25 @@ def claim_seed(key: str) -> int:
 
 def run_report(out="report", profile="dev", only=None, progress=print) -> dict:
     """Run the claims whose key contains ``only`` (all when None) and write the report to ``out``."""
+    use_simulator_without_gpu()
     profiles.load(profile)
-    selected = [claim for claim in all_claims() if only is None or only in claim.key]
-    if not selected:
-        raise ValueError(f"only: no claim key contains {only!r}")
+    claims = [claim for claim in all_claims() if only is None or only in claim.key]
+    kernels = [(impl, dtype) for impl in implementations() for dtype in impl.dtypes
+               if only is None or only in gpu_key(impl, dtype)]
+    if not claims and not kernels:
+        raise ValueError(f"only: no claim or GPU implementation key contains {only!r}")
     started, clock = datetime.now(timezone.utc), time.perf_counter()
+    jobs = [(claim.key, lambda claim=claim: claim_record(claim)) for claim in claims]
+    jobs += [(gpu_key(impl, dtype), lambda impl=impl, dtype=dtype: gpu_record(impl, dtype)) for impl, dtype in kernels]
     records = []
-    for number, claim in enumerate(selected, 1):
-        record = claim_record(claim)
+    for number, (key, run) in enumerate(jobs, 1):
+        record = run()
         records.append(record)
-        progress(f"[{number}/{len(selected)}] {record['status'].upper():7} {claim.key}: "
+        progress(f"[{number}/{len(jobs)}] {record['status'].upper():7} {key}: "
                  f"{_summary(record)} ({record['seconds']:.1f} s)")
     meta = {"profile": profile, "seqcheck_version": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform(), "started": started.isoformat(timespec="seconds"),
-            "seconds": time.perf_counter() - clock, "devices": ["cpu"]}
+            "seconds": time.perf_counter() - clock, "devices": sorted({record["device"] for record in records})}
     paths = write_report(records, out, meta)
     progress(f"wrote {paths['html']}, {paths['json']}, {paths['md']}")
     return {"paths": paths, "records": records}
@@ -71,6 +78,31 @@ def claim_record(claim: Claim) -> dict:
             "shapes": result.shapes, "budget": {"rule": claim.rule, "value": result.budget},
             "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": counterexample,
             "sweeps": sweeps, "seconds": result.seconds + time.perf_counter() - started}
+
+
+def gpu_key(impl, dtype: str) -> str:
+    return f"gpu.{impl.name}[{dtype}]"
+
+
+def gpu_record(impl, dtype: str) -> dict:
+    """A GPU implementation checked with ``equiv.check``, as a user's kernel would be; under the
+    simulator (or NumPy, for CuPy code without a GPU) with tiny inputs and the rows say so."""
+    place = where(impl.runtime)
+    key = gpu_key(impl, dtype)
+    result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
+                   seed=claim_seed(key), max_examples=5 if place == "simulator" else None)
+    counterexample = None
+    if result.counterexample is not None:
+        counterexample = {"args": _describe(result.counterexample.args), "message": result.counterexample.message,
+                          "reproducer": result.counterexample.reproducer}
+    return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
+            "exactness": f"{dtype} baseline budget", "dtype": dtype, "backend": impl.runtime,
+            "device": place if place != "gpu" else gpu_name(), "seed": result.seed,
+            "status": "passed" if result.passed else "failed",
+            "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
+            "shapes": result.shapes, "budget": {"rule": result.rule, "value": result.budget},
+            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": counterexample,
+            "sweeps": [], "seconds": result.seconds}
 
 
 def sweep_record(claim: Claim, sweep, seed: int) -> dict:

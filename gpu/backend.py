@@ -25,3 +25,14 @@ def gpu_unavailable_reason() -> str | None:
 
 def has_gpu() -> bool:
     return gpu_unavailable_reason() is None
+
+
+def gpu_name() -> str:
+    """The first CUDA device's name, from the driver (``"gpu"`` where it cannot be read)."""
+    if not has_gpu():
+        return "no gpu"
+    driver = ctypes.CDLL(ctypes.util.find_library("cuda") or "libcuda.so.1")
+    device, name = ctypes.c_int(0), ctypes.create_string_buffer(256)
+    if driver.cuDeviceGet(ctypes.byref(device), 0) != 0 or driver.cuDeviceGetName(name, 256, device) != 0:
+        return "gpu"
+    return name.value.decode(errors="replace")
