@@ -3,7 +3,8 @@
 - float64 candidate: the bound a form's algorithm guarantees (``Form.bound``), per position.
 - low-precision candidate: ``k * baseline + floor`` per position, where ``baseline`` is the error
   of the plain definition evaluated in the candidate's dtype on the same input, ``k`` the form's
-  declared factor and ``floor`` a few ULPs of that dtype at the output's scale.
+  declared factor and ``floor`` a few ULPs of that dtype at the output's scale: the size of the
+  terms it sums where the definition says (``Form.magnitude``), else its largest magnitude.
 """
 
 from __future__ import annotations
@@ -37,16 +38,21 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
     """``k * baseline + floor`` for a candidate working in ``dtype`` on ``args``."""
     definition, dropped = definition_of(form)
     dtype = numpy_dtype(dtype)
-    plain = as_outputs(definition.plain(without(args, dropped), dtype))
+    definition_args = without(args, dropped)
+    plain = as_outputs(definition.plain(definition_args, dtype))
+    scales = (as_outputs(definition.magnitude(definition_args, expected)) if definition.magnitude
+              else (None,) * len(expected))
     eps = float(finfo(dtype).eps)
     budgets = []
-    for name, low, ref in zip(form.outputs, plain, expected):
+    for name, low, ref, scale in zip(form.outputs, plain, expected, scales):
         low = np.asarray(low, dtype=np.result_type(low, np.float64))
         if (np.isfinite(ref) & ~np.isfinite(low)).any():
             raise OutOfRange(f"output {name!r}: the plain definition overflows in {dtype.name}")
         baseline = error_per_position(low, ref, form.time_axis)
-        finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
-        floor = form.floor_ulps * eps * (float(finite_ref.max()) if finite_ref.size else 0.0)
+        if scale is None:
+            finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
+            scale = float(finite_ref.max()) if finite_ref.size else 0.0
+        floor = form.floor_ulps * eps * np.asarray(scale, dtype=np.float64)
         budgets.append(form.baseline_factor * baseline + floor)
     return Budget(tuple(budgets), baseline_rule(form, dtype))
 

@@ -38,6 +38,9 @@ class Form:
     ``plain(args, dtype)`` evaluates the definition with every intermediate rounded to ``dtype``
     (only definitions have one: forms reach theirs through ``oracle``).
     ``data_args`` are the arguments a candidate receives in its working dtype.
+    ``magnitude(args, expected)`` (definitions only, optional) gives per output and position the
+    size of the terms the output sums, the scale of the low-precision floor; without it the
+    floor's scale is the output's largest magnitude.
     """
 
     key: str
@@ -48,6 +51,7 @@ class Form:
     oracle: str | None = None
     oracle_drop: tuple[str, ...] = ()
     plain: Callable[[dict, Any], Outputs] | None = None
+    magnitude: Callable[[dict, Outputs], tuple] | None = None
     data_args: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("out",)
     time_axis: int = 1

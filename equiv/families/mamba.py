@@ -59,8 +59,9 @@ def _per_channel_max(state_magnitude: np.ndarray) -> np.ndarray:
     return state_magnitude.max(axis=other)
 
 
-def scan_bound(args: dict, expected: tuple) -> tuple:
-    """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
+def _scan_magnitude(args: dict) -> tuple:
+    """(factor, m_t per position, state magnitude per channel): the selective scan run on
+    magnitudes, the size of the terms each output sums (module docstring)."""
     A = np.asarray(args["A"])
     is_complex = np.iscomplexobj(A)
     h0 = args.get("initial_state")
@@ -77,18 +78,25 @@ def scan_bound(args: dict, expected: tuple) -> tuple:
     if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
         out = 2 * out
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda) * (2 if is_complex else 1)
-    bounds = (factor * out.max(axis=(0, 2)),)
-    if len(expected) > 1:
-        bounds += (factor * _per_channel_max(np.abs(state)),)
-    return bounds
+    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state))
+
+
+def scan_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
+    factor, out, state = _scan_magnitude(args)
+    return (factor * out, factor * state)[:len(expected)]
+
+
+def scan_magnitude(args: dict, expected: tuple) -> tuple:
+    return _scan_magnitude(args)[1:][:len(expected)]
 
 
 SCAN_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the scan of magnitudes "
              "(x2 for complex A); states: the same factor times the magnitudes' state per channel")
 
 
-def ssd_bound(args: dict, expected: tuple) -> tuple:
-    """Per-position bound on two correct SSD forms (module docstring); states per head."""
+def _ssd_magnitude(args: dict) -> tuple:
+    """(factor, m_t per position, state magnitude per head): the SSD run on magnitudes."""
     h0, A, decay = args.get("initial_state"), args.get("A"), args.get("decay")
     if A is None:  # decays given: |log a_t| plays |dt_t A|
         decay = np.abs(np.asarray(decay, dtype=np.float64))
@@ -101,10 +109,17 @@ def ssd_bound(args: dict, expected: tuple) -> tuple:
     T, N = out.shape[1], args["B"].shape[-1]
     Lambda = logs.sum(axis=1).max(initial=0.0)
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda)
-    bounds = (factor * out.max(axis=(0, 2, 3)),)
-    if len(expected) > 1:
-        bounds += (factor * _per_channel_max(np.abs(state)),)
-    return bounds
+    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state))
+
+
+def ssd_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct SSD forms (module docstring); states per head."""
+    factor, out, state = _ssd_magnitude(args)
+    return (factor * out, factor * state)[:len(expected)]
+
+
+def ssd_magnitude(args: dict, expected: tuple) -> tuple:
+    return _ssd_magnitude(args)[1:][:len(expected)]
 
 
 SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the SSD of magnitudes "
@@ -230,6 +245,7 @@ register_form(Form(
     rule=SCAN_RULE,
     statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
     plain=selective_scan_plain,
+    magnitude=scan_magnitude,
     data_args=SCAN_DATA,
     outputs=("out", "state"),
 ))
@@ -272,6 +288,7 @@ register_form(Form(
     rule=SSD_RULE,
     statement="Mamba-2's SSD, the definition: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t",
     plain=ssd_plain,
+    magnitude=ssd_magnitude,
     data_args=SSD_DATA,
     outputs=("out", "state"),
 ))
