@@ -71,6 +71,8 @@ dd { margin: 0; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #e3e6ec; }
 figcaption { color: #5b6475; font-size: .9em; }
+table.sweep { width: auto; margin: .6em 1.5em .2em 0; display: inline-table; }
+table.sweep caption { text-align: left; color: #5b6475; font-size: .88em; padding-bottom: .2em; }
 """
 
 
@@ -451,8 +453,28 @@ def _html_claim_details(record: dict, plots: list[Plot]) -> str:
     return (
         f'<article id="{_claim_anchor(record["key"])}">\n'
         f'<h3>{_html_key(record["key"])} {_html_status(record["status"])}</h3>\n'
-        f'<p>{html.escape(record["claim"])}</p>\n<dl>\n{rows}\n</dl>\n</article>'
+        f'<p>{html.escape(record["claim"])}</p>\n<dl>\n{rows}\n</dl>\n'
+        f"{_html_sweep_tables(record)}</article>"
     )
+
+
+def _sweep_rows(sweep: dict) -> list[tuple[str, str, str]]:
+    return [(f"{value:g}" if isinstance(value, (int, float)) else str(value), _format_number(error),
+             _format_number(budget))
+            for value, error, budget in zip(sweep["values"], sweep["error"], sweep["budget"])]
+
+
+def _html_sweep_tables(record: dict) -> str:
+    """The values behind the plots: one small table (value, error, budget) per sweep of the claim."""
+    tables = []
+    for sweep in record["sweeps"]:
+        head = html.escape(_split_label(sweep["label"])[0])
+        rows = "".join(f'<tr><td class="num">{html.escape(value)}</td><td class="num">{error}</td>'
+                       f'<td class="num">{budget}</td></tr>' for value, error, budget in _sweep_rows(sweep))
+        tables.append(f'<table class="sweep"><caption>{html.escape(sweep["label"])}</caption>'
+                      f"<thead><tr><th>{head}</th><th>Error</th><th>Budget</th></tr></thead>"
+                      f"<tbody>{rows}</tbody></table>\n")
+    return "".join(tables)
 
 
 def _html_counterexamples(records: list[dict]) -> str:
@@ -494,7 +516,7 @@ def _html_plots(plots: list[Plot]) -> str:
 def _render_markdown(records: list[dict], meta: dict, plots: list[Plot]) -> str:
     lines = [
         f"# {TITLE}", "", " · ".join(_meta_parts(meta)), "", f"**{_counts_text(records)}**", "",
-        BUDGET_EXPLANATION, "", *_markdown_table(records),
+        BUDGET_EXPLANATION, "", *_markdown_table(records), *_markdown_sweeps(records),
     ]
     if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "## Counterexamples"]
@@ -513,6 +535,19 @@ def _markdown_table(records: list[dict]) -> list[str]:
     separator = "|" + "|".join(alignments) + "|"
     return [header, separator, *(_markdown_row(r) for r in records)]
 
+
+
+def _markdown_sweeps(records: list[dict]) -> list[str]:
+    """The values behind the plots: per claim with sweeps, one table (value, error, budget) each."""
+    swept = [record for record in records if record["sweeps"]]
+    lines = ["", "## Sweeps"] if swept else []
+    for record in swept:
+        lines += ["", f"### `{record['key']}`"]
+        for sweep in record["sweeps"]:
+            head = _markdown_cell(_split_label(sweep["label"])[0])
+            lines += ["", f"*{_markdown_cell(sweep['label'])}*", "", f"| {head} | Error | Budget |", "|---:|---:|---:|"]
+            lines += [f"| {value} | {error} | {budget} |" for value, error, budget in _sweep_rows(sweep)]
+    return lines
 
 
 def _markdown_row(record: dict) -> str:

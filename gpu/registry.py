@@ -2,7 +2,7 @@
 which dtypes it supports and which inputs it takes. Every entry is checked with
 ``seqcheck.equiv.check``, the call users make: the tests and the report iterate over this list.
 
-A new kernel is one module in ``gpu/`` and one ``register`` call in ``gpu/implementations.py``;
+A new kernel is one module in ``gpu/`` and one ``register`` call in ``gpu/catalog.py``;
 nothing else changes. Loading is lazy, so importing seqcheck never imports Numba or CuPy.
 """
 
@@ -49,7 +49,7 @@ def register(implementation: Implementation) -> Implementation:
 
 
 def implementations() -> list[Implementation]:
-    importlib.import_module("seqcheck.gpu.implementations")
+    importlib.import_module("seqcheck.gpu.catalog")
     return [_IMPLEMENTATIONS[name] for name in sorted(_IMPLEMENTATIONS)]
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import inspect
 
 from seqcheck.properties import attention, positional, ssm
-from seqcheck.properties import linear, mamba
+from seqcheck.properties import eviction, linear, mamba
 from seqcheck.properties.arrays import random_arrays
 from seqcheck.properties.attention import attention_inputs, flash_inputs, split_kv_inputs
 from seqcheck.properties.positional import (alibi_inputs, rope_inputs, rope_matrix_inputs, rope_pair_inputs,
                                             sinusoidal_inputs)
 from seqcheck.properties.linear import linear_inputs
+from seqcheck.properties.eviction import decode_inputs, eviction_data
 from seqcheck.properties.mamba import selective_scan_inputs, ssd_inputs
 
 _STRATEGIES = {**attention.STRATEGIES, **positional.STRATEGIES, **ssm.STRATEGIES, **mamba.STRATEGIES,
-               **linear.STRATEGIES}
+               **linear.STRATEGIES, **eviction.STRATEGIES}
 
 
 def inputs_for(key: str, **options):
@@ -49,4 +50,4 @@ def _option_names(make) -> set:
 
 __all__ = ["inputs_for", "attention_inputs", "flash_inputs", "split_kv_inputs", "rope_inputs",
            "rope_pair_inputs", "rope_matrix_inputs", "alibi_inputs", "sinusoidal_inputs", "random_arrays",
-           "selective_scan_inputs", "ssd_inputs", "linear_inputs"]
+           "selective_scan_inputs", "ssd_inputs", "linear_inputs", "decode_inputs", "eviction_data"]

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import strategies as st
 
 from mutants import attention as wrong_attention
+from mutants import eviction as wrong_eviction
 from mutants import linear as wrong_linear
 from mutants import mamba as wrong_mamba
 from mutants import positional as wrong_positional
@@ -22,7 +23,7 @@ def test_claim_holds_for_the_reference(key):
 
 
 MUTANTS = {**wrong_attention.MUTANTS, **wrong_positional.MUTANTS, **wrong_ssm.MUTANTS, **wrong_mamba.MUTANTS,
-           **wrong_linear.MUTANTS}
+           **wrong_linear.MUTANTS, **wrong_eviction.MUTANTS}
 
 
 def test_every_claim_has_a_mutant():

@@ -5,7 +5,7 @@ A new family adds a module here and its name to ``FAMILIES``; nothing else in ``
 
 import importlib
 
-FAMILIES = ("attention", "positional", "ssm", "mamba", "linear")
+FAMILIES = ("attention", "positional", "ssm", "mamba", "linear", "eviction")
 
 
 def register_all() -> None:

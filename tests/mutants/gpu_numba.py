@@ -1,0 +1,98 @@
+"""Deliberately wrong Numba CUDA kernels: each must be rejected by ``equiv.check``.
+
+Each mutant is the project's own kernel module (``seqcheck.gpu.flash_numba``,
+``seqcheck.gpu.scan_numba``) with one edit to its source, the way a kernel author's bug looks,
+compiled afresh (so it runs on a GPU or under the simulator like the original). An edit whose
+text no longer occurs exactly once in the module fails loudly: the mutants follow the kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+
+FLASH = "seqcheck.gpu.flash_numba"
+SCAN = "seqcheck.gpu.scan_numba"
+
+
+def mutate(module_name: str, name: str, edits: list[tuple[str, str]]):
+    """The module's source with each ``(old, new)`` edit applied (``old`` must occur exactly once),
+    executed as a new module; returns its namespace."""
+    module = importlib.import_module(module_name)
+    source = inspect.getsource(module)
+    for old, new in edits:
+        count = source.count(old)
+        if count != 1:
+            raise AssertionError(f"mutant {name}: {old!r} occurs {count} times in {module_name}, expected once")
+        source = source.replace(old, new)
+    namespace = {"__name__": f"mutants.gpu_numba.{name}", "__file__": f"<mutant {name} of {module_name}>"}
+    exec(compile(source, namespace["__file__"], "exec"), namespace)
+    return namespace
+
+
+@functools.cache
+def _mutant(module_name: str, function: str, name: str, edits: tuple):
+    return mutate(module_name, name, list(edits))[function]
+
+
+def _flash(name, *edits):
+    def candidate(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=None, return_lse=False,
+                  block_q=16, block_k=16, alibi_slopes=None, softcap=None):
+        return _mutant(FLASH, "flash_attention", name, edits)(
+            q, k, v, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
+            return_lse=return_lse, block_q=block_q, block_k=block_k, alibi_slopes=alibi_slopes, softcap=softcap)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
+def _scan(name, *edits):
+    def candidate(u, delta, A, B, C, D=None, z=None, *, delta_bias=None, delta_softplus=False,
+                  initial_state=None, return_state=False):
+        return _mutant(SCAN, "selective_scan", name, edits)(
+            u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+            initial_state=initial_state, return_state=return_state)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
+flash_without_rescale = _flash(
+    "flash_without_rescale",
+    # the running output is not rescaled by exp(m_old - m_new) when the row max grows
+    ("                    a = alpha * acc[jj]\n", "                    a = acc[jj]\n"))
+
+flash_causal_off_by_one = _flash(
+    "flash_causal_off_by_one",
+    # causal lets each query see one key past its diagonal
+    ("    if causal:\n        right = 0\n", "    if causal:\n        right = 1\n"))
+
+flash_last_query_block_unwritten = _flash(
+    "flash_last_query_block_unwritten",
+    # the grid rounds the number of query blocks down: a ragged last block is never launched
+    # (its rows keep the NaN the outputs were filled with)
+    ("    return (-(-Tq // block_q), H, B), ", "    return (Tq // block_q, H, B), "))
+
+flash_gqa_head_modulo = _flash(
+    "flash_gqa_head_modulo",
+    # query head h reads kv head h % Hkv instead of h // (H / Hkv)
+    ("        kv_head = h // (H // Hkv)\n", "        kv_head = h % Hkv\n"))
+
+scan_state_not_carried = _scan(
+    "scan_state_not_carried",
+    # every chunk starts again from the initial state instead of the previous chunk's last one
+    ("            steps = min(CHUNK, T - t0)\n",
+     "            steps = min(CHUNK, T - t0)\n"
+     "            if active:\n"
+     "                for n in range(N):\n"
+     "                    x[n] = h0[batch, d, n] if has_h0 else float32(0.0)\n"))
+
+scan_ragged_chunk_dropped = _scan(
+    "scan_ragged_chunk_dropped",
+    # the time loop covers whole chunks only: the last T % chunk steps are never written
+    ("        for t0 in range(0, T, CHUNK):\n", "        for t0 in range(0, T - CHUNK + 1, CHUNK):\n"))
+
+FLASH_MUTANTS = [flash_without_rescale, flash_causal_off_by_one, flash_last_query_block_unwritten,
+                 flash_gqa_head_modulo]
+SCAN_MUTANTS = [scan_state_not_carried, scan_ragged_chunk_dropped]
