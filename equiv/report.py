@@ -21,6 +21,7 @@ from seqcheck import __version__
 from seqcheck.equiv.budget import Budget
 from seqcheck.equiv.check import check, run_claim
 from seqcheck.equiv.engine import compare
+from seqcheck.equiv.metrics import error_per_position
 from seqcheck.equiv.registry import Claim, all_claims, as_outputs
 from seqcheck.equiv.report_render import write_report
 from seqcheck.gpu.backend import gpu_name
@@ -106,7 +107,9 @@ def gpu_record(impl, dtype: str) -> dict:
 
 
 def sweep_record(claim: Claim, sweep, seed: int) -> dict:
-    errors, budgets = [], []
+    """At each value: the worst error against its budget, and the mean over positions of the first
+    output's error (how a whole sequence fares, not only its worst row)."""
+    errors, budgets, means = [], [], []
     for value in sweep.values:
         args = sweep.make_args(value, np.random.default_rng(seed))
         lhs, rhs = (as_outputs(side) for side in claim.relation(claim.default_impl, args))
@@ -114,8 +117,9 @@ def sweep_record(claim: Claim, sweep, seed: int) -> dict:
                           claim.time_axis)
         errors.append(verdict.max_error)
         budgets.append(verdict.budget)
+        means.append(float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))))
     return {"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "error": errors,
-            "budget": budgets}
+            "budget": budgets, "mean_error": means}
 
 
 def _summary(record: dict) -> str:

@@ -247,10 +247,13 @@ def _draw_claim_plot(record: dict, style: tuple, out: Path) -> Plot:
 
 
 def _plot_sweep(axes, sweep: dict, style: tuple, floor: float) -> None:
-    """Error solid and budget dashed in the claim's colour; exact zeros drawn hollow at floor."""
+    """Worst error solid, mean error dotted, budget dashed in the claim's colour; exact zeros
+    drawn hollow at floor."""
     colour, marker = style
     x = np.asarray(sweep["values"], dtype=float)
     lines = ((sweep["error"], "-", marker), (sweep["budget"], "--", None))
+    if "mean_error" in sweep:
+        lines += ((sweep["mean_error"], ":", None),)
     for series, linestyle, line_marker in lines:
         y = np.asarray(series, dtype=float)
         zero = y == 0
@@ -294,14 +297,16 @@ def _claim_handle(key: str, style: tuple) -> Line2D:
 
 def _line_style_handles() -> list[Line2D]:
     return [
-        Line2D([], [], color="0.3", linestyle="-", label="error (solid)"),
+        Line2D([], [], color="0.3", linestyle="-", label="worst error (solid)"),
+        Line2D([], [], color="0.3", linestyle=":", label="mean error over positions (dotted)"),
         Line2D([], [], color="0.3", linestyle="--", label="budget (dashed)"),
     ]
 
 
 def _series(sweeps: list[dict]) -> np.ndarray:
     return np.concatenate(
-        [np.asarray(sweep[name], dtype=float) for sweep in sweeps for name in ("error", "budget")]
+        [np.asarray(sweep[name], dtype=float) for sweep in sweeps for name in ("error", "budget", "mean_error")
+         if name in sweep]
     )
 
 
@@ -458,10 +463,11 @@ def _html_claim_details(record: dict, plots: list[Plot]) -> str:
     )
 
 
-def _sweep_rows(sweep: dict) -> list[tuple[str, str, str]]:
+def _sweep_rows(sweep: dict) -> list[tuple[str, str, str, str]]:
+    means = sweep.get("mean_error", [None] * len(sweep["values"]))
     return [(f"{value:g}" if isinstance(value, (int, float)) else str(value), _format_number(error),
-             _format_number(budget))
-            for value, error, budget in zip(sweep["values"], sweep["error"], sweep["budget"])]
+             _format_number(mean), _format_number(budget))
+            for value, error, mean, budget in zip(sweep["values"], sweep["error"], means, sweep["budget"])]
 
 
 def _html_sweep_tables(record: dict) -> str:
@@ -470,9 +476,10 @@ def _html_sweep_tables(record: dict) -> str:
     for sweep in record["sweeps"]:
         head = html.escape(_split_label(sweep["label"])[0])
         rows = "".join(f'<tr><td class="num">{html.escape(value)}</td><td class="num">{error}</td>'
-                       f'<td class="num">{budget}</td></tr>' for value, error, budget in _sweep_rows(sweep))
+                       f'<td class="num">{mean}</td><td class="num">{budget}</td></tr>'
+                       for value, error, mean, budget in _sweep_rows(sweep))
         tables.append(f'<table class="sweep"><caption>{html.escape(sweep["label"])}</caption>'
-                      f"<thead><tr><th>{head}</th><th>Error</th><th>Budget</th></tr></thead>"
+                      f"<thead><tr><th>{head}</th><th>Worst error</th><th>Mean error</th><th>Budget</th></tr></thead>"
                       f"<tbody>{rows}</tbody></table>\n")
     return "".join(tables)
 
@@ -536,7 +543,6 @@ def _markdown_table(records: list[dict]) -> list[str]:
     return [header, separator, *(_markdown_row(r) for r in records)]
 
 
-
 def _markdown_sweeps(records: list[dict]) -> list[str]:
     """The values behind the plots: per claim with sweeps, one table (value, error, budget) each."""
     swept = [record for record in records if record["sweeps"]]
@@ -545,8 +551,9 @@ def _markdown_sweeps(records: list[dict]) -> list[str]:
         lines += ["", f"### `{record['key']}`"]
         for sweep in record["sweeps"]:
             head = _markdown_cell(_split_label(sweep["label"])[0])
-            lines += ["", f"*{_markdown_cell(sweep['label'])}*", "", f"| {head} | Error | Budget |", "|---:|---:|---:|"]
-            lines += [f"| {value} | {error} | {budget} |" for value, error, budget in _sweep_rows(sweep)]
+            lines += ["", f"*{_markdown_cell(sweep['label'])}*", "", f"| {head} | Worst error | Mean error | Budget |",
+                      "|---:|---:|---:|---:|"]
+            lines += [f"| {value} | {error} | {mean} | {budget} |" for value, error, mean, budget in _sweep_rows(sweep)]
     return lines
 
 
