@@ -7,7 +7,8 @@ FlashAttention: Dao et al. 2022 (arXiv:2205.14135); FlashAttention-2: Dao 2023
 
 import numpy as np
 
-from .softmax import _FLOAT64, _finish, _mp_arith, _positive_int, _prepare, _scores, _softmax_core
+from .._checks import positive_int
+from .softmax import _FLOAT64, _finish, _mp_arith, _prepare, _scores, _softmax_core
 
 
 def _flash_core(p, ar, block_q, block_k):
@@ -64,7 +65,7 @@ def flash_attention(q, k, v, *, block_q=64, block_k=64, scale=None, causal=False
     Matches ``Dao-AILab/flash-attention: csrc/flash_attn/src/flash_fwd_kernel.h
     compute_attn_1rowblock`` and ``softmax.h`` (online softmax).
     """
-    block_q, block_k = _positive_int("block_q", block_q), _positive_int("block_k", block_k)
+    block_q, block_k = positive_int("block_q", block_q), positive_int("block_k", block_k)
     p = _prepare(q, k, v, _FLOAT64, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
                  alibi_slopes=alibi_slopes, softcap=softcap, return_lse=return_lse)
     return _finish(p, *_flash_core(p, _FLOAT64, block_q, block_k))
@@ -75,8 +76,8 @@ def flash_attention_mp(q, k, v, *, dps=50, block_q=64, block_k=64, scale=None, c
     """``flash_attention`` in mpmath at ``dps`` decimal digits; returns object arrays of mpf."""
     import mpmath
 
-    dps = _positive_int("dps", dps)
-    block_q, block_k = _positive_int("block_q", block_q), _positive_int("block_k", block_k)
+    dps = positive_int("dps", dps)
+    block_q, block_k = positive_int("block_q", block_q), positive_int("block_k", block_k)
     ar = _mp_arith()
     with mpmath.workdps(dps):
         p = _prepare(q, k, v, ar, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
@@ -122,7 +123,7 @@ def split_kv_attention(q, k, v, *, num_splits, scale=None, causal=False, window=
     ALiBi positions stay those of the full key sequence; an empty or fully masked range is a
     partial with out = 0, lse = -inf. The partials are merged by ``combine_partials``.
     """
-    splits = _positive_int("num_splits", num_splits)
+    splits = positive_int("num_splits", num_splits)
     p = _prepare(q, k, v, _FLOAT64, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
                  alibi_slopes=alibi_slopes, softcap=softcap, return_lse=return_lse)
     j = np.arange(p.kt.shape[-1])

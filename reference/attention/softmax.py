@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .._checks import as_real, check_bool, finite_real, positive_int
 from ..positional.alibi import _relative_distance
 
 
@@ -79,32 +80,6 @@ def _mp_arith():
 
 # ----------------------------------------------------------------------------- validation
 
-def _array(name, x):
-    a = np.asarray(x)
-    if not (a.dtype.kind in "iuf" or a.dtype == object or _is_ml_float(a.dtype)):
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-    return a
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
-
-
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number; got {value!r}")
-    return float(value)
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value}")
-    return int(value)
-
-
 def _window(window):
     """(left, right) with None for unbounded; flash-attention's window_size=(-1, -1) is (None, None)."""
     if window is None:
@@ -140,10 +115,10 @@ def attention_mask(batch, Tq, Tk, *, causal=False, window=None, key_padding_mask
     of valid keys (right padding assumed); here it is always aligned to Tk and the padding
     mask only removes keys.
     """
-    b = _positive_int("batch", batch)
-    tq = _positive_int("Tq", Tq)
-    tk = _positive_int("Tk", Tk)
-    _check_bool("causal", causal)
+    b = positive_int("batch", batch)
+    tq = positive_int("Tq", Tq)
+    tk = positive_int("Tk", Tk)
+    check_bool("causal", causal)
     left, right = _window(window)
     if causal:
         right = 0
@@ -177,7 +152,7 @@ class _Problem(NamedTuple):
 
 
 def _prepare(q, k, v, ar, *, scale, causal, window, key_padding_mask, alibi_slopes, softcap, return_lse):
-    q, k, v = _array("q", q), _array("k", k), _array("v", v)
+    q, k, v = (as_real(name, x, exact_ok=True) for name, x in (("q", q), ("k", k), ("v", v)))
     if q.ndim != 4 or 0 in q.shape:
         raise ValueError(f"q must have shape (B, Tq, H, D) with every dimension >= 1; got shape {q.shape}")
     batch, tq, heads, d = q.shape
@@ -190,7 +165,7 @@ def _prepare(q, k, v, ar, *, scale, causal, window, key_padding_mask, alibi_slop
         )
     if heads % kv_heads:
         raise ValueError(f"q's head count H={heads} must be a multiple of k's head count Hkv={kv_heads} (GQA/MQA)")
-    _check_bool("return_lse", return_lse)
+    check_bool("return_lse", return_lse)
     mask = attention_mask(batch, tq, tk, causal=causal, window=window, key_padding_mask=key_padding_mask)
 
     def const(x):
@@ -199,13 +174,13 @@ def _prepare(q, k, v, ar, *, scale, causal, window, key_padding_mask, alibi_slop
     if scale is None:
         scale = np.asarray(ar.round(1 / ar.sqrt(ar.cast(d))))[()]
     else:
-        scale = const(_real("scale", scale))
-    if softcap is not None and _real("softcap", softcap) < 0:
+        scale = const(finite_real("scale", scale))
+    if softcap is not None and finite_real("softcap", softcap) < 0:
         raise ValueError(f"softcap must be None, 0 (off) or > 0; got {softcap!r}")
     softcap = const(softcap) if softcap else None
     bias = None
     if alibi_slopes is not None:
-        slopes = _array("alibi_slopes", alibi_slopes)
+        slopes = as_real("alibi_slopes", alibi_slopes, exact_ok=True)
         if slopes.shape not in ((heads,), (batch, heads)):
             raise ValueError(
                 f"alibi_slopes must have shape (H,)=({heads},) or (B, H)=({batch}, {heads}); got {slopes.shape}"
@@ -329,7 +304,7 @@ def softmax_attention_mp(q, k, v, *, dps=50, scale=None, causal=False, window=No
     """
     import mpmath
 
-    dps = _positive_int("dps", dps)
+    dps = positive_int("dps", dps)
     ar = _mp_arith()
     with mpmath.workdps(dps):
         p = _prepare(q, k, v, ar, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,

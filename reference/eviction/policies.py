@@ -25,30 +25,18 @@ rule has no score). A candidate implementation whose kept set differs from the r
 a step whose margin is below the comparison's error budget made an ambiguous choice, not an error.
 """
 
-import numbers
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from .._checks import check_choice, int_in_range
+
 # ----------------------------------------------------------------------------- checks
 
 
-def _int(name, value, low, high=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an int {bounds}; got {value}")
-    return int(value)
-
-
-def _choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {options}; got {value!r}")
-
-
 def _scores(name, scores):
+    """scores as an array of its own dtype; TypeError unless real, ValueError if empty or NaN."""
     a = np.asarray(scores)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
@@ -74,7 +62,7 @@ def topk_lowest_index(scores, k):
     scores the lower index ranks first, so it is the one kept (the tie rule of this module).
     """
     a = _scores("scores", scores)
-    k = _int("k", k, 0, a.shape[-1])
+    k = int_in_range("k", k, 0, a.shape[-1])
     return np.sort(_rank(a)[..., :k], axis=-1)
 
 
@@ -175,10 +163,10 @@ class StreamingLLM(Policy):
     sinks: int = 4
 
     def __post_init__(self):
-        _int("sinks", self.sinks, 0)
+        int_in_range("sinks", self.sinks, 0)
 
     def check(self, budget):
-        _int("sinks", self.sinks, 0, budget)
+        int_in_range("sinks", self.sinks, 0, budget)
 
     def select(self, state, t, cand, budget, prefill):
         return (cand < self.sinks) | (cand > t - (budget - self.sinks)), _no_margin(cand)
@@ -275,10 +263,10 @@ class H2O(_Scored):
     heavy: int = 0
 
     def __post_init__(self):
-        _int("heavy", self.heavy, 0)
+        int_in_range("heavy", self.heavy, 0)
 
     def check(self, budget):
-        _int("heavy", self.heavy, 0, budget)
+        int_in_range("heavy", self.heavy, 0, budget)
 
     def groups(self, heads, kv_heads):
         return kv_heads
@@ -332,14 +320,14 @@ class Scissorhands(_Scored):
     threshold: str = "uniform"
 
     def __post_init__(self):
-        _int("recent", self.recent, 0)
-        _int("history", self.history, 1)
-        _int("drop", self.drop, 1)
-        _choice("threshold", self.threshold, ("uniform", "position"))
+        int_in_range("recent", self.recent, 0)
+        int_in_range("history", self.history, 1)
+        int_in_range("drop", self.drop, 1)
+        check_choice("threshold", self.threshold, ("uniform", "position"))
 
     def check(self, budget):
-        _int("recent", self.recent, 0, budget)
-        _int("drop", self.drop, 1, budget + 1 - max(self.recent, 1))
+        int_in_range("recent", self.recent, 0, budget)
+        int_in_range("drop", self.drop, 1, budget + 1 - max(self.recent, 1))
 
     def groups(self, heads, kv_heads):
         return kv_heads
@@ -417,11 +405,11 @@ class SnapKV(_Scored):
     heads: str = "query"
 
     def __post_init__(self):
-        _int("window", self.window, 1)
-        if _int("kernel_size", self.kernel_size, 1) % 2 == 0:
+        int_in_range("window", self.window, 1)
+        if int_in_range("kernel_size", self.kernel_size, 1) % 2 == 0:
             raise ValueError(f"kernel_size must be odd; got {self.kernel_size}")
-        _choice("pooling", self.pooling, ("avgpool", "maxpool"))
-        _choice("heads", self.heads, ("query", "kv"))
+        check_choice("pooling", self.pooling, ("avgpool", "maxpool"))
+        check_choice("heads", self.heads, ("query", "kv"))
 
     def check(self, budget):
         if self.window >= budget:

@@ -24,14 +24,14 @@ With budget >= T nothing is evicted and every policy gives causal attention (``f
 from ``softmax_attention(causal=True)`` at the absolute positions) up to float64 rounding.
 """
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import as_real, check_bool, check_choice, finite_real, int_in_range
 from ..attention import softmax_attention
 from ..positional import apply_rope, rope_angles
-from .policies import Policy, _int
+from .policies import Policy
 
 _ROPE = (None, "post", "pre_shift")
 
@@ -61,17 +61,16 @@ class DecodeResult(NamedTuple):
 
 # ----------------------------------------------------------------------------- checks
 
-def _real_array(name, x):
-    a = np.asarray(x)
-    if a.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
+def _finite_array(name, x):
+    """x as a new float64 array (``as_real``); ValueError unless every entry is finite."""
+    a = as_real(name, x)
     if not np.isfinite(a).all():
         raise ValueError(f"{name} must be finite (eviction decisions on NaN or inf are meaningless)")
-    return a.astype(np.float64)
+    return a
 
 
 def _inputs(q, k, v):
-    q, k, v = _real_array("q", q), _real_array("k", k), _real_array("v", v)
+    q, k, v = (_finite_array(name, x) for name, x in (("q", q), ("k", k), ("v", v)))
     if q.ndim != 4 or 0 in q.shape:
         raise ValueError(f"q must have shape (B, T, H, D) with every dimension >= 1; got {q.shape}")
     batch, length, heads, d = q.shape
@@ -85,25 +84,17 @@ def _inputs(q, k, v):
     return q, k, v
 
 
-def _positive_real(name, value):
-    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if not real or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-
-
 def _options(policy, rope, rope_base, position_offset, scale, return_rows, d):
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be a seqcheck eviction Policy (e.g. TOVA()); got {type(policy).__name__}")
-    if rope not in _ROPE:
-        raise ValueError(f"rope must be one of {_ROPE}; got {rope!r}")
+    check_choice("rope", rope, _ROPE)
     if rope is not None and d % 2:
         raise ValueError(f"rope={rope!r} needs an even head dimension D; got q with D={d}")
-    _positive_real("rope_base", rope_base)
+    finite_real("rope_base", rope_base, "> 0")
     if scale is not None:
-        _positive_real("scale", scale)
-    _int("position_offset", position_offset, 0)
-    if not isinstance(return_rows, (bool, np.bool_)):
-        raise TypeError(f"return_rows must be a bool; got {type(return_rows).__name__}")
+        finite_real("scale", scale, "> 0")
+    int_in_range("position_offset", position_offset, 0)
+    check_bool("return_rows", return_rows)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -178,8 +169,8 @@ def simulate_decoding(q, k, v, *, policy, budget, prefill_len=0, rope=None, rope
     q, k, v = _inputs(q, k, v)
     batch, length, heads, d = q.shape
     kv_heads = k.shape[2]
-    budget = _int("budget", budget, 1)
-    prefill = _int("prefill_len", prefill_len, 0, length)
+    budget = int_in_range("budget", budget, 1)
+    prefill = int_in_range("prefill_len", prefill_len, 0, length)
     _options(policy, rope, rope_base, position_offset, scale, return_rows, d)
     policy.check(budget)
     scale = 1 / np.sqrt(d) if scale is None else float(scale)

@@ -19,10 +19,11 @@ Exact mode: if any of q, k, v is an object array, all become ``fractions.Fractio
 ZeroDivisionError; in float64 it gives inf/NaN as IEEE division does. NaN propagates.
 """
 
-import numbers
 from fractions import Fraction
 
 import numpy as np
+
+from .._checks import as_fractions, as_real, check_bool, check_ndim, check_shape, finite_real, positive_int
 
 
 def elu_feature_map(x):
@@ -33,7 +34,7 @@ def elu_feature_map(x):
     rounding; torch's (exp(x) - 1) + 1 rounds twice (within 1 ulp of 1, and 0 on the CPU
     where exp(x) < eps/2).
     """
-    x = _numeric("x", x, exact_ok=False)
+    x = as_real("x", x)
     return np.where(x > 0, x + 1, np.exp(np.minimum(x, 0)))
 
 
@@ -43,76 +44,40 @@ def identity_feature_map(x):
     Not a positive map, so denominators can vanish; fast-transformers takes any callable as
     ``feature_map``, and this one serves the exact checks of the algebra.
     """
-    return _numeric("x", x, exact_ok=True)
+    return as_real("x", x, exact_ok=True)
 
 
 _FEATURE_MAPS = {"elu": elu_feature_map, "identity": identity_feature_map}
 
 
-def _numeric(name, x, *, exact_ok):
-    a = np.asarray(x)
-    if a.dtype == object and exact_ok:
-        return a
-    if a.dtype.kind in "iuf" or a.dtype == object or (a.dtype.kind == "V" and a.dtype.names is None):  # ml_dtypes
-        try:
-            return a.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold real numbers; got an object array that does not convert") from None
-    raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-
-
-def _fractions(name, a):
-    def convert(v):
-        try:
-            return Fraction(v)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold ints, Fractions or finite floats in exact mode; got {v!r}") from None
-
-    return np.asarray(np.frompyfunc(convert, 1, 1)(a), dtype=object)
-
-
-def _check_shape(name, a, shape, layout):
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {layout} = {tuple(shape)}; got {a.shape}")
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
-
-
 def _prepare(q, k, v, feature_map, eps, initial_state, causal):
     """(phi q, phi k, v, eps, S0, z0), all float64 or all Fraction."""
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real number; got {type(eps).__name__}")
-    if not np.isfinite(float(eps)) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    finite_real("eps", eps, ">= 0")
     phi = _FEATURE_MAPS.get(feature_map) if isinstance(feature_map, str) else feature_map
     if not callable(phi):
         raise ValueError(f"feature_map must be 'elu', 'identity' or a callable; got {feature_map!r}")
-    q, k, v = (_numeric(n, a, exact_ok=True) for n, a in (("q", q), ("k", k), ("v", v)))
+    q, k, v = (as_real(n, a, exact_ok=True) for n, a in (("q", q), ("k", k), ("v", v)))
     if q.ndim != 4 or q.shape[1] < 1:
         raise ValueError(f"q must be (B, T, H, D) with T >= 1; got shape {q.shape}")
     batch, T, H, D = q.shape
     Tk = k.shape[1] if k.ndim == 4 and not causal else T  # non-causal: keys of any length
-    _check_shape("k", k, (batch, Tk, H, D), "(B, T, H, D) like q" if causal else "(B, S, H, D)")
-    if v.ndim != 4:
-        raise ValueError(f"v must be 4-D (B, T, H, M); got shape {v.shape}")
-    _check_shape("v", v, (batch, Tk, H, v.shape[3]), "(B, T, H, M) with T, B, H of k")
+    check_shape("k", k, (batch, Tk, H, D), "(B, T, H, D) like q" if causal else "(B, S, H, D)")
+    check_ndim("v", v, 4, "(B, T, H, M)")
+    check_shape("v", v, (batch, Tk, H, v.shape[3]), "(B, T, H, M) with T, B, H of k")
     if Tk < 1:
         raise ValueError(f"k must have at least one time step; got shape {k.shape}")
     if initial_state is None:
         state = (np.zeros((batch, H, D, v.shape[3])), np.zeros((batch, H, D)))
     elif isinstance(initial_state, (tuple, list)) and len(initial_state) == 2:
-        state = tuple(_numeric(f"initial_state[{i}]", a, exact_ok=True) for i, a in enumerate(initial_state))
-        _check_shape("initial_state[0] (S)", state[0], (batch, H, D, v.shape[3]), "(B, H, D, M)")
-        _check_shape("initial_state[1] (z)", state[1], (batch, H, D), "(B, H, D)")
+        state = tuple(as_real(f"initial_state[{i}]", a, exact_ok=True) for i, a in enumerate(initial_state))
+        check_shape("initial_state[0] (S)", state[0], (batch, H, D, v.shape[3]), "(B, H, D, M)")
+        check_shape("initial_state[1] (z)", state[1], (batch, H, D), "(B, H, D)")
     else:
         raise TypeError(f"initial_state must be a pair (S, z); got {type(initial_state).__name__}")
     arrays = {"q": q, "k": k, "v": v, "initial_state[0]": state[0], "initial_state[1]": state[1]}
     exact = any(a.dtype == object for a in (q, k, v))
     if exact:
-        q, k, v, S0, z0 = (_fractions(n, a) for n, a in arrays.items())
+        q, k, v, S0, z0 = (as_fractions(n, a) for n, a in arrays.items())
         eps = Fraction(eps)
     else:
         q, k, v, S0, z0 = (a.astype(np.float64) for a in arrays.values())
@@ -140,7 +105,7 @@ def linear_attention_parallel(q, k, v, *, feature_map="elu", eps=1e-6, causal=Tr
     Non-causal (``fast_transformers/attention/linear_attention.py LinearAttention``) allows k, v
     of another length S. Same result as fast-transformers' O(T D M) evaluation up to rounding.
     """
-    _check_bool("causal", causal)
+    check_bool("causal", causal)
     Q, K, v, eps, _, _ = _prepare(q, k, v, feature_map, eps, None, causal)
     heads_first = lambda a: np.swapaxes(a, 1, 2)  # noqa: E731  (B, T, H, .) -> (B, H, T, .)
     A = heads_first(Q) @ np.swapaxes(heads_first(K), -1, -2)  # (B, H, T, S); matmul keeps Fractions
@@ -159,7 +124,7 @@ def linear_attention_recurrent(q, k, v, *, feature_map="elu", eps=1e-6, initial_
     ``fast_transformers/recurrent/attention/self_attention/linear_attention.py
     RecurrentLinearAttention``. initial_state / the returned state is the pair (S, z).
     """
-    _check_bool("return_state", return_state)
+    check_bool("return_state", return_state)
     Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
     outs = []
     for t in range(Q.shape[1]):
@@ -182,11 +147,8 @@ def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6
     out_i = num_i * 1 / (den_i + eps). Same result as the recurrent form up to rounding
     (exactly, on Fractions).
     """
-    _check_bool("return_state", return_state)
-    if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, numbers.Integral):
-        raise TypeError(f"chunk_size must be an int; got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size}")
+    check_bool("return_state", return_state)
+    chunk_size = positive_int("chunk_size", chunk_size)
     Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
     outs = []
     for start in range(0, Q.shape[1], chunk_size):

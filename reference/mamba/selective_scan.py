@@ -28,7 +28,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import expit
 
-from .ssd import _check_bool, _check_ndim, _check_shape, _numeric, _positive_int, segsum
+from .._checks import as_real, check_bool, check_ndim, check_shape, positive_int
+from .ssd import segsum
 
 
 def scan_combine(left, right):
@@ -64,11 +65,11 @@ def associative_scan(a, b, *, tree="balanced", rng=None):
             raise TypeError(f"rng must be a numpy.random.Generator or an int seed for tree='random'; "
                             f"got {type(rng).__name__}")
         rng = np.random.default_rng(rng)
-    a = _numeric("a", a, complex_ok=True, exact_ok=True)
-    b = _numeric("b", b, complex_ok=True, exact_ok=True)
+    a = as_real("a", a, complex_ok=True, exact_ok=True)
+    b = as_real("b", b, complex_ok=True, exact_ok=True)
     if a.ndim < 2 or a.shape[1] < 1:
         raise ValueError(f"a must be (B, T, ...) with T >= 1; got shape {a.shape}")
-    _check_shape("b", b, a.shape, "like a")
+    check_shape("b", b, a.shape, "like a")
     split = {
         "balanced": lambda n: n // 2,
         "sequential": lambda n: n - 1,
@@ -99,15 +100,15 @@ def _per_channel(name, M, batch, T, dim, N, complex_ok):
     M = np.asarray(M)
     if M.dtype.kind == "c" and not complex_ok:
         raise TypeError(f"{name} may be complex only with a complex A; got {M.dtype} with a real A")
-    M = _numeric(name, M, complex_ok=True)
+    M = as_real(name, M, complex_ok=True)
     if M.ndim == 2:
-        _check_shape(name, M, (dim, N), "(D, N)")
+        check_shape(name, M, (dim, N), "(D, N)")
         return M
     if M.ndim == 3:
-        _check_shape(name, M, (batch, T, N), "(B, T, N)")
+        check_shape(name, M, (batch, T, N), "(B, T, N)")
         return M[:, :, None, :]
     if M.ndim == 4:
-        _check_shape(name, M, (batch, T, M.shape[2], N), "(B, T, G, N)")
+        check_shape(name, M, (batch, T, M.shape[2], N), "(B, T, G, N)")
         G = M.shape[2]
         if G < 1 or dim % G:
             raise ValueError(f"{name} has G={G} groups, which must divide the D={dim} channels of u")
@@ -116,38 +117,38 @@ def _per_channel(name, M, batch, T, dim, N, complex_ok):
 
 
 def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
-    u = _numeric("u", u)
-    _check_ndim("u", u, 3, "(B, T, D)")
+    u = as_real("u", u)
+    check_ndim("u", u, 3, "(B, T, D)")
     batch, T, dim = u.shape
     if T < 1:
         raise ValueError(f"u must have at least one time step; got shape {u.shape}")
-    delta = _numeric("delta", delta)
-    _check_shape("delta", delta, u.shape, "(B, T, D) like u")
-    A = _numeric("A", A, complex_ok=True)
-    _check_ndim("A", A, 2, "(D, N)")
-    _check_shape("A", A, (dim, A.shape[1]), "(D, N)")
+    delta = as_real("delta", delta)
+    check_shape("delta", delta, u.shape, "(B, T, D) like u")
+    A = as_real("A", A, complex_ok=True)
+    check_ndim("A", A, 2, "(D, N)")
+    check_shape("A", A, (dim, A.shape[1]), "(D, N)")
     N = A.shape[1]
     is_complex = A.dtype.kind == "c"
     B = _per_channel("B", B, batch, T, dim, N, is_complex)
     C = _per_channel("C", C, batch, T, dim, N, is_complex)
     if D is not None:
-        D = _numeric("D", D)
-        _check_shape("D", D, (dim,), "(D,)")
+        D = as_real("D", D)
+        check_shape("D", D, (dim,), "(D,)")
     if z is not None:
-        z = _numeric("z", z)
-        _check_shape("z", z, u.shape, "(B, T, D) like u")
+        z = as_real("z", z)
+        check_shape("z", z, u.shape, "(B, T, D) like u")
     if delta_bias is not None:
-        delta_bias = _numeric("delta_bias", delta_bias)
-        _check_shape("delta_bias", delta_bias, (dim,), "(D,)")
+        delta_bias = as_real("delta_bias", delta_bias)
+        check_shape("delta_bias", delta_bias, (dim,), "(D,)")
         delta = delta + delta_bias
-    _check_bool("delta_softplus", delta_softplus)
+    check_bool("delta_softplus", delta_softplus)
     if delta_softplus:
         delta = np.where(delta <= 20, np.log1p(np.exp(np.minimum(delta, 20))), delta)
     if initial_state is None:
         initial_state = np.zeros((batch, dim, N), dtype=A.dtype)
     else:
-        initial_state = _numeric("initial_state", initial_state, complex_ok=is_complex)
-        _check_shape("initial_state", initial_state, (batch, dim, N), "(B, D, N)")
+        initial_state = as_real("initial_state", initial_state, complex_ok=is_complex)
+        check_shape("initial_state", initial_state, (batch, dim, N), "(B, D, N)")
 
     def finish(states, return_state):
         y = np.sum(states * C, axis=-1)
@@ -172,7 +173,7 @@ def selective_scan_recurrent(u, delta, A, B, C, D=None, z=None, *, delta_bias=No
     Returns out (B, T, D) float64, and the last state (B, D, N) if return_state (complex128
     with a complex A, like selective_scan_ref's ``last_state``).
     """
-    _check_bool("return_state", return_state)
+    check_bool("return_state", return_state)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     dA = np.exp(s.dtA)
     x, states = s.h0, []
@@ -193,7 +194,7 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, *, delta_bias=Non
     ``associative_scan``). The parallel scan of Gu & Dao 2023, section 3.3; the same result as
     ``selective_scan_recurrent`` up to rounding.
     """
-    _check_bool("return_state", return_state)
+    check_bool("return_state", return_state)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     dA = np.exp(s.dtA)
     a = np.concatenate([np.ones_like(dA[:, :1]), dA], axis=1)  # step -1 carries the initial state
@@ -214,8 +215,8 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, del
     the incoming state as an extra first input; the state at the chunk end is passed on. The
     same result as ``selective_scan_recurrent`` up to rounding.
     """
-    _check_bool("return_state", return_state)
-    size = _positive_int("chunk_size", chunk_size)
+    check_bool("return_state", return_state)
+    size = positive_int("chunk_size", chunk_size)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     x, states = s.h0, []
     for start in range(0, s.dtA.shape[1], size):

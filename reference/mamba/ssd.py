@@ -20,82 +20,21 @@ The decays reach the forms in one of two ways, and every form runs one code path
 NaN in any input propagates to the outputs it reaches; it is not checked for.
 """
 
-import numbers
-from fractions import Fraction
 from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy.special import expit
 
+from .._checks import as_fractions, as_real, check_bool, check_ndim, check_shape, finite_real, positive_int
+
 # ----------------------------------------------------------------------------- checks
-# (shared with selective_scan.py)
-
-
-def _numeric(name, x, *, complex_ok=False, exact_ok=False):
-    """x as float64 (complex128 if complex_ok); object arrays kept as they are if exact_ok."""
-    a = np.asarray(x)
-    if a.dtype == object and exact_ok:
-        return a
-    if a.dtype.kind == "c" and not complex_ok:
-        raise TypeError(f"{name} must be real; got complex dtype {a.dtype}")
-    if a.dtype.kind == "c":
-        return a.astype(np.complex128)
-    if a.dtype.kind in "iuf" or a.dtype == object or (a.dtype.kind == "V" and a.dtype.names is None):
-        try:
-            return a.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold real numbers; got an object array that does not convert") from None
-    raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-
-
-def _fractions(name, a):
-    def convert(v):
-        try:
-            return Fraction(v)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{name} must hold ints, Fractions or finite floats in exact mode; got {v!r}"
-            ) from None
-
-    return np.asarray(np.frompyfunc(convert, 1, 1)(a), dtype=object)
 
 
 def _exact_if_any_object(**arrays):
     """All arrays as Fraction object arrays if any is an object array, else unchanged."""
     if not any(a is not None and a.dtype == object for a in arrays.values()):
         return arrays
-    return {n: None if a is None else _fractions(n, a) for n, a in arrays.items()}
-
-
-def _check_shape(name, a, shape, layout):
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {layout} = {tuple(shape)}; got {a.shape}")
-
-
-def _check_ndim(name, a, ndim, layout):
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}; got shape {a.shape}")
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value}")
-    return int(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
-
-
-def _nonnegative_real(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    if not np.isfinite(float(value)) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return value
+    return {n: None if a is None else as_fractions(n, a) for n, a in arrays.items()}
 
 
 # ----------------------------------------------------------------------------- segment decays
@@ -156,33 +95,33 @@ class _SSD(NamedTuple):
 
 def _prepare(x, dt, A, B, C, decay, initial_state):
     exact_ok = decay is not None
-    x = _numeric("x", x, exact_ok=exact_ok)
-    _check_ndim("x", x, 4, "(B, T, H, P)")
+    x = as_real("x", x, exact_ok=exact_ok)
+    check_ndim("x", x, 4, "(B, T, H, P)")
     batch, T, H, P = x.shape
     if T < 1:
         raise ValueError(f"x must have at least one time step; got shape {x.shape}")
-    dt = _numeric("dt", dt, exact_ok=exact_ok)
-    _check_shape("dt", dt, (batch, T, H), "(B, T, H)")
-    Bm = _numeric("B", B, exact_ok=exact_ok)
-    _check_ndim("B", Bm, 4, "(B, T, G, N)")
+    dt = as_real("dt", dt, exact_ok=exact_ok)
+    check_shape("dt", dt, (batch, T, H), "(B, T, H)")
+    Bm = as_real("B", B, exact_ok=exact_ok)
+    check_ndim("B", Bm, 4, "(B, T, G, N)")
     G, N = Bm.shape[2:]
-    _check_shape("B", Bm, (batch, T, G, N), "(B, T, G, N)")
+    check_shape("B", Bm, (batch, T, G, N), "(B, T, G, N)")
     if G < 1 or H % G:
         raise ValueError(f"B has G={G} groups, which must divide the H={H} heads of x")
-    Cm = _numeric("C", C, exact_ok=exact_ok)
-    _check_shape("C", Cm, (batch, T, G, N), "(B, T, G, N) like B")
+    Cm = as_real("C", C, exact_ok=exact_ok)
+    check_shape("C", Cm, (batch, T, G, N), "(B, T, G, N) like B")
     if (A is None) == (decay is None):
         raise ValueError("give exactly one of A (H,) and decay (B, T, H); got "
                          + ("both" if decay is not None else "neither"))
     if decay is None:
-        A = _numeric("A", A)
-        _check_shape("A", A, (H,), "(H,)")
+        A = as_real("A", A)
+        check_shape("A", A, (H,), "(H,)")
     else:
-        decay = _numeric("decay", decay, exact_ok=True)
-        _check_shape("decay", decay, (batch, T, H), "(B, T, H)")
+        decay = as_real("decay", decay, exact_ok=True)
+        check_shape("decay", decay, (batch, T, H), "(B, T, H)")
     if initial_state is not None:
-        initial_state = _numeric("initial_state", initial_state, exact_ok=exact_ok)
-        _check_shape("initial_state", initial_state, (batch, H, P, N), "(B, H, P, N)")
+        initial_state = as_real("initial_state", initial_state, exact_ok=exact_ok)
+        check_shape("initial_state", initial_state, (batch, H, P, N), "(B, H, P, N)")
     arrays = _exact_if_any_object(x=x, dt=dt, B=Bm, C=Cm, decay=decay, initial_state=initial_state)
     x, dt, Bm, Cm, decay, h0 = arrays.values()
     if h0 is None:
@@ -208,7 +147,7 @@ def ssd_recurrent(x, dt, A, B, C, *, decay=None, initial_state=None, return_stat
     that ``state-spaces/mamba: mamba_ssm/modules/ssd_minimal.py ssd_minimal_discrete`` computes
     when called, as its test does, with ``X * dt`` and ``A * dt``.
     """
-    _check_bool("return_state", return_state)
+    check_bool("return_state", return_state)
     s = _prepare(x, dt, A, B, C, decay, initial_state)
     a = s.decay.linear(s.decay.v)
     h, ys = s.h0, []
@@ -263,8 +202,8 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size, decay=None, initial_state=None, r
     of subtracting prefix sums (no cancellation, no division in exact mode); head h uses
     group h // (H / G) of B and C (ssd_minimal's einsum sums over groups, right only for G = 1).
     """
-    _check_bool("return_state", return_state)
-    Q = _positive_int("chunk_size", chunk_size)
+    check_bool("return_state", return_state)
+    Q = positive_int("chunk_size", chunk_size)
     s = _prepare(x, dt, A, B, C, decay, initial_state)
     d = s.decay
     batch, T, H, P = s.xdt.shape
@@ -309,23 +248,23 @@ def rms_norm_gated(x, z, weight, *, eps=1e-6, group_size=None, norm_before_gate=
     ``RMSNormGated``). Differences: float64 instead of float32 upcast, no cast back to the
     input dtype; the default norm_before_gate=False is ``Mamba2``'s (rms_norm_ref's is True).
     """
-    _check_bool("norm_before_gate", norm_before_gate)
-    eps = float(_nonnegative_real("eps", eps))
-    x = _numeric("x", x)
+    check_bool("norm_before_gate", norm_before_gate)
+    eps = finite_real("eps", eps, ">= 0")
+    x = as_real("x", x)
     if x.ndim < 1:
         raise ValueError(f"x must have at least one axis (..., F); got shape {x.shape}")
     F = x.shape[-1]
-    weight = _numeric("weight", weight)
-    _check_shape("weight", weight, (F,), "(F,)")
+    weight = as_real("weight", weight)
+    check_shape("weight", weight, (F,), "(F,)")
     if bias is not None:
-        bias = _numeric("bias", bias)
-        _check_shape("bias", bias, (F,), "(F,)")
-    g = F if group_size is None else _positive_int("group_size", group_size)
+        bias = as_real("bias", bias)
+        check_shape("bias", bias, (F,), "(F,)")
+    g = F if group_size is None else positive_int("group_size", group_size)
     if F % g:
         raise ValueError(f"group_size must divide the last axis F={F} of x; got {g}")
     if z is not None:
-        z = _numeric("z", z)
-        _check_shape("z", z, x.shape, "like x")
+        z = as_real("z", z)
+        check_shape("z", z, x.shape, "like x")
         gate = z * expit(z)
         if not norm_before_gate:
             x = x * gate

@@ -1,18 +1,8 @@
 """ALiBi: attention with linear biases (Press, Smith & Lewis 2022, arXiv:2108.12409)."""
 
-import operator
-
 import numpy as np
 
-
-def _positive_int(name, value):
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}") from None
-    if isinstance(value, bool) or n < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return n
+from .._checks import as_real, positive_int
 
 
 def alibi_slopes(num_heads):
@@ -28,7 +18,7 @@ def alibi_slopes(num_heads):
     get_slopes``. Difference: each slope is ``exp2`` of its exact exponent, where the
     original forms ``start * ratio ** i``; the two can differ in the last bit.
     """
-    n = _positive_int("num_heads", num_heads)
+    n = positive_int("num_heads", num_heads)
 
     def power_of_two(count):
         return np.exp2(-8.0 * np.arange(1, count + 1) / count)
@@ -58,11 +48,9 @@ def alibi_bias(slopes, Tq, Tk):
     from this bias by a constant per row: same softmax, log-sum-exp shifted by
     ``slopes[h] * (i + Tk - Tq)``.
     """
-    s = np.asarray(slopes)
-    if s.dtype.kind not in "iuf":
-        raise TypeError(f"slopes must be real numbers; got dtype {s.dtype}")
+    s = as_real("slopes", slopes)
     if s.ndim != 1:
         raise ValueError(f"slopes must have shape (H,); got shape {s.shape}")
-    tq = _positive_int("Tq", Tq)
-    tk = _positive_int("Tk", Tk)
-    return -s.astype(np.float64)[:, None, None] * _relative_distance(tq, tk)
+    tq = positive_int("Tq", Tq)
+    tk = positive_int("Tk", Tk)
+    return -s[:, None, None] * _relative_distance(tq, tk)

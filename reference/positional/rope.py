@@ -14,39 +14,11 @@ Two pairings of the D channels are in use, with the same angles:
   complex-number form (``meta-llama/llama: llama/model.py apply_rotary_emb``).
 """
 
-import numbers
-
 import numpy as np
 
+from .._checks import as_real, check_choice, even_positive_int, finite_real
+
 _PAIRINGS = ("half", "interleaved")
-
-
-def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be an int; got {type(dim).__name__}")
-    if dim < 2 or dim % 2:
-        raise ValueError(f"dim must be an even int >= 2; got {dim}")
-    return int(dim)
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-    return float(value)
-
-
-def _check_pairing(pairing):
-    if pairing not in _PAIRINGS:
-        raise ValueError(f"pairing must be one of {_PAIRINGS}; got {pairing!r}")
-
-
-def _as_real(name, x):
-    a = np.asarray(x)
-    if a.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-    return a.astype(np.float64)
 
 
 def rope_angles(positions, dim, *, base=10000.0, interpolation_factor=1.0):
@@ -57,10 +29,10 @@ def rope_angles(positions, dim, *, base=10000.0, interpolation_factor=1.0):
     ``interpolation_factor`` > 1 is position interpolation (Chen et al. 2023,
     arXiv:2306.15595), Hugging Face's "linear" rope scaling (positions divided by the factor).
     """
-    d = _check_dim(dim)
-    base = _check_positive("base", base)
-    factor = _check_positive("interpolation_factor", interpolation_factor)
-    pos = _as_real("positions", positions)
+    d = even_positive_int("dim", dim)
+    base = finite_real("base", base, "> 0")
+    factor = finite_real("interpolation_factor", interpolation_factor, "> 0")
+    pos = as_real("positions", positions)
     inv_freq = base ** (-np.arange(0, d, 2) / d)
     return (pos / factor)[..., None] * inv_freq
 
@@ -78,14 +50,14 @@ def apply_rope(x, positions=None, *, base=10000.0, interpolation_factor=1.0, pai
     ``positions``: None (= arange(T)), (T,) or (B, T). The equation and the two pairings are
     in the module docstring. ``apply_rope(x)[b, t, h] == rope_matrix(positions[t], D) @ x[b, t, h]``.
     """
-    a = _as_real("x", x)
+    a = as_real("x", x)
     if a.ndim != 4:
         raise ValueError(f"x must have shape (B, T, H, D); got shape {a.shape}")
     batch, seqlen, _, d = a.shape
     if d < 2 or d % 2:
         raise ValueError(f"x's last dimension D must be even and >= 2; got D={d}")
-    _check_pairing(pairing)
-    pos = np.arange(seqlen) if positions is None else _as_real("positions", positions)
+    check_choice("pairing", pairing, _PAIRINGS)
+    pos = np.arange(seqlen) if positions is None else as_real("positions", positions)
     if pos.shape not in ((seqlen,), (batch, seqlen)):
         raise ValueError(f"positions must have shape (T,)=({seqlen},) or (B, T)=({batch}, {seqlen}); got {pos.shape}")
     theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)[..., None, :]
@@ -104,9 +76,9 @@ def rope_matrix(position, dim, *, base=10000.0, interpolation_factor=1.0, pairin
     Block-diagonal in the pairs (a, b) of ``pairing``: R[a, a] = R[b, b] = cos(theta_i),
     R[a, b] = -sin(theta_i), R[b, a] = sin(theta_i).
     """
-    d = _check_dim(dim)
-    _check_pairing(pairing)
-    pos = _as_real("position", position)
+    d = even_positive_int("dim", dim)
+    check_choice("pairing", pairing, _PAIRINGS)
+    pos = as_real("position", position)
     if pos.ndim != 0:
         raise ValueError(f"position must be a scalar; got shape {pos.shape}")
     theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)
@@ -128,5 +100,5 @@ def rope_permutation(dim):
     rotate_half layout (``huggingface/transformers: .../llama/convert_llama_weights_to_hf.py
     permute``, which applies it to the rows of W_q and W_k).
     """
-    d = _check_dim(dim)
+    d = even_positive_int("dim", dim)
     return np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])

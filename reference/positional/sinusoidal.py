@@ -1,8 +1,8 @@
 """Sinusoidal absolute position encodings (Vaswani et al. 2017, arXiv:1706.03762, section 3.5)."""
 
-import numbers
-
 import numpy as np
+
+from .._checks import as_int, as_real, check_choice, finite_real
 
 _LAYOUTS = ("interleaved", "concatenated")
 
@@ -29,24 +29,18 @@ def sinusoidal_encoding(positions, dim, *, base=10000.0, layout="interleaved"):
     Differences from the originals: positions are used as given (fairseq starts at
     padding_idx + 1 and zeroes the padding row), and everything is float64.
     """
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be an int; got {type(dim).__name__}")
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}; got {layout!r}")
+    dim = as_int("dim", dim)
+    check_choice("layout", layout, _LAYOUTS)
     if layout == "interleaved" and (dim < 2 or dim % 2):
         raise ValueError(f"dim must be an even int >= 2 for layout='interleaved'; got {dim}")
     if dim < 1:
         raise ValueError(f"dim must be an int >= 1; got {dim}")
-    if isinstance(base, bool) or not isinstance(base, numbers.Real) or not np.isfinite(base) or base <= 0:
-        raise ValueError(f"base must be a finite number > 0; got {base!r}")
-    pos = np.asarray(positions)
-    if pos.dtype.kind not in "iuf":
-        raise TypeError(f"positions must hold real numbers; got dtype {pos.dtype}")
-    pos = pos.astype(np.float64)[..., None]
+    base = finite_real("base", base, "> 0")
+    pos = as_real("positions", positions)[..., None]
     n = dim // 2
     if layout == "interleaved":
-        angle = pos * float(base) ** (-2.0 * np.arange(n) / dim)
+        angle = pos * base ** (-2.0 * np.arange(n) / dim)
         return np.stack([np.sin(angle), np.cos(angle)], axis=-1).reshape(pos.shape[:-1] + (dim,))
-    angle = pos * float(base) ** (-np.arange(n) / max(n - 1, 1))
+    angle = pos * base ** (-np.arange(n) / max(n - 1, 1))
     pad = np.zeros(pos.shape[:-1] + (dim % 2,))
     return np.concatenate([np.sin(angle), np.cos(angle), pad], axis=-1)

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_number_array, positive_real
+from .._checks import as_real, finite_real
 
 _GBT_ALPHA = {"forward_euler": 0.0, "backward_euler": 1.0, "bilinear": 0.5}
 METHODS = ("forward_euler", "backward_euler", "bilinear", "gbt", "zoh")
@@ -52,8 +52,8 @@ def discretize(A, B, step, method, *, alpha=None):
     in matrix form. A and B must be finite (NaN or Inf: ValueError); a singular I - a h A
     is a ValueError.
     """
-    A = as_number_array("A", A)
-    B = as_number_array("B", B)
+    A = as_real("A", A, complex_ok=True)
+    B = as_real("B", B, complex_ok=True)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         raise ValueError(f"A must be a square matrix of shape (N, N) with N >= 1; got shape {A.shape}")
     n = A.shape[0]
@@ -64,7 +64,7 @@ def discretize(A, B, step, method, *, alpha=None):
     for name, x in (("A", A), ("B", B)):
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name} must be finite; got NaN or Inf entries")
-    h = positive_real("step", step)
+    h = finite_real("step", step, "> 0")
     a = _alpha(method, alpha)
     b = B.reshape(n, -1)
     eye = np.eye(n)

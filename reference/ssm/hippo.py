@@ -7,7 +7,7 @@ nplr`` (the same definitions as ``src/models/hippo/hippo.py``).
 
 import numpy as np
 
-from ._checks import even_positive_int, positive_int
+from .._checks import even_positive_int, positive_int
 
 
 def hippo_legs(N):

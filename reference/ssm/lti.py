@@ -16,13 +16,20 @@ of fractions.Fraction (then every input must be rational, and so is every output
 
 import numpy as np
 
-from ._checks import as_number_array, as_real, check_bool, check_shape, positive_int
+from .._checks import as_fractions, as_real, check_bool, check_shape, positive_int
+
+
+def _array(name, x, *, complex_ok=False, exact_ok=False):
+    """``as_real``, with an object array as Fractions if ``exact_ok`` (exact arithmetic)."""
+    a = as_real(name, x, complex_ok=complex_ok, exact_ok=exact_ok)
+    return as_fractions(name, a) if a.dtype == object else a
 
 
 def _system(Abar, Bbar, C):
-    """Abar broadcast to (Dch, N, N), Bbar and C (Dch, N), all float64 (complex128 if any is
-    complex; Fractions if given object arrays of rationals)."""
-    Abar, Bbar, C = (as_number_array(name, a, exact_ok=True) for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)))
+    """Abar broadcast to (Dch, N, N), Bbar and C (Dch, N), each float64 (complex128 if complex;
+    Fractions if given as an object array)."""
+    Abar, Bbar, C = (_array(name, a, complex_ok=True, exact_ok=True)
+                     for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)))
     if C.ndim != 2 or 0 in C.shape:
         raise ValueError(f"C must have shape (Dch, N) with Dch, N >= 1; got shape {C.shape}")
     channels, n = C.shape
@@ -34,7 +41,7 @@ def _system(Abar, Bbar, C):
 
 
 def _signal(u, channels, exact_ok=False):
-    u = as_real("u", u, exact_ok=exact_ok)
+    u = _array("u", u, exact_ok=exact_ok)
     if u.ndim != 3 or u.shape[2] != channels or 0 in u.shape:
         raise ValueError(f"u must have shape (B, T, Dch)=(B, T, {channels}) with B, T >= 1; got shape {u.shape}")
     return u
@@ -43,7 +50,7 @@ def _signal(u, channels, exact_ok=False):
 def _skip(D, channels, exact_ok=False):
     if D is None:
         return np.zeros(channels, dtype=object if exact_ok else np.float64)
-    D = as_real("D", D, exact_ok=exact_ok)
+    D = _array("D", D, exact_ok=exact_ok)
     check_shape("D", D, (channels,), "(Dch,)")
     return D
 
@@ -71,7 +78,7 @@ def lti_recurrent(u, Abar, Bbar, C, D=None, *, initial_state=None, return_state=
     if initial_state is None:
         x = np.zeros((batch, channels, n), dtype=dtype)
     else:
-        x = as_real("initial_state", initial_state, exact_ok=True)
+        x = _array("initial_state", initial_state, exact_ok=True)
         check_shape("initial_state", x, (batch, channels, n), "(B, Dch, N)")
 
     y = np.empty((batch, length, channels), dtype=dtype)

@@ -15,20 +15,13 @@ Parameters Lambda, P, Q, B and log_dt must be finite (ValueError); NaN in C prop
 
 import numpy as np
 
-from ._checks import as_complex, as_real, check_shape, positive_int
+from .._checks import as_complex, check_shape, positive_int
 from .lti import lti_kernel
+from .s4d import _channels
 
 
 def _dplr_args(Lambda, P, Q, B, C, log_dt, length):
-    log_dt = as_real("log_dt", log_dt)
-    if log_dt.ndim != 1 or log_dt.shape[0] == 0:
-        raise ValueError(f"log_dt must have shape (H,) with H >= 1; got shape {log_dt.shape}")
-    Lambda = as_complex("Lambda", Lambda)
-    if Lambda.ndim != 2 or Lambda.shape[0] != log_dt.shape[0] or Lambda.shape[1] == 0:
-        raise ValueError(
-            f"Lambda must have shape (H, n)=({log_dt.shape[0]}, n) with n >= 1 to match log_dt; "
-            f"got shape {Lambda.shape}"
-        )
+    log_dt, Lambda = _channels(log_dt, "Lambda", Lambda)
     P, Q, B, C = (as_complex(name, x) for name, x in zip("PQBC", (P, Q, B, C)))
     for name, x in zip("PQBC", (P, Q, B, C)):
         check_shape(name, x, Lambda.shape, "(H, n)")

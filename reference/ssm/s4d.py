@@ -4,9 +4,21 @@ Initialization of Diagonal State Space Models", arXiv:2206.11893).
 
 import numpy as np
 
-from ._checks import as_complex, as_real, check_bool, check_shape, even_positive_int, positive_int
+from .._checks import as_complex, as_real, check_bool, check_choice, check_shape, even_positive_int, positive_int
 
 DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def _channels(log_dt, name, modes):
+    """log_dt (H,) as float64 and the (H, n) array ``modes`` as complex128, with H, n >= 1."""
+    log_dt = as_real("log_dt", log_dt)
+    if log_dt.ndim != 1 or log_dt.shape[0] == 0:
+        raise ValueError(f"log_dt must have shape (H,) with H >= 1; got shape {log_dt.shape}")
+    modes = as_complex(name, modes)
+    if modes.ndim != 2 or modes.shape[0] != log_dt.shape[0] or modes.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (H, n)=({log_dt.shape[0]}, n) with n >= 1 to match log_dt; "
+                         f"got shape {modes.shape}")
+    return log_dt, modes
 
 
 def s4d_kernel(log_dt, A, B, C, length, *, discretization="zoh", conj_halving=True):
@@ -35,21 +47,13 @@ def s4d_kernel(log_dt, A, B, C, length, *, discretization="zoh", conj_halving=Tr
     channel only (s4's dt_tie=True); exp(dt A) - 1 is evaluated as expm1(dt A); the bilinear
     powers are Abar^l, where s4 takes exp(l log Abar); no bandlimit or state input.
     """
-    log_dt = as_real("log_dt", log_dt)
-    if log_dt.ndim != 1 or log_dt.shape[0] == 0:
-        raise ValueError(f"log_dt must have shape (H,) with H >= 1; got shape {log_dt.shape}")
-    A = as_complex("A", A)
-    if A.ndim != 2 or A.shape[0] != log_dt.shape[0] or A.shape[1] == 0:
-        raise ValueError(
-            f"A must have shape (H, n)=({log_dt.shape[0]}, n) with n >= 1 to match log_dt; got shape {A.shape}"
-        )
+    log_dt, A = _channels(log_dt, "A", A)
     B = np.ones(A.shape, dtype=np.complex128) if B is None else as_complex("B", B)
     check_shape("B", B, A.shape, "(H, n)")
     C = as_complex("C", C)
     check_shape("C", C, A.shape, "(H, n)")
     length = positive_int("length", length)
-    if discretization not in DISCRETIZATIONS:
-        raise ValueError(f"discretization must be one of {DISCRETIZATIONS}; got {discretization!r}")
+    check_choice("discretization", discretization, DISCRETIZATIONS)
     conj_halving = check_bool("conj_halving", conj_halving)
 
     dt = np.exp(log_dt)[:, None]
