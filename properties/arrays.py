@@ -7,6 +7,8 @@ seed, the style and every shape, so counterexamples come out small.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -45,3 +47,17 @@ def random_arrays(draw, shapes: dict, styles=st.sampled_from(STYLES)):
 def fixed_or(value):
     """Hypothesis strategies pass through; any other value becomes ``st.just(value)``."""
     return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+
+def for_form(make, form: str, *, unused: tuple = ()):
+    """``make`` narrowed to one form: ``form`` fixed, and a signature without the options that
+    form ignores, so ``inputs_for`` lists (and accepts) only the options that do something."""
+    def strategy(**options):
+        return make(form=form, **options)
+
+    signature = inspect.signature(make)
+    strategy.__name__ = strategy.__qualname__ = f"{make.__name__}_{form}"
+    strategy.__doc__ = f"``{make.__name__}`` for the {form} form."
+    strategy.__signature__ = signature.replace(parameters=[
+        p for name, p in signature.parameters.items() if name not in ("draw", "form") + tuple(unused)])
+    return strategy

@@ -10,12 +10,10 @@ Conventions (seqcheck.equiv.families.linear): the state (S, z) travels as one fl
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import fixed_or, generators, random_arrays
+from seqcheck.properties.arrays import fixed_or, for_form, generators, random_arrays
 
 FEATURE_MAPS = ("elu", "identity")
 
@@ -104,21 +102,8 @@ def rational_linear_inputs(
     return args
 
 
-def _form(form, *, unused=()):
-    """``linear_inputs`` narrowed to one form; its signature names only the options it uses."""
-    def strategy(**options):
-        return linear_inputs(form=form, **options)
-
-    signature = inspect.signature(linear_inputs)
-    strategy.__name__ = strategy.__qualname__ = f"linear_inputs_{form}"
-    strategy.__doc__ = f"``linear_inputs`` for the {form} form."
-    strategy.__signature__ = signature.replace(parameters=[
-        p for name, p in signature.parameters.items() if name not in ("draw", "form") + unused])
-    return strategy
-
-
 STRATEGIES = {
-    "linear.attention.recurrent": _form("recurrent", unused=("chunk_size",)),
-    "linear.attention.parallel": _form("parallel", unused=("chunk_size", "initial_state", "return_state")),
-    "linear.attention.chunked": _form("chunked"),
+    "linear.attention.recurrent": for_form(linear_inputs, "recurrent", unused=("chunk_size",)),
+    "linear.attention.parallel": for_form(linear_inputs, "parallel", unused=("chunk_size", "initial_state", "return_state")),
+    "linear.attention.chunked": for_form(linear_inputs, "chunked"),
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import fixed_or, generators, random_arrays
+from seqcheck.properties.arrays import fixed_or, for_form, generators, random_arrays
 
 LAYOUTS = ("invariant", "shared", "grouped")
 """B and C of the selective scan: "invariant" (D, N), "shared" (B, T, N) by all channels,
@@ -197,27 +197,11 @@ def scan_element_inputs(draw, *, batch=st.integers(1, 2), width=st.integers(1, 4
     return args
 
 
-def _form(make, form, *, unused=()):
-    """``make`` narrowed to one form: ``form`` fixed, its signature without the options the form
-    ignores (so ``inputs_for`` names the options that do something)."""
-    import inspect
-
-    def strategy(**options):
-        return make(form=form, **options)
-
-    signature = inspect.signature(make)
-    strategy.__name__ = strategy.__qualname__ = f"{make.__name__}_{form}"
-    strategy.__doc__ = f"``{make.__name__}`` for the {form} form."
-    strategy.__signature__ = signature.replace(parameters=[
-        p for name, p in signature.parameters.items() if name not in ("draw", "form") + unused])
-    return strategy
-
-
 STRATEGIES = {
-    "mamba.selective_scan.recurrent": _form(selective_scan_inputs, "recurrent", unused=("chunk_size", "tree")),
-    "mamba.selective_scan.parallel": _form(selective_scan_inputs, "parallel", unused=("chunk_size",)),
-    "mamba.selective_scan.chunked": _form(selective_scan_inputs, "chunked", unused=("tree",)),
-    "mamba.ssd.recurrent": _form(ssd_inputs, "recurrent", unused=("chunk_size",)),
-    "mamba.ssd.quadratic": _form(ssd_inputs, "quadratic", unused=("chunk_size", "initial_state", "return_state")),
-    "mamba.ssd.chunked": _form(ssd_inputs, "chunked"),
+    "mamba.selective_scan.recurrent": for_form(selective_scan_inputs, "recurrent", unused=("chunk_size", "tree")),
+    "mamba.selective_scan.parallel": for_form(selective_scan_inputs, "parallel", unused=("chunk_size",)),
+    "mamba.selective_scan.chunked": for_form(selective_scan_inputs, "chunked", unused=("tree",)),
+    "mamba.ssd.recurrent": for_form(ssd_inputs, "recurrent", unused=("chunk_size",)),
+    "mamba.ssd.quadratic": for_form(ssd_inputs, "quadratic", unused=("chunk_size", "initial_state", "return_state")),
+    "mamba.ssd.chunked": for_form(ssd_inputs, "chunked"),
 }
