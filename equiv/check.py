@@ -21,7 +21,7 @@ def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, back
     ``candidate`` takes the reference's arguments (arrays of ``backend``: "numpy", "torch",
     "torch:cuda", "cupy" or "jax") and returns its outputs. ``dtype`` is the candidate's working
     precision: None claims float64 accuracy (budget: the form's derived bound); "float32",
-    "float16", "bfloat16" get ``k * baseline + floor``. ``inputs`` replaces the form's strategy,
+    "float16", "bfloat16" get ``k * baseline + floor`` ("float64" is the same as None). ``inputs`` replaces the form's strategy,
     e.g. ``inputs_for(key, softcap=None)`` for a kernel without softcapping. ``seed`` None draws
     one (it is in the result). The result's counterexample holds the shrunk failing arguments and
     a runnable reproducer.
@@ -31,7 +31,7 @@ def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, back
         raise TypeError(f"candidate: expected a callable, got {type(candidate).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    working = None if dtype is None else numpy_dtype(dtype)
+    working = _working(dtype)
     if working is not None and form.plain is None and form.oracle is None:
         raise ValueError(f"dtype: form {key!r} has no low-precision baseline; check it with dtype=None")
     strategy = inputs if inputs is not None else _inputs_for(key)
@@ -61,7 +61,7 @@ def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, back
 def replay(candidate, key: str, args: dict, *, dtype=None, backend="numpy") -> Comparison:
     """Run ``candidate`` once on ``args`` exactly as ``check`` does and return the comparison."""
     form = get_form(key)
-    working = None if dtype is None else numpy_dtype(dtype)
+    working = _working(dtype)
     if working is not None:
         args = _rounded(form, working, args)
     expected = as_outputs(form.fn(**args))
@@ -73,7 +73,7 @@ def assert_equivalent(actual, key: str, args: dict, *, dtype=None) -> None:
     """Raise AssertionError unless ``actual`` (outputs of any array library) matches form ``key``
     on ``args`` within the budget ``check`` would use."""
     form = get_form(key)
-    working = None if dtype is None else numpy_dtype(dtype)
+    working = _working(dtype)
     expected = as_outputs(form.fn(**args))
     outputs = tuple(to_numpy(a) for a in as_outputs(actual))
     verdict = compare(outputs, expected, _tolerance(form, working, args, expected), form.outputs, form.time_axis)
@@ -119,6 +119,12 @@ def replay_claim(key: str, args: dict, *, impl=None) -> Comparison:
 def _claim_outputs(claim: Claim, impl, args: dict):
     lhs, rhs = claim.relation(impl, args)
     return tuple(to_numpy(a) for a in as_outputs(lhs)), tuple(to_numpy(b) for b in as_outputs(rhs))
+
+
+def _working(dtype):
+    """The candidate's working precision; None (float64 accuracy claimed) for None or float64."""
+    working = None if dtype is None else numpy_dtype(dtype)
+    return None if working == np.float64 else working
 
 
 def _run(candidate, form: Form, args: dict, backend: str, working) -> tuple:

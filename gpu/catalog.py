@@ -104,3 +104,22 @@ register(Implementation(
     dtypes=("float32", "float16"),
     inputs=_cupy_fft_inputs,
 ))
+
+
+def _eviction_inputs(form: str):
+    def inputs(simulated: bool):
+        from seqcheck.properties import inputs_for
+
+        return inputs_for(form)
+    return inputs
+
+
+for _policy in ("tova", "h2o", "window"):
+    register(Implementation(
+        name=f"cupy.{_policy}_select",
+        form=f"eviction.{_policy}.decode",
+        target=f"eviction_cupy:{_policy}_decode",
+        runtime="cupy",
+        dtypes=("float64",),  # selection is compared exactly; the attention stays float64
+        inputs=_eviction_inputs(f"eviction.{_policy}.decode"),
+    ))

@@ -188,3 +188,10 @@ def test_reproducer_literals_round_trip_every_dtype():
             assert namespace["args"][name].dtype == value.dtype
         else:
             assert namespace["args"][name] == value
+
+
+def test_dtype_float64_means_float64_accuracy():
+    reference = equiv.reference("attention.flash.tiled")
+    as_none = equiv.check(reference, "attention.flash.tiled", seed=3, max_examples=5)
+    as_float64 = equiv.check(reference, "attention.flash.tiled", dtype="float64", seed=3, max_examples=5)
+    assert (as_none.rule, as_none.max_error) == (as_float64.rule, as_float64.max_error)
