@@ -97,7 +97,7 @@ def gpu_record(impl, dtype: str) -> dict:
         counterexample = {"args": _describe(result.counterexample.args), "message": result.counterexample.message,
                           "reproducer": result.counterexample.reproducer}
     return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
-            "exactness": f"{dtype} baseline budget", "dtype": dtype, "backend": impl.runtime,
+            "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype, "backend": impl.runtime,
             "device": place if place != "gpu" else gpu_name(), "seed": result.seed,
             "status": "passed" if result.passed else "failed",
             "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
