@@ -68,16 +68,12 @@ def claim_record(claim: Claim) -> dict:
                 "shapes": {}, "budget": {"rule": claim.rule, "value": None}, "max_error": None,
                 "worst_ratio": None, "counterexample": None, "sweeps": [], "seconds": 0.0}
     result = run_claim(claim, seed=record["seed"])
-    counterexample = None
-    if result.counterexample is not None:
-        counterexample = {"args": _describe(result.counterexample.args), "message": result.counterexample.message,
-                          "reproducer": result.counterexample.reproducer}
     started = time.perf_counter()
     sweeps = [sweep_record(claim, sweep, record["seed"]) for sweep in claim.sweeps]
     return {**record, "status": "passed" if result.passed else "failed",
             "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
             "shapes": result.shapes, "budget": {"rule": claim.rule, "value": result.budget},
-            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": counterexample,
+            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result),
             "sweeps": sweeps, "seconds": result.seconds + time.perf_counter() - started}
 
 
@@ -92,17 +88,13 @@ def gpu_record(impl, dtype: str) -> dict:
     key = gpu_key(impl, dtype)
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
                    seed=claim_seed(key), max_examples=5 if place == "simulator" else None)
-    counterexample = None
-    if result.counterexample is not None:
-        counterexample = {"args": _describe(result.counterexample.args), "message": result.counterexample.message,
-                          "reproducer": result.counterexample.reproducer}
     return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
             "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype, "backend": impl.runtime,
             "device": place if place != "gpu" else gpu_name(), "seed": result.seed,
             "status": "passed" if result.passed else "failed",
             "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
             "shapes": result.shapes, "budget": {"rule": result.rule, "value": result.budget},
-            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": counterexample,
+            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result),
             "sweeps": [], "seconds": result.seconds}
 
 
@@ -120,6 +112,13 @@ def sweep_record(claim: Claim, sweep, seed: int) -> dict:
         means.append(float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))))
     return {"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "error": errors,
             "budget": budgets, "mean_error": means}
+
+
+def _counterexample(result) -> dict | None:
+    found = result.counterexample
+    if found is None:
+        return None
+    return {"args": _describe(found.args), "message": found.message, "reproducer": found.reproducer}
 
 
 def _summary(record: dict) -> str:
