@@ -1,8 +1,7 @@
 """The KV-cache eviction simulator at T = 4096 (B=1, H=Hkv=4, D=64, budget 256, prompt 512, no RoPE,
 ``return_rows=False``), per policy, against causal softmax attention over the same tokens.
 
-One group, so the ratio of each policy's simulation to full attention reads off a single run (each
-simulation also computes that full attention once, for its ``full_outputs``):
+One group, so the ratio of each policy's simulation to full attention reads off a single run:
     .venv/bin/python -m pytest benchmarks/test_bench_eviction.py --benchmark-only --benchmark-group-by=group
 """
 

@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     report.add_argument("--out", default="report")
     report.add_argument("--profile", default="dev", choices=["dev", "ci", "thorough", "sim"])
     report.add_argument("--only", default=None, help="run only the claims whose key contains this text")
+    report.add_argument("--workers", type=int, default=None,
+                        help="processes to run the claims and sweep points on (default: one per CPU)")
 
     commands.add_parser("forms", help="list the registered forms and claims")
 
@@ -40,9 +42,14 @@ def main(argv=None) -> int:
         print("claims:\n" + "\n".join(f"  {claim.key}: {claim.statement}" for claim in equiv.claims()))
         return 0
     if options.command == "report":
-        from seqcheck.equiv.report import run_report
+        from seqcheck.equiv.report import ReportArgumentError, run_report
 
-        records = run_report(out=options.out, profile=options.profile, only=options.only)["records"]
+        try:
+            records = run_report(out=options.out, profile=options.profile, only=options.only,
+                                 workers=options.workers)["records"]
+        except ReportArgumentError as error:
+            print(f"seqcheck report: {error}", file=sys.stderr)
+            return 2
         return 1 if any(record["status"] == "failed" for record in records) else 0
     try:
         candidate = equiv.load_candidate(options.candidate)

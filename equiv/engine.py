@@ -6,6 +6,7 @@ another, or a property) both end in :func:`verify`.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import traceback
@@ -159,7 +160,8 @@ def verify(
 
     started = time.perf_counter()
     try:
-        holds()
+        with _no_local_constants():
+            holds()
     except (_Broken, HypothesisException):
         pass
     seconds = time.perf_counter() - started
@@ -177,6 +179,29 @@ def verify(
 
 class _Broken(AssertionError):
     pass
+
+
+@contextlib.contextmanager
+def _no_local_constants():
+    """Hypothesis (6.131 on) mixes literals from the source of every local module loaded so far into
+    its draws, so one seed gave different examples in a script, a report worker or an xdist worker,
+    depending on what each had imported. A seeded check must not depend on that: while it runs the
+    pool of local constants is empty (Hypothesis's own small constants stay). A Hypothesis without
+    the pool needs nothing."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        pool, cache = providers._get_local_constants, providers.CONSTANTS_CACHE
+        empty = providers.Constants()
+    except (ImportError, AttributeError):
+        yield
+        return
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = pool
+        cache.cache.clear()
 
 
 def _broken(message: str, where: str = "") -> Comparison:

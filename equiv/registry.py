@@ -20,13 +20,16 @@ Outputs = tuple  # a tuple of NumPy arrays, one per output
 class Sweep:
     """A deterministic series for the report: the error as one parameter grows.
 
-    ``make_args(value, rng)`` builds the arguments at ``value`` from a NumPy Generator.
+    ``make_args(value, rng)`` builds the arguments at ``value`` from a NumPy Generator, seeded by
+    ``seed`` when given (sweeps of several claims that share a ``seed`` run on the same data, so
+    their plot compares them), else by the claim's key.
     """
 
     param: str
     label: str
     values: tuple
     make_args: Callable[[Any, Any], dict]
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

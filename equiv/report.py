@@ -7,13 +7,14 @@ the run goes on; a claim whose optional dependency is missing is recorded as not
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import multiprocessing
+import os
 import platform
-import sys
 import time
 import zlib
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -22,41 +23,127 @@ from seqcheck.equiv.budget import Budget
 from seqcheck.equiv.check import check, run_claim
 from seqcheck.equiv.engine import compare
 from seqcheck.equiv.metrics import error_per_position
-from seqcheck.equiv.registry import Claim, all_claims, as_outputs
+from seqcheck.equiv.registry import Claim, all_claims, as_outputs, get_claim
 from seqcheck.equiv.report_render import write_report
 from seqcheck.gpu.backend import gpu_name
 from seqcheck.gpu.registry import implementations, use_simulator_without_gpu, where
 from seqcheck.properties import profiles
 
 
+class ReportArgumentError(ValueError):
+    """``run_report`` was called with an argument it cannot use (before any claim runs)."""
+
+
 def claim_seed(key: str) -> int:
     return zlib.crc32(key.encode())
 
 
-def run_report(out="report", profile="dev", only=None, progress=print) -> dict:
-    """Run the claims whose key contains ``only`` (all when None) and write the report to ``out``."""
+def run_report(out="report", profile="dev", only=None, progress=print, workers=None) -> dict:
+    """Run the claims whose key contains ``only`` (all when None) and write the report to ``out``.
+
+    The claims, each point of their sweeps and the GPU rows are independent jobs, run on
+    ``workers`` processes (default: every CPU this process may use; 1 runs them here). Seeds are
+    fixed by key, so the report does not depend on the number of workers.
+    """
     use_simulator_without_gpu()
     profiles.load(profile)
+    workers = _workers(workers)
     claims = [claim for claim in all_claims() if only is None or only in claim.key]
     kernels = [(impl, dtype) for impl in implementations() for dtype in impl.dtypes
-               if only is None or only in gpu_key(impl, dtype)]
+               if only is None or only in gpu_key(impl.name, dtype)]
     if not claims and not kernels:
-        raise ValueError(f"only: no claim or GPU implementation key contains {only!r}")
+        raise ReportArgumentError(f"only: no claim or GPU implementation key contains {only!r}")
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    jobs = [(claim.key, lambda claim=claim: claim_record(claim)) for claim in claims]
-    jobs += [(gpu_key(impl, dtype), lambda impl=impl, dtype=dtype: gpu_record(impl, dtype)) for impl, dtype in kernels]
-    records = []
-    for number, (key, run) in enumerate(jobs, 1):
-        record = run()
-        records.append(record)
-        progress(f"[{number}/{len(jobs)}] {record['status'].upper():7} {key}: "
-                 f"{_summary(record)} ({record['seconds']:.1f} s)")
+    jobs = [("sweep", claim.key, s, v) for claim in claims for s, sweep in enumerate(claim.sweeps)
+            for v in range(len(sweep.values))]  # the longest jobs first
+    jobs += [("claim", claim.key) for claim in claims] + [("gpu", impl.name, dtype) for impl, dtype in kernels]
+    done = {}
+    for number, (job, result) in enumerate(_run_jobs(jobs, workers, profile), 1):
+        done[job] = result
+        progress(f"[{number}/{len(jobs)}] {_progress_line(job, result)}")
+    records = [_with_sweeps(done[("claim", claim.key)], claim, done) for claim in claims]
+    records += [done[("gpu", impl.name, dtype)] for impl, dtype in kernels]
     meta = {"profile": profile, "seqcheck_version": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform(), "started": started.isoformat(timespec="seconds"),
-            "seconds": time.perf_counter() - clock, "devices": sorted({record["device"] for record in records})}
+            "seconds": time.perf_counter() - clock, "workers": workers,
+            "devices": sorted({record["device"] for record in records})}
     paths = write_report(records, out, meta)
     progress(f"wrote {paths['html']}, {paths['json']}, {paths['md']}")
     return {"paths": paths, "records": records}
+
+
+def _workers(workers) -> int:
+    if workers is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ReportArgumentError(f"workers must be a positive int; got {workers!r}")
+    return workers
+
+
+def _run_jobs(jobs: list, workers: int, profile: str):
+    """(job, result) pairs as they finish; in fresh processes with one BLAS thread each."""
+    if workers == 1:
+        yield from map(run_job, jobs)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold CUDA or BLAS threads
+    with _one_blas_thread(), context.Pool(min(workers, len(jobs)), _start_worker, (profile,)) as pool:
+        yield from pool.imap_unordered(run_job, jobs)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """The environment the workers start with: one BLAS/OpenMP thread each (the workers are the parallelism)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
+def _start_worker(profile: str) -> None:
+    import seqcheck.equiv  # noqa: F401  (registers every family's forms and claims)
+
+    use_simulator_without_gpu()
+    profiles.load(profile)
+
+
+def run_job(job: tuple) -> tuple:
+    """One job of the report: ("claim", key), ("sweep", key, sweep index, value index) or
+    ("gpu", implementation name, dtype). Returns (job, its record)."""
+    kind, key, *rest = job
+    if kind == "claim":
+        return job, claim_record(get_claim(key))
+    if kind == "sweep":
+        claim = get_claim(key)
+        return job, sweep_point(claim, claim.sweeps[rest[0]], rest[1], claim_seed(key))
+    impl = next(impl for impl in implementations() if impl.name == key)
+    return job, gpu_record(impl, rest[0])
+
+
+def _progress_line(job: tuple, result: dict) -> str:
+    if job[0] == "sweep":
+        sweep = get_claim(job[1]).sweeps[job[2]]
+        return (f"swept   {job[1]}: {sweep.label} = {sweep.values[job[3]]:g}: error {result['error']:.2g} "
+                f"against budget {result['budget']:.2g} ({result['seconds']:.1f} s)")
+    key = job[1] if job[0] == "claim" else gpu_key(job[1], job[2])
+    return f"{result['status'].upper():7} {key}: {_summary(result)} ({result['seconds']:.1f} s)"
+
+
+def _with_sweeps(record: dict, claim: Claim, done: dict) -> dict:
+    """The claim's record with its sweeps gathered from their points (and their time added)."""
+    sweeps, seconds = [], record["seconds"]
+    for s, sweep in enumerate(claim.sweeps):
+        points = [done[("sweep", claim.key, s, v)] for v in range(len(sweep.values))]
+        seconds += sum(point["seconds"] for point in points)
+        sweeps.append({"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "seed": sweep.seed,
+                       **{name: [point[name] for point in points] for name in ("error", "budget", "mean_error")}})
+    return {**record, "sweeps": sweeps, "seconds": seconds}
 
 
 def claim_record(claim: Claim) -> dict:
@@ -68,24 +155,22 @@ def claim_record(claim: Claim) -> dict:
                 "shapes": {}, "budget": {"rule": claim.rule, "value": None}, "max_error": None,
                 "worst_ratio": None, "counterexample": None, "sweeps": [], "seconds": 0.0}
     result = run_claim(claim, seed=record["seed"])
-    started = time.perf_counter()
-    sweeps = [sweep_record(claim, sweep, record["seed"]) for sweep in claim.sweeps]
     return {**record, "status": "passed" if result.passed else "failed",
             "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
             "shapes": result.shapes, "budget": {"rule": claim.rule, "value": result.budget},
             "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result),
-            "sweeps": sweeps, "seconds": result.seconds + time.perf_counter() - started}
+            "sweeps": [], "seconds": result.seconds}
 
 
-def gpu_key(impl, dtype: str) -> str:
-    return f"gpu.{impl.name}[{dtype}]"
+def gpu_key(name: str, dtype: str) -> str:
+    return f"gpu.{name}[{dtype}]"
 
 
 def gpu_record(impl, dtype: str) -> dict:
     """A GPU implementation checked with ``equiv.check``, as a user's kernel would be; under the
     simulator (or NumPy, for CuPy code without a GPU) with tiny inputs and the rows say so."""
     place = where(impl.runtime)
-    key = gpu_key(impl, dtype)
+    key = gpu_key(impl.name, dtype)
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
                    seed=claim_seed(key), max_examples=5 if place == "simulator" else None)
     return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
@@ -98,20 +183,17 @@ def gpu_record(impl, dtype: str) -> dict:
             "sweeps": [], "seconds": result.seconds}
 
 
-def sweep_record(claim: Claim, sweep, seed: int) -> dict:
-    """At each value: the worst error against its budget, and the mean over positions of the first
-    output's error (how a whole sequence fares, not only its worst row)."""
-    errors, budgets, means = [], [], []
-    for value in sweep.values:
-        args = sweep.make_args(value, np.random.default_rng(seed))
-        lhs, rhs = (as_outputs(side) for side in claim.relation(claim.default_impl, args))
-        verdict = compare(lhs, rhs, Budget(as_outputs(claim.bound(args, rhs)), claim.rule), claim.outputs,
-                          claim.time_axis)
-        errors.append(verdict.max_error)
-        budgets.append(verdict.budget)
-        means.append(float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))))
-    return {"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "error": errors,
-            "budget": budgets, "mean_error": means}
+def sweep_point(claim: Claim, sweep, index: int, seed: int) -> dict:
+    """The sweep at its ``index``-th value: the worst error against its budget, and the mean over
+    positions of the first output's error (how a whole sequence fares, not only its worst row).
+    The data come from ``sweep.seed`` when the sweep fixes one, else from the claim's ``seed``."""
+    started = time.perf_counter()
+    args = sweep.make_args(sweep.values[index], np.random.default_rng(seed if sweep.seed is None else sweep.seed))
+    lhs, rhs = (as_outputs(side) for side in claim.relation(claim.default_impl, args))
+    verdict = compare(lhs, rhs, Budget(as_outputs(claim.bound(args, rhs)), claim.rule), claim.outputs, claim.time_axis)
+    return {"error": verdict.max_error, "budget": verdict.budget,
+            "mean_error": float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))),
+            "seconds": time.perf_counter() - started}
 
 
 def _counterexample(result) -> dict | None:

@@ -35,6 +35,8 @@ SUMMARY_HEADERS = (
 NUMERIC_HEADERS = {"Examples", "Worst error", "Budget", "Ratio", "Seconds"}
 ZERO_FLOOR_WITHOUT_DATA = 1e-18  # where exact zeros go when a figure has no positive value at all
 PNG_DPI = 110
+COMPARISON_CAPTION = (" Right: the claims were swept over the same data (one seed), so their mean errors over"
+                      " positions compare them; linear axis.")
 CLAIM_COLOURS = matplotlib.colormaps["tab10"].colors
 CLAIM_MARKERS = ("o", "s", "^", "D", "P", "X")  # the next marker after every 10 colours
 
@@ -215,11 +217,14 @@ def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, 
     label = " / ".join(dict.fromkeys(_split_label(sweep["label"])[0] for sweep in sweeps))
     title = f"Error and budget against {label}"
     floor = _zero_floor(sweeps)
-    figure = Figure(figsize=(8, 4.4 + 0.2 * len(entries)), layout="constrained")
-    axes = figure.add_subplot()
+    compared = _same_data(sweeps)
+    figure = Figure(figsize=(13 if compared else 8, 4.4 + 0.2 * len(entries)), layout="constrained")
+    axes = figure.subplots(1, 2 if compared else 1, squeeze=False)[0]
     for key, sweep in entries:
-        _plot_sweep(axes, sweep, styles[key], floor)
-    _decorate_axes(axes, label, title, floor, sweeps)
+        _plot_sweep(axes[0], sweep, styles[key], floor)
+    _decorate_axes(axes[0], label, title, floor, sweeps)
+    if compared:
+        _plot_comparison(axes[1], entries, styles, label)
     claim_handles = [_claim_handle(_legend_entry(key, sweep), styles[key]) for key, sweep in entries]
     figure.legend(
         handles=claim_handles + _line_style_handles(), loc="outside lower center", fontsize=8,
@@ -227,7 +232,31 @@ def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, 
     )
     path = f"plots/sweep_{_slug(param)}.png"
     _save(figure, out / path)
-    return Plot(path, title, _caption(sweeps, floor), tuple(dict.fromkeys(k for k, _ in entries)))
+    caption = _caption(sweeps, floor) + (COMPARISON_CAPTION if compared else "")
+    return Plot(path, title, caption, tuple(dict.fromkeys(k for k, _ in entries)))
+
+
+def _same_data(sweeps: list[dict]) -> bool:
+    """Several claims swept over the same data (one shared seed): their errors compare them."""
+    seeds = {sweep.get("seed") for sweep in sweeps}
+    return len(sweeps) > 1 and len(seeds) == 1 and None not in seeds and all("mean_error" in s for s in sweeps)
+
+
+def _plot_comparison(axes, entries: list[tuple[str, dict]], styles: dict, label: str) -> None:
+    """The mean error over positions of each claim, linear axes: how the claims rank on the same data."""
+    for key, sweep in entries:
+        colour, marker = styles[key]
+        axes.plot(np.asarray(sweep["values"], dtype=float), np.asarray(sweep["mean_error"], dtype=float),
+                  linestyle="-", marker=marker, markersize=4, color=colour)
+    values = sorted({float(v) for _, sweep in entries for v in sweep["values"]})
+    axes.set_xscale("log")
+    axes.set_xticks(values, labels=[f"{v:g}" for v in values])
+    axes.set_xticks([], minor=True)
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel(label)
+    axes.set_ylabel("mean error over positions")
+    axes.set_title("Mean error on the same data (linear)", fontsize=10)
+    axes.grid(True, which="major", color="0.9")
 
 
 def _draw_claim_plot(record: dict, style: tuple, out: Path) -> Plot:

@@ -53,15 +53,34 @@ def test_check_usage_errors_exit_2(tmp_path):
 
 
 def test_report_writes_html_json_and_markdown(tmp_path):
-    run = seqcheck("report", "--out", str(tmp_path / "report"), "--only", "positional.rope")
+    run = seqcheck("report", "--out", str(tmp_path / "report"), "--only", "positional.rope", "--workers", "2")
     assert run.returncode == 0, run.stderr
-    assert "[1/3]" in run.stdout
+    assert "[1/7]" in run.stdout and "[7/7]" in run.stdout  # 3 claims and the 4 points of one sweep
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert {record["key"] for record in data["claims"]} == {
         "positional.rope.composition", "positional.rope.pairings", "positional.rope.relative"}
     assert all(record["status"] == "passed" for record in data["claims"])
     assert (tmp_path / "report" / "index.html").read_text().count("positional.rope.relative") >= 2
     assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_report_does_not_depend_on_the_number_of_workers(tmp_path):
+    runs = [json.loads(_report(tmp_path / str(workers), workers).read_text())["claims"] for workers in (1, 2)]
+    for record in runs[0] + runs[1]:
+        record.pop("seconds")
+    assert runs[0] == runs[1]
+    assert [sweep["param"] for record in runs[0] for sweep in record["sweeps"]] == ["T", "block"]
+
+
+def _report(out, workers):
+    run = seqcheck("report", "--out", str(out), "--only", "attention.flash.tiled", "--workers", str(workers))
+    assert run.returncode == 0, run.stderr
+    return out / "report.json"
+
+
+def test_report_rejects_a_bad_worker_count(tmp_path):
+    run = seqcheck("report", "--out", str(tmp_path), "--only", "positional.rope", "--workers", "0")
+    assert run.returncode == 2 and "workers must be a positive int; got 0" in run.stderr
 
 
 def test_forms_lists_forms_and_claims():

@@ -195,3 +195,31 @@ def test_dtype_float64_means_float64_accuracy():
     as_none = equiv.check(reference, "attention.flash.tiled", seed=3, max_examples=5)
     as_float64 = equiv.check(reference, "attention.flash.tiled", dtype="float64", seed=3, max_examples=5)
     assert (as_none.rule, as_none.max_error) == (as_float64.rule, as_float64.max_error)
+
+
+SEEDED_RUN = '''
+import hashlib, sys
+if sys.argv[1] == "constants":
+    import local_constants  # a local module full of literals the strategies could draw
+import numpy as np
+from seqcheck import equiv
+examples = hashlib.sha256()
+def candidate(**args):
+    for name in sorted(args):
+        examples.update(name.encode() + repr(np.asarray(args[name]).tolist()).encode())
+    return equiv.reference("attention.flash.tiled")(**args)
+equiv.check(candidate, "attention.flash.tiled", seed=979100954, max_examples=25)
+print(examples.hexdigest())
+'''
+
+
+def test_a_seed_gives_the_same_examples_whatever_local_modules_are_loaded(tmp_path):
+    """Hypothesis mixes literals from every loaded local module into its draws; a seeded run of
+    ours must not depend on which modules a script, report worker or xdist worker imported."""
+    literals = ", ".join([str(1000 + 7 * n) for n in range(200)] + [f"{x}.25" for x in range(30)] + ["0.37", "1.7"])
+    (tmp_path / "local_constants.py").write_text(f"LITERALS = [{literals}]\n")
+    (tmp_path / "run.py").write_text(SEEDED_RUN)
+    outputs = [subprocess.run([sys.executable, "run.py", imported], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=300) for imported in ("plain", "constants")]
+    assert all(run.returncode == 0 for run in outputs), [run.stderr for run in outputs]
+    assert outputs[0].stdout == outputs[1].stdout

@@ -147,3 +147,22 @@ def test_markdown_table_has_one_row_per_record(written, records):
     assert all(f"`{r['key']}`" in row for r, row in zip(records, table))
     assert "```python" in written["md"].read_text()
     assert "](plots/sweep_T.png)" in written["md"].read_text()
+
+
+def _policy(key, seed, mean_error):
+    return _record(key, "passed", sweeps=[{"param": "fraction", "label": "budget fraction", "values": [0.25, 0.5, 1],
+                                           "seed": seed, "error": [0.3, 0.1, 1e-16], "budget": [1.5, 1.0, 1e-11],
+                                           "mean_error": mean_error}])
+
+
+@pytest.mark.parametrize("seeds, compared", [((7, 7), True), ((7, 8), False), ((None, None), False)])
+def test_only_sweeps_over_the_same_data_get_a_comparison_panel(tmp_path, seeds, compared):
+    records = [_policy("eviction.quality.tova", seeds[0], [0.05, 0.02, 0.0]),
+               _policy("eviction.quality.window", seeds[1], [0.3, 0.15, 0.0])]
+    write_report(records, tmp_path, META)
+    html = (tmp_path / "index.html").read_text()
+    assert ("their mean errors over positions compare them" in html) == compared
+    from PIL import Image
+
+    width, _ = Image.open(tmp_path / "plots" / "sweep_fraction.png").size
+    assert (width > 1200) == compared  # two panels, 13 inches at 110 dpi, against one of 8

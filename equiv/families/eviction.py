@@ -328,11 +328,12 @@ def _logsumexp(s, mask, axis=-1):
 
 
 def _full_scores(args: dict, rows=slice(None)):
-    """scale * q~_t . k~_j at absolute positions, (B, H, rows, T)."""
+    """scale * q~_t . k~_j at absolute positions, (B, H, rows, keys): the keys j < rows.stop (all
+    when rows.stop is None), the only ones a causal row t < rows.stop sees."""
     q, k = _at_positions(args["q"], args), _at_positions(args["k"], args)
     _, kv = _heads(args, 1)
     qh = q[:, rows].transpose(0, 2, 1, 3)
-    kh = k[:, :, kv].transpose(0, 2, 3, 1)
+    kh = k[:, :rows.stop][:, :, kv].transpose(0, 2, 3, 1)
     return _scale(args) * (qh @ kh)
 
 
@@ -361,14 +362,15 @@ def evicted_mass(args: dict, kept: np.ndarray, block: int = 256) -> tuple[np.nda
     eps, full = np.zeros((B, T, len(group))), np.zeros((B, T, len(group), v.shape[-1]))
     for start in range(0, T, block):
         rows = slice(start, min(start + block, T))
-        s = _full_scores(args, rows)  # (B, H, r, T)
-        causal = np.arange(T)[None, :] <= np.arange(start, rows.stop)[:, None]
+        s = _full_scores(args, rows)  # (B, H, r, rows.stop)
+        causal = np.arange(rows.stop)[None, :] <= np.arange(start, rows.stop)[:, None]
         s = np.where(causal, s, -np.inf)
         e = np.exp(s - s.max(axis=-1, keepdims=True))
         total = e.sum(axis=-1)
-        outside = np.where(sets[:, rows][:, :, group].transpose(0, 2, 1, 3), 0.0, e).sum(axis=-1)
+        seen = sets[:, rows, :, :rows.stop][:, :, group].transpose(0, 2, 1, 3)
+        outside = np.where(seen, 0.0, e).sum(axis=-1)
         eps[:, rows] = (outside / total).transpose(0, 2, 1)
-        full[:, rows] = ((e @ v) / total[..., None]).transpose(0, 2, 1, 3)
+        full[:, rows] = ((e @ v[:, :, :rows.stop]) / total[..., None]).transpose(0, 2, 1, 3)
     return eps, full
 
 
@@ -918,10 +920,15 @@ register_claim(Claim(
 
 QUALITY_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 QUALITY_DATA = {"random": "random data", "heavy_sinks": "heavy + sinks"}
-QUALITY_T = 1024
-"""T of the report's quality sweeps. At T = 4096 one run takes 13 to 17 s on the 2-core development
-machine (70 runs: about 17 minutes), too slow even for the thorough profile; ``quality_series``
-computes the same series at any T."""
+QUALITY_T = 4096
+"""T of the report's quality sweeps (70 runs of 2 to 11 s each on one core of the development
+machine; the report spreads them over its workers); ``quality_series`` computes a series at any T."""
+
+
+def quality_seed(data: str) -> int:
+    """The seed of the quality data ``data``: the same for every policy, so the report's plot of a
+    data kind compares the policies on the same tokens."""
+    return zlib.crc32(f"eviction.quality.{data}".encode())
 
 
 def quality_options(policy: str, budget: int) -> dict:
@@ -945,9 +952,8 @@ def quality_args(policy: str, data: str, fraction: float, rng, length: int = QUA
 def quality_series(policy: str, data: str, *, length: int = QUALITY_T, seed: int | None = None) -> dict:
     """The report's quality sweep of ``policy`` on ``data`` at any T: for each budget fraction the
     error against full attention (max over positions, relative to max|v|) and its budget (twice
-    the largest evicted mass plus rounding). ``seed`` defaults to the report's (by claim key)."""
-    key = f"eviction.quality.{policy}"
-    seed = zlib.crc32(key.encode()) if seed is None else seed
+    the largest evicted mass plus rounding). ``seed`` defaults to the report's (``quality_seed``)."""
+    seed = quality_seed(data) if seed is None else seed
     series = {"fraction": list(QUALITY_FRACTIONS), "error": [], "budget": []}
     for fraction in QUALITY_FRACTIONS:
         args = quality_args(policy, data, fraction, np.random.default_rng(seed), length)
@@ -989,7 +995,6 @@ for _name in POLICY_NAMES:
         sweeps=tuple(
             Sweep(f"budget fraction, {label}",
                   f"budget fraction, {label} (T={QUALITY_T})",
-                  QUALITY_FRACTIONS, functools.partial(lambda p, d, value, rng: quality_args(p, d, value, rng),
-                                                       _name, data))
+                  QUALITY_FRACTIONS, functools.partial(quality_args, _name, data), seed=quality_seed(data))
             for data, label in QUALITY_DATA.items()),
     ))

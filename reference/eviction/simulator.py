@@ -20,8 +20,8 @@ h // (H / G). RoPE (``rope_matrix``, "half" pairing, ``rope_base``) places q and
   streaming_llm/pos_shift/modify_llama.py``: queries at position_ids = past length, keys at
   arange(kv_seq_len)). The prefill holds every prompt token, so slots are absolute positions.
 
-With budget >= T nothing is evicted and every policy gives causal attention (``full_outputs``,
-from ``softmax_attention(causal=True)`` at the absolute positions) up to float64 rounding.
+With budget >= T nothing is evicted and every policy gives causal attention
+(``softmax_attention(causal=True)`` at the absolute positions) up to float64 rounding.
 """
 
 from typing import NamedTuple
@@ -29,7 +29,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_real, check_bool, check_choice, finite_real, int_in_range
-from ..attention import softmax_attention
 from ..positional import apply_rope, rope_angles
 from .policies import Policy
 
@@ -40,7 +39,6 @@ class DecodeResult(NamedTuple):
     """What ``simulate_decoding`` records. Row t describes query t, the cache after step t.
 
     - ``outputs`` (B, T, H, Dv): attention outputs over the bounded cache.
-    - ``full_outputs`` (B, T, H, Dv): causal attention over every token, for comparison.
     - ``kept`` bool (B, T, G, T): kept[b, t, g, j] = token j is in group g's cache after step t.
       Inside the prefill (t < P - 1) the cache is the whole prefix 0..t; the prefill's single
       reduction is row P - 1.
@@ -52,7 +50,6 @@ class DecodeResult(NamedTuple):
     """
 
     outputs: np.ndarray
-    full_outputs: np.ndarray
     kept: np.ndarray
     margins: np.ndarray
     rows: np.ndarray | None
@@ -183,9 +180,7 @@ def simulate_decoding(q, k, v, *, policy, budget, prefill_len=0, rope=None, rope
     shift = rope == "pre_shift"
     k_cached, q_step = (k, q) if shift else (k_abs, q_abs)
     slots = _slot_rotation(position_offset, length, d, rope_base) if shift else None
-    full = softmax_attention(q_abs, k_abs, v, scale=scale, causal=True)
-
-    outputs = np.empty_like(full)
+    outputs = np.empty((batch, length, heads, v.shape[-1]))
     kept = np.zeros((batch, length, groups, length), dtype=bool)
     margins = np.full((batch, length, groups), np.inf)
     rows = np.zeros((batch, length, heads, length)) if return_rows else None
@@ -219,7 +214,7 @@ def simulate_decoding(q, k, v, *, policy, budget, prefill_len=0, rope=None, rope
         if return_rows:
             rows[:, t, :, :t + 1] = row
 
-    return DecodeResult(outputs, full, kept, margins, rows, state)
+    return DecodeResult(outputs, kept, margins, rows, state)
 
 
 def simulate_layers(q, k, v, **options):
