@@ -1,13 +1,17 @@
 """GPU benchmark: correctness first, then (on a GPU) time, achieved FLOP rate and memory bandwidth
 as fractions of this device's measured ceilings, and the ratio against torch.
 
-    .venv/bin/python benchmarks/gpu_bench.py [--json figures.json]
+    .venv/bin/python benchmarks/gpu_bench.py [--json figures.json] [--tiny]
 
 Correctness: every registered GPU implementation is checked with ``equiv.check`` (the call
 users make). Without a GPU that runs under Numba's CUDA simulator or on NumPy, and the script
 lists the figures that wait for a GPU. Ceilings: a large device-to-device copy (bandwidth) and a
 large float32 matmul (FLOP rate; cuBLAS through CuPy, TF32 off). Targets (issue 5): FlashAttention
 float32 forward >= 50% of the float32 rate at T = 4096, D = 64; scans >= 60% of the bandwidth.
+
+``--tiny`` runs the timing part at tiny sizes wherever it is (under the simulator, the CuPy code on
+NumPy, torch on the CPU, wall-clock timers): its figures mean nothing, it only shows that every
+benchmark case and its torch counterpart run, so a GPU session does not find a broken script.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,10 +36,30 @@ from seqcheck import equiv  # noqa: E402
 from seqcheck.gpu import has_gpu, implementations, where  # noqa: E402
 from seqcheck.gpu.backend import gpu_name  # noqa: E402
 
+SIZES = {
+    "gpu": {"flash": dict(B=4, T=4096, H=8, D=64, block=32), "scan": dict(T=4096, D=1024, N=16, chunk=32, channels=64),
+            "ssd": dict(T=4096, H=4, P=64, N=16, chunk=64), "conv": dict(T=4096, D=1024),
+            "copy_floats": 64 * 2**20, "matmul": 8192},
+    "tiny": {"flash": dict(B=1, T=8, H=2, D=4, block=4), "scan": dict(T=8, D=8, N=4, chunk=4, channels=4),
+             "ssd": dict(T=8, H=2, P=4, N=4, chunk=4), "conv": dict(T=8, D=4),
+             "copy_floats": 1024, "matmul": 16},
+}
 WAITING = ["device ceilings (copy bandwidth, float32 matmul rate)",
            "numba_cuda.flash_attention at T=4096, D=64: time, FLOP rate / ceiling, ratio to torch SDPA",
            "numba_cuda.selective_scan at T=4096, D=1024, N=16: time, bandwidth / ceiling, ratio to the torch port",
            "cupy.ssd_chunked and cupy.fft_conv at T=4096: time, bandwidth / ceiling"]
+
+
+@dataclass
+class Case:
+    """One benchmark: ``run()`` launches the kernel on inputs already on the device; ``work`` is
+    {"flops": n} or {"bytes": n}; ``torch_run(torch, device)`` the torch counterpart, if any."""
+
+    kernel: str
+    shape: str
+    run: Callable[[], object]
+    work: dict
+    torch_run: Callable | None = None
 
 
 def correctness() -> list[dict]:
@@ -49,7 +76,7 @@ def correctness() -> list[dict]:
     return rows
 
 
-def gpu_seconds(run, repeats: int = 10) -> float:
+def cuda_seconds(run, repeats: int = 10) -> float:
     """Median seconds of ``run()`` on the device, timed with CUDA events after a warm-up."""
     from numba import cuda
 
@@ -62,131 +89,145 @@ def gpu_seconds(run, repeats: int = 10) -> float:
         run()
         stop.record()
         stop.synchronize()
-        times.append(cuda.event_elapsed_time(start, stop) / 1e3)
+        times.append(start.elapsed_time(stop) / 1e3)
     return float(np.median(times))
 
 
-def ceilings() -> dict:
+def wall_seconds(run, repeats: int = 3) -> float:
+    """Median wall-clock seconds of ``run()`` (``--tiny``: the simulator and NumPy are synchronous)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def ceilings(sizes: dict, xp, seconds) -> dict:
     from numba import cuda
 
-    n = 64 * 2**20  # 256 MiB of float32
+    n = sizes["copy_floats"]
     source, target = cuda.device_array(n, np.float32), cuda.device_array(n, np.float32)
-    copy = gpu_seconds(lambda: target.copy_to_device(source))
-    figures = {"bandwidth_bytes_per_s": 2 * 4 * n / copy}
-    try:
-        import cupy
-
-        cupy.cuda.set_allocator(None)
-        size = 8192
-        a, b = cupy.ones((size, size), cupy.float32), cupy.ones((size, size), cupy.float32)
-        figures["float32_flops_per_s"] = 2 * size**3 / gpu_seconds(lambda: a @ b, repeats=5)
-    except ImportError:
-        figures["float32_flops_per_s"] = None
+    figures = {"bandwidth_bytes_per_s": 2 * 4 * n / seconds(lambda: target.copy_to_device(source))}
+    size = sizes["matmul"]
+    a, b = xp.ones((size, size), xp.float32), xp.ones((size, size), xp.float32)
+    figures["float32_flops_per_s"] = 2 * size**3 / seconds(lambda: a @ b)
     return figures
 
 
-def kernels(ceiling: dict) -> list[dict]:
+def numba_cases(sizes: dict, rng) -> list[Case]:
     from seqcheck.gpu import flash_numba, scan_numba
 
-    rng = np.random.default_rng(0)
-    rows = []
-    B, T, H, D = 4, 4096, 8, 64
+    B, T, H, D, block = (sizes["flash"][name] for name in ("B", "T", "H", "D", "block"))
     q, k, v = (rng.standard_normal((B, T, H, D)).astype(np.float32) for _ in range(3))
-    kernel, grid, threads, arguments, _ = flash_numba.prepare(q, k, v, block_q=32, block_k=32)
-    seconds = gpu_seconds(lambda: flash_numba.launch(kernel, grid, threads, arguments))
-    flops = 4 * B * H * T * T * D
-    rows.append({"kernel": "numba_cuda.flash_attention", "shape": f"B={B} T={T} H={H} D={D} float32",
-                 "seconds": seconds, "flops_per_s": flops / seconds,
-                 "fraction": _fraction(flops / seconds, ceiling["float32_flops_per_s"]),
-                 "torch_ratio": _torch_ratio(seconds, lambda torch: _sdpa(torch, q, k, v))})
+    kernel, grid, threads, arguments, _ = flash_numba.prepare(q, k, v, block_q=block, block_k=block)
+    flash = Case("numba_cuda.flash_attention", f"B={B} T={T} H={H} D={D} float32, blocks of {block}",
+                 lambda: flash_numba.launch(kernel, grid, threads, arguments), {"flops": 4 * B * H * T * T * D},
+                 lambda torch, device: _sdpa(torch, device, q, k, v))
 
-    Dch, N = 1024, 16
+    T, Dch, N, chunk, channels = (sizes["scan"][name] for name in ("T", "D", "N", "chunk", "channels"))
     u, delta, z = (rng.standard_normal((1, T, Dch)).astype(np.float32) for _ in range(3))
     delta = np.abs(delta) * 0.1
     A = -np.exp(rng.standard_normal((Dch, N))).astype(np.float32)
     Bm, Cm = (rng.standard_normal((1, T, N)).astype(np.float32) for _ in range(2))
-    kernel, grid, threads, arguments, _ = scan_numba.prepare(u, delta, A, Bm, Cm, z=z, chunk=32,
-                                                             channels_per_block=64)
-    seconds = gpu_seconds(lambda: scan_numba.launch(kernel, grid, threads, arguments))
-    moved = 4 * (4 * T * Dch + 2 * T * N)  # u, delta, z, out; B and C
-    rows.append({"kernel": "numba_cuda.selective_scan", "shape": f"B=1 T={T} D={Dch} N={N} float32",
-                 "seconds": seconds, "bytes_per_s": moved / seconds,
-                 "fraction": _fraction(moved / seconds, ceiling["bandwidth_bytes_per_s"]),
-                 "torch_ratio": _torch_ratio(seconds, lambda torch: _scan_port(torch, u, delta, A, Bm, Cm, z))})
-    return rows + cupy_kernels(ceiling, rng)
+    s_kernel, s_grid, s_threads, s_arguments, _ = scan_numba.prepare(u, delta, A, Bm, Cm, z=z, chunk=chunk,
+                                                                     channels_per_block=channels)
+    scan = Case("numba_cuda.selective_scan", f"B=1 T={T} D={Dch} N={N} float32",
+                lambda: scan_numba.launch(s_kernel, s_grid, s_threads, s_arguments),
+                {"bytes": 4 * (4 * T * Dch + 2 * T * N)},  # u, delta, z, out; B and C
+                lambda torch, device: _scan_port(torch, device, u, delta, A, Bm, Cm, z))
+    return [flash, scan]
 
 
-def cupy_kernels(ceiling: dict, rng) -> list[dict]:
-    try:
-        import cupy
-    except ImportError:
-        return []
+def array_module_cases(sizes: dict, rng, xp) -> list[Case]:
     from seqcheck.gpu import conv_cupy, ssd_cupy
 
     def device(*shape):
-        return cupy.asarray(rng.standard_normal(shape), dtype=cupy.float32)
+        return xp.asarray(rng.standard_normal(shape), dtype=xp.float32)
 
-    T, H, P, N = 4096, 4, 64, 16
+    T, H, P, N, chunk = (sizes["ssd"][name] for name in ("T", "H", "P", "N", "chunk"))
     x, Bm, Cm = device(1, T, H, P), device(1, T, 1, N), device(1, T, 1, N)
-    dt, A = cupy.abs(device(1, T, H)) * 0.1, -cupy.abs(device(H))
-    seconds = gpu_seconds(lambda: ssd_cupy.ssd_chunked_device(x, dt, A, Bm, Cm, 64, None, cupy))
-    moved = 4 * (2 * T * H * P + 2 * T * N + T * H)  # x, y; B, C; dt
-    rows = [{"kernel": "cupy.ssd_chunked", "shape": f"B=1 T={T} H={H} P={P} N={N} chunks of 64 float32",
-             "seconds": seconds, "bytes_per_s": moved / seconds,
-             "fraction": _fraction(moved / seconds, ceiling["bandwidth_bytes_per_s"])}]
-    Dch = 1024
+    dt, A = xp.abs(device(1, T, H)) * 0.1, -xp.abs(device(H))
+    ssd = Case("cupy.ssd_chunked", f"B=1 T={T} H={H} P={P} N={N} chunks of {chunk} float32",
+               lambda: ssd_cupy.ssd_chunked_device(x, dt, A, Bm, Cm, chunk, None, xp),
+               {"bytes": 4 * (2 * T * H * P + 2 * T * N + T * H)})  # x, y; B, C; dt
+    T, Dch = sizes["conv"]["T"], sizes["conv"]["D"]
     u, K = device(1, T, Dch), device(Dch, T)
-    seconds = gpu_seconds(lambda: conv_cupy.fft_conv_device(u, K, None, cupy))
-    moved = 4 * 3 * T * Dch  # u, K, y
-    rows.append({"kernel": "cupy.fft_conv", "shape": f"B=1 T=L={T} D={Dch} float32", "seconds": seconds,
-                 "bytes_per_s": moved / seconds,
-                 "fraction": _fraction(moved / seconds, ceiling["bandwidth_bytes_per_s"])})
-    return rows
+    conv = Case("cupy.fft_conv", f"B=1 T=L={T} D={Dch} float32", lambda: conv_cupy.fft_conv_device(u, K, None, xp),
+                {"bytes": 4 * 3 * T * Dch})  # u, K, y
+    return [ssd, conv]
 
 
-def _fraction(rate, ceiling):
-    return None if ceiling is None else rate / ceiling
+def measure(case: Case, ceiling: dict, seconds, torch_device) -> dict:
+    elapsed = seconds(case.run)
+    (kind, amount), = case.work.items()
+    rate = amount / elapsed
+    limit = ceiling["float32_flops_per_s" if kind == "flops" else "bandwidth_bytes_per_s"]
+    row = {"kernel": case.kernel, "shape": case.shape, "seconds": elapsed, f"{kind}_per_s": rate,
+           "fraction": rate / limit, "torch_ratio": None}
+    if case.torch_run is not None and torch_device is not None:
+        import torch
+
+        row["torch_ratio"] = seconds(lambda: _synchronized(torch, torch_device, case.torch_run)) / elapsed
+    return row
 
 
-def _torch_ratio(ours: float, run):
-    """torch's time over ours (above 1: ours is faster); None where torch has no CUDA."""
+def _synchronized(torch, device, run):
+    run(torch, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _torch_device(tiny: bool):
+    """"cuda" where torch sees the GPU, "cpu" for ``--tiny`` runs, else None (no ratio)."""
     try:
         import torch
     except ImportError:
         return None
-    if not torch.cuda.is_available():
-        return None
-    run(torch)
-    torch.cuda.synchronize()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        run(torch)
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / 1e4 / ours
+    return "cuda" if torch.cuda.is_available() else ("cpu" if tiny else None)
 
 
-def _sdpa(torch, q, k, v):
-    q, k, v = (torch.from_numpy(a).cuda().transpose(1, 2) for a in (q, k, v))
+def _sdpa(torch, device, q, k, v):
+    q, k, v = (torch.from_numpy(a).to(device).transpose(1, 2) for a in (q, k, v))
     return torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
 
-def _scan_port(torch, u, delta, A, B, C, z):
+def _scan_port(torch, device, u, delta, A, B, C, z):
     from peers.mamba_selective_scan_ref import torch_selective_scan_ref
 
-    first = [torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, 1, -1))).cuda() for a in (u, delta, B, C, z)]
-    return torch_selective_scan_ref(first[0], first[1], torch.from_numpy(A).cuda(), first[2], first[3], z=first[4])
+    first = [torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, 1, -1))).to(device) for a in (u, delta, B, C, z)]
+    return torch_selective_scan_ref(first[0], first[1], torch.from_numpy(A).to(device), first[2], first[3], z=first[4])
+
+
+def timing(tiny: bool) -> dict:
+    """Ceilings and one row per case, at the GPU sizes on a GPU or at tiny ones with ``tiny``."""
+    sizes = SIZES["tiny" if tiny else "gpu"]
+    if has_gpu():
+        import cupy
+
+        cupy.cuda.set_allocator(None)
+        xp, seconds = cupy, cuda_seconds
+    else:
+        xp, seconds = np, wall_seconds
+    rng = np.random.default_rng(0)
+    ceiling = ceilings(sizes, xp, seconds)
+    torch_device = _torch_device(tiny)
+    rows = [measure(case, ceiling, seconds, torch_device)
+            for case in numba_cases(sizes, rng) + array_module_cases(sizes, rng, xp)]
+    return {"ceilings": ceiling, "kernels": rows}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument("--tiny", action="store_true",
+                        help="time tiny sizes wherever this runs (figures meaningless: a dry run of the timing code)")
     options = parser.parse_args(argv)
-    figures = {"device": gpu_name() if has_gpu() else "none", "correctness": correctness()}
-    if has_gpu():
-        figures["ceilings"] = ceilings()
-        figures["kernels"] = kernels(figures["ceilings"])
+    figures = {"device": gpu_name() if has_gpu() else "none", "sizes": "tiny" if options.tiny else "gpu",
+               "correctness": correctness()}
+    if has_gpu() or options.tiny:
+        figures.update(timing(options.tiny))
         for row in figures["kernels"]:
             print(json.dumps(row))
     else:
