@@ -54,8 +54,8 @@ def run_report(out="report", profile="dev", only=None, progress=print, workers=N
     if not claims and not kernels:
         raise ReportArgumentError(f"only: no claim or GPU implementation key contains {only!r}")
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    jobs = [("sweep", claim.key, s, v) for claim in claims for s, sweep in enumerate(claim.sweeps)
-            for v in range(len(sweep.values))]  # the longest jobs first
+    jobs = [("sweep", claim.key, s, v) for claim in claims if not _missing(claim)
+            for s, sweep in enumerate(claim.sweeps) for v in range(len(sweep.values))]  # the longest jobs first
     jobs += [("claim", claim.key) for claim in claims] + [("gpu", impl.name, dtype) for impl, dtype in kernels]
     done = {}
     for number, (job, result) in enumerate(_run_jobs(jobs, workers, profile), 1):
@@ -138,7 +138,7 @@ def _progress_line(job: tuple, result: dict) -> str:
 def _with_sweeps(record: dict, claim: Claim, done: dict) -> dict:
     """The claim's record with its sweeps gathered from their points (and their time added)."""
     sweeps, seconds = [], record["seconds"]
-    for s, sweep in enumerate(claim.sweeps):
+    for s, sweep in enumerate(claim.sweeps if record["status"] != "not run" else ()):
         points = [done[("sweep", claim.key, s, v)] for v in range(len(sweep.values))]
         seconds += sum(point["seconds"] for point in points)
         sweeps.append({"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "seed": sweep.seed,
@@ -146,8 +146,13 @@ def _with_sweeps(record: dict, claim: Claim, done: dict) -> dict:
     return {**record, "sweeps": sweeps, "seconds": seconds}
 
 
+def _missing(claim: Claim) -> list[str]:
+    """The claim's optional dependencies that are not installed."""
+    return [name for name in claim.requires if importlib.util.find_spec(name) is None]
+
+
 def claim_record(claim: Claim) -> dict:
-    missing = [name for name in claim.requires if importlib.util.find_spec(name) is None]
+    missing = _missing(claim)
     record = {"key": claim.key, "family": claim.family, "claim": claim.statement, "exactness": claim.exactness,
               "dtype": "float64", "backend": "numpy", "device": "cpu", "seed": claim_seed(claim.key)}
     if missing:

@@ -86,3 +86,19 @@ def test_report_rejects_a_bad_worker_count(tmp_path):
 def test_forms_lists_forms_and_claims():
     run = seqcheck("forms")
     assert "attention.flash.tiled" in run.stdout and "attention.softmax.row_shift" in run.stdout
+
+
+def test_a_claim_whose_dependency_is_missing_is_not_run_and_its_sweeps_neither(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from seqcheck import equiv
+    from seqcheck.equiv import registry
+    from seqcheck.equiv.report import run_report
+
+    swept = next(claim for claim in equiv.claims() if claim.sweeps)
+    absent = replace(swept, key="attention.needs_absent_module", requires=("no_module_named_like_this",))
+    monkeypatch.setitem(registry._CLAIMS, absent.key, absent)
+    lines = []
+    record, = run_report(out=tmp_path, only=absent.key, workers=1, progress=lines.append)["records"]
+    assert record["status"] == "not run" and "no_module_named_like_this" in record["reason"]
+    assert record["sweeps"] == [] and len(lines) == 2  # the claim's line and "wrote ..."
