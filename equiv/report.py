@@ -176,6 +176,12 @@ def gpu_record(impl, dtype: str) -> dict:
     simulator (or NumPy, for CuPy code without a GPU) with tiny inputs and the rows say so."""
     place = where(impl.runtime)
     key = gpu_key(impl.name, dtype)
+    if missing := impl.missing():
+        return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
+                "exactness": "not run", "dtype": dtype, "backend": impl.runtime, "device": place, "seed": claim_seed(key),
+                "status": "not run", "reason": f"{', '.join(missing)} is not installed", "examples": 0, "shapes": {},
+                "budget": {"rule": "", "value": None}, "max_error": None, "worst_ratio": None, "counterexample": None,
+                "sweeps": [], "seconds": 0.0}
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
                    seed=claim_seed(key), max_examples=5 if place == "simulator" else None)
     return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",

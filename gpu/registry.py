@@ -9,6 +9,7 @@ nothing else changes. Loading is lazy, so importing seqcheck never imports Numba
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -36,6 +37,15 @@ class Implementation:
     def load(self) -> Callable:
         module, _, function = self.target.partition(":")
         return getattr(importlib.import_module(f"seqcheck.gpu.{module}"), function)
+
+    def missing(self) -> list[str]:
+        """The modules it needs here that are not installed (CuPy code without a GPU needs none:
+        it runs on NumPy)."""
+        needed = () if where(self.runtime) == "numpy" else RUNTIME_MODULES[self.runtime]
+        return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+RUNTIME_MODULES = {"numba-cuda": ("numba",), "cupy": ("cupy",)}
 
 
 _IMPLEMENTATIONS: dict[str, Implementation] = {}
