@@ -152,19 +152,11 @@ def _missing(claim: Claim) -> list[str]:
 
 
 def claim_record(claim: Claim) -> dict:
-    missing = _missing(claim)
     record = {"key": claim.key, "family": claim.family, "claim": claim.statement, "exactness": claim.exactness,
               "dtype": "float64", "backend": "numpy", "device": "cpu", "seed": claim_seed(claim.key)}
-    if missing:
-        return {**record, "status": "not run", "reason": f"{', '.join(missing)} is not installed", "examples": 0,
-                "shapes": {}, "budget": {"rule": claim.rule, "value": None}, "max_error": None,
-                "worst_ratio": None, "counterexample": None, "sweeps": [], "seconds": 0.0}
-    result = run_claim(claim, seed=record["seed"])
-    return {**record, "status": "passed" if result.passed else "failed",
-            "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
-            "shapes": result.shapes, "budget": {"rule": claim.rule, "value": result.budget},
-            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result),
-            "sweeps": [], "seconds": result.seconds}
+    if missing := _missing(claim):
+        return {**record, **_not_run(missing, claim.rule)}
+    return {**record, **_outcome(run_claim(claim, seed=record["seed"]), claim.rule)}
 
 
 def gpu_key(name: str, dtype: str) -> str:
@@ -176,22 +168,28 @@ def gpu_record(impl, dtype: str) -> dict:
     simulator (or NumPy, for CuPy code without a GPU) with tiny inputs and the rows say so."""
     place = where(impl.runtime)
     key = gpu_key(impl.name, dtype)
+    record = {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
+              "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype,
+              "backend": impl.runtime, "device": place if place != "gpu" else gpu_name(), "seed": claim_seed(key)}
     if missing := impl.missing():
-        return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
-                "exactness": "not run", "dtype": dtype, "backend": impl.runtime, "device": place, "seed": claim_seed(key),
-                "status": "not run", "reason": f"{', '.join(missing)} is not installed", "examples": 0, "shapes": {},
-                "budget": {"rule": "", "value": None}, "max_error": None, "worst_ratio": None, "counterexample": None,
-                "sweeps": [], "seconds": 0.0}
+        return {**record, **_not_run(missing, "")}
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
-                   seed=claim_seed(key), max_examples=5 if place == "simulator" else None)
-    return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
-            "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype, "backend": impl.runtime,
-            "device": place if place != "gpu" else gpu_name(), "seed": result.seed,
-            "status": "passed" if result.passed else "failed",
+                   seed=record["seed"], max_examples=5 if place == "simulator" else None)
+    return {**record, **_outcome(result, result.rule)}
+
+
+def _not_run(missing: list[str], rule: str) -> dict:
+    return {"status": "not run", "reason": f"{', '.join(missing)} is not installed", "examples": 0, "shapes": {},
+            "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None, "counterexample": None,
+            "sweeps": [], "seconds": 0.0}
+
+
+def _outcome(result, rule: str) -> dict:
+    return {"status": "passed" if result.passed else "failed",
             "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
-            "shapes": result.shapes, "budget": {"rule": result.rule, "value": result.budget},
-            "max_error": result.max_error, "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result),
-            "sweeps": [], "seconds": result.seconds}
+            "shapes": result.shapes, "budget": {"rule": rule, "value": result.budget}, "max_error": result.max_error,
+            "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result), "sweeps": [],
+            "seconds": result.seconds}
 
 
 def sweep_point(claim: Claim, sweep, index: int, seed: int) -> dict:

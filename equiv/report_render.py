@@ -248,10 +248,7 @@ def _plot_comparison(axes, entries: list[tuple[str, dict]], styles: dict, label:
         colour, marker = styles[key]
         axes.plot(np.asarray(sweep["values"], dtype=float), np.asarray(sweep["mean_error"], dtype=float),
                   linestyle="-", marker=marker, markersize=4, color=colour)
-    values = sorted({float(v) for _, sweep in entries for v in sweep["values"]})
-    axes.set_xscale("log")
-    axes.set_xticks(values, labels=[f"{v:g}" for v in values])
-    axes.set_xticks([], minor=True)
+    _swept_x_axis(axes, [sweep for _, sweep in entries])
     axes.set_ylim(bottom=0)
     axes.set_xlabel(label)
     axes.set_ylabel("mean error over positions")
@@ -293,11 +290,8 @@ def _plot_sweep(axes, sweep: dict, style: tuple, floor: float) -> None:
 
 
 def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[dict]) -> None:
-    axes.set_xscale("log")
+    _swept_x_axis(axes, sweeps)
     axes.set_yscale("log")
-    swept_values = sorted({float(v) for sweep in sweeps for v in sweep["values"]})
-    axes.set_xticks(swept_values, labels=[f"{v:g}" for v in swept_values])
-    axes.set_xticks([], minor=True)
     axes.set_xlabel(label)
     axes.set_ylabel("error and budget")
     axes.set_title(title, fontsize=10)
@@ -306,6 +300,14 @@ def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[dict
         axes.axhline(floor, color="0.6", linewidth=0.8, linestyle=":")
         axes.annotate("exact 0", xy=(1, floor), xycoords=("axes fraction", "data"), xytext=(4, 0),
                       textcoords="offset points", ha="left", va="center", fontsize=8, color="0.4")
+
+
+def _swept_x_axis(axes, sweeps: list[dict]) -> None:
+    """A log x axis ticked at exactly the swept values."""
+    values = sorted({float(v) for sweep in sweeps for v in sweep["values"]})
+    axes.set_xscale("log")
+    axes.set_xticks(values, labels=[f"{v:g}" for v in values])
+    axes.set_xticks([], minor=True)
 
 
 def _split_label(label: str) -> tuple[str, str]:
