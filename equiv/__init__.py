@@ -4,8 +4,10 @@ Public API (a contract other projects call):
 
 - ``forms()`` -> sorted list of registered form keys (``family.mechanism.form``);
 - ``reference(key)`` -> the float64 callable of form ``key``;
-- ``check(candidate, key, *, dtype=None, max_examples=None, seed=None)`` -> a ``Result`` with
-  ``passed``, ``max_error``, ``budget``, ``examples`` and ``counterexample``;
+- ``check(candidate, key, *, dtype=None, max_examples=100, seed=None, backend="numpy",
+  inputs=None, timeout=120, progress=True)`` -> a ``Result`` with ``status`` (passed, failed,
+  error, not run), ``passed``, ``max_error``, ``budget``, ``examples``, ``counterexample``,
+  ``worst_example``, ``reason`` and ``hint``;
 - ``assert_equivalent(actual, key, args, *, dtype=None)`` for a project's own Hypothesis tests;
 - ``claims()``, ``run_claim(key)``, ``replay(...)``, ``replay_claim(...)``, ``load_candidate(spec)``.
 """
@@ -13,7 +15,7 @@ Public API (a contract other projects call):
 from __future__ import annotations
 
 from seqcheck.equiv.check import assert_equivalent, check, replay, replay_claim, run_claim
-from seqcheck.equiv.engine import Comparison, Counterexample, Result
+from seqcheck.equiv.engine import STATUSES, Comparison, Counterexample, Result, UsageError
 from seqcheck.equiv.registry import Claim, Form, Sweep, all_claims, form_keys, get_form
 from seqcheck.equiv.reproduce import load_candidate
 from seqcheck.equiv.families import register_all
@@ -37,5 +39,5 @@ def claims() -> list[Claim]:
 
 
 __all__ = ["forms", "reference", "check", "assert_equivalent", "claims", "run_claim", "replay",
-           "replay_claim", "load_candidate", "Result", "Counterexample", "Comparison", "Claim", "Form",
+           "replay_claim", "load_candidate", "Result", "UsageError", "STATUSES", "Counterexample", "Comparison", "Claim", "Form",
            "Sweep", "get_form"]

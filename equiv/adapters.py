@@ -33,7 +33,8 @@ def mamba_selective_scan(selective_scan_fn):
             return _time_second(out), last_state
         return _time_second(result)
 
-    candidate.__name__ = candidate.__qualname__ = f"mamba_layout_{getattr(selective_scan_fn, '__name__', 'fn')}"
+    candidate.__name__ = f"mamba_layout_{getattr(selective_scan_fn, '__name__', 'fn')}"
+    candidate.__seqcheck_recipe__ = (__name__, "mamba_selective_scan", (selective_scan_fn,))  # for reproducers
     return candidate
 
 

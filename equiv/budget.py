@@ -3,8 +3,10 @@
 - float64 candidate: the bound a form's algorithm guarantees (``Form.bound``), per position.
 - low-precision candidate: ``k * baseline + floor`` per position, where ``baseline`` is the error
   of the plain definition evaluated in the candidate's dtype on the same input, ``k`` the form's
-  declared factor and ``floor`` a few ULPs of that dtype at the output's scale: the size of the
-  terms it sums where the definition says (``Form.magnitude``), else its largest magnitude.
+  declared factor and ``floor`` a few ULPs of that dtype at each position's magnitude: what the
+  definition declares (``Form.magnitude``: the size of the terms the position sums, times the
+  condition of what it applies to them, such as the argument of an exp or of a cos), else the
+  output's largest magnitude. docs/tolerance.md says why this rule does not flake.
 """
 
 from __future__ import annotations
@@ -52,12 +54,14 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
         if scale is None:
             finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
             scale = float(finite_ref.max()) if finite_ref.size else 0.0
-        floor = form.floor_ulps * eps * np.asarray(scale, dtype=np.float64)
-        budgets.append(form.baseline_factor * baseline + floor)
+        floor = definition.floor_ulps * eps * np.asarray(scale, dtype=np.float64)
+        budgets.append(definition.baseline_factor * baseline + floor)
     return Budget(tuple(budgets), baseline_rule(form, dtype))
 
 
 def baseline_rule(form: Form, dtype) -> str:
     name = numpy_dtype(dtype).name
-    return (f"{form.baseline_factor:g} x baseline (the definition evaluated in {name}) "
-            f"+ {form.floor_ulps:g} ulp of {name} at the output's scale")
+    definition, _ = definition_of(form)
+    scale = definition.magnitude_rule if definition.magnitude else "the output's largest magnitude"
+    return (f"{definition.baseline_factor:g} x baseline (the definition evaluated in {name}) "
+            f"+ {definition.floor_ulps:g} ulp of {name} at {scale}")

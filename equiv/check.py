@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from functools import partial
 
+import ml_dtypes
 import numpy as np
 
 from seqcheck.equiv.budget import Budget, baseline_budget, baseline_rule, float64_budget
 from seqcheck.equiv.convert import BACKENDS, numpy_dtype, round_to, to_backend, to_numpy
-from seqcheck.equiv.engine import Comparison, Result, compare, verify
-from seqcheck.equiv.registry import Claim, Form, as_outputs, get_claim, get_form
-from seqcheck.equiv.reproduce import candidate_spec, reproducer_source
+from seqcheck.equiv.engine import (DEFAULT_TIMEOUT, Comparison, Result, UsageError, compare, print_progress,
+                                   verify)
+from seqcheck.equiv.registry import Claim, Form, as_outputs, definition_of, get_claim, get_form
+from seqcheck.equiv.reproduce import reproducer_source
+
+DEFAULT_EXAMPLES = 100
 
 
-def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, backend="numpy",
-          inputs=None) -> Result:
+def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, seed=None, backend="numpy",
+          inputs=None, timeout=DEFAULT_TIMEOUT, progress=True) -> Result:
     """Check ``candidate`` against the float64 reference of form ``key`` under Hypothesis.
 
     ``candidate`` takes the reference's arguments (arrays of ``backend``: "numpy", "torch",
-    "torch:cuda", "cupy" or "jax") and returns its outputs. ``dtype`` is the candidate's working
-    precision: None claims float64 accuracy (budget: the form's derived bound); "float32",
-    "float16", "bfloat16" get ``k * baseline + floor`` ("float64" is the same as None). ``inputs`` replaces the form's strategy,
-    e.g. ``inputs_for(key, softcap=None)`` for a kernel without softcapping. ``seed`` None draws
-    one (it is in the result). The result's counterexample holds the shrunk failing arguments and
-    a runnable reproducer.
+    "torch:cuda", "cupy" or "jax") and returns its outputs: one array, or a tuple of arrays.
+    ``dtype`` is the candidate's working precision: None (or "float64") claims float64 accuracy
+    (budget: the form's derived bound); "float32", "float16", "bfloat16" get the baseline budget
+    of docs/tolerance.md; a form without one refuses them (ValueError). ``inputs`` replaces the
+    form's strategy, e.g. ``inputs_for(key, softcap=None)`` for a kernel without softcapping.
+    ``seed`` None draws one (it is in the result). ``timeout``: seconds one example may take
+    (None: no limit). ``progress``: True prints a line to stderr every few seconds once a check
+    runs longer than that, False is silent, a callable receives the lines.
+
+    The result's ``status`` is "passed", "failed" (``counterexample``: the shrunk failing
+    arguments and a runnable reproducer; ``worst_example``: the worst seen), "error" (the
+    candidate cannot run as declared; ``reason`` and ``hint``) or "not run" (no example drawn).
     """
     form = get_form(key)
     if not callable(candidate):
@@ -32,13 +43,20 @@ def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, back
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     working = _working(dtype)
-    if working is not None and form.plain is None and form.oracle is None:
-        raise ValueError(f"dtype: form {key!r} has no low-precision baseline; check it with dtype=None")
+    if working is not None and definition_of(form)[0].plain is None:
+        raise ValueError(f"dtype: form {key!r} has no low-precision baseline (its definition is not evaluated in "
+                         f"{working.name}); check it with dtype=None, which claims float64 accuracy")
+    dtype_name = "float64" if working is None else working.name
+    rule = form.rule if working is None else baseline_rule(form, working)
+    seed_value = _seed(seed)
+    unavailable = _backend_problem(backend)
+    if unavailable is not None:
+        return Result(key=key, status="error", max_error=float("nan"), budget=float("nan"), worst_ratio=float("nan"),
+                      examples=0, seed=seed_value, dtype=dtype_name, backend=backend, rule=rule,
+                      reason=unavailable[0], hint=unavailable[1])
     strategy = inputs if inputs is not None else _inputs_for(key)
     if working is not None:
         strategy = strategy.map(partial(_rounded, form, working)).filter(_finite)
-    spec = candidate_spec(candidate)
-    dtype_name = "float64" if working is None else working.name
     call = f"equiv.replay(candidate, {key!r}, args, dtype={None if working is None else dtype_name!r}, backend={backend!r})"
     return verify(
         key=key,
@@ -48,13 +66,18 @@ def check(candidate, key: str, *, dtype=None, max_examples=None, seed=None, back
         names=form.outputs,
         time_axis=form.time_axis,
         max_examples=max_examples,
-        seed=seed,
+        seed=seed_value,
         dtype=dtype_name,
         backend=backend,
         reproducer=lambda args: reproducer_source(
             title=f"seqcheck counterexample: a candidate for {key} [{dtype_name}, {backend}]",
-            call=call, args=args, candidate=spec),
-        rule=form.rule if working is None else baseline_rule(form, working),
+            call=call, args=args, candidate=candidate),
+        rule=rule,
+        axes=form.axes,
+        timeout=timeout,
+        progress=_progress_sink(progress),
+        first_example_errors=True,
+        hint_for=partial(_hint_for_raise, candidate, backend),
     )
 
 
@@ -66,7 +89,8 @@ def replay(candidate, key: str, args: dict, *, dtype=None, backend="numpy") -> C
         args = _rounded(form, working, args)
     expected = as_outputs(form.fn(**args))
     actual = _run(candidate, form, args, backend, working)
-    return compare(actual, expected, _tolerance(form, working, args, expected), form.outputs, form.time_axis)
+    return compare(actual, expected, _tolerance(form, working, args, expected), form.outputs, form.time_axis,
+                   form.axes)
 
 
 def assert_equivalent(actual, key: str, args: dict, *, dtype=None) -> None:
@@ -76,16 +100,19 @@ def assert_equivalent(actual, key: str, args: dict, *, dtype=None) -> None:
     working = _working(dtype)
     expected = as_outputs(form.fn(**args))
     outputs = tuple(to_numpy(a) for a in as_outputs(actual))
-    verdict = compare(outputs, expected, _tolerance(form, working, args, expected), form.outputs, form.time_axis)
+    verdict = compare(outputs, expected, _tolerance(form, working, args, expected), form.outputs, form.time_axis,
+                      form.axes)
     if not verdict.passed:
         raise AssertionError(f"{key} [{'float64' if working is None else working.name}]: {verdict.message}")
 
 
-def run_claim(claim: Claim | str, *, impl=None, max_examples=None, seed=None) -> Result:
-    """Check a registered claim; ``impl`` replaces the reference of the claim's subject form."""
+def run_claim(claim: Claim | str, *, impl=None, max_examples=None, seed=None, timeout=DEFAULT_TIMEOUT,
+              progress=False) -> Result:
+    """Check a registered claim; ``impl`` replaces the reference of the claim's subject form.
+    ``max_examples`` None takes the current Hypothesis profile's; ``timeout`` and ``progress``
+    as for ``check``."""
     claim = get_claim(claim) if isinstance(claim, str) else claim
     impl = claim.default_impl if impl is None else impl
-    spec = candidate_spec(impl)
     exact = claim.bound is None
     call = f"equiv.replay_claim({claim.key!r}, args, impl=candidate)"
     return verify(
@@ -102,8 +129,10 @@ def run_claim(claim: Claim | str, *, impl=None, max_examples=None, seed=None) ->
         dtype="float64" if claim.exactness == "float64 bound" else claim.exactness,
         backend="numpy",
         reproducer=lambda args: reproducer_source(
-            title=f"seqcheck counterexample to the claim {claim.key}", call=call, args=args, candidate=spec),
+            title=f"seqcheck counterexample to the claim {claim.key}", call=call, args=args, candidate=impl),
         rule=claim.rule,
+        timeout=timeout,
+        progress=_progress_sink(progress),
     )
 
 
@@ -131,7 +160,142 @@ def _run(candidate, form: Form, args: dict, backend: str, working) -> tuple:
     skipped = _tiling_args_not_taken(candidate, form)
     inputs = {name: to_backend(value, backend, _dtype_of(form, name, working))
               for name, value in args.items() if name not in skipped}
-    return tuple(to_numpy(out) for out in as_outputs(candidate(**inputs)))
+    _check_signature(candidate, inputs)
+    return _outputs(candidate(**inputs), form, backend, working)
+
+
+def _check_signature(candidate, inputs: dict) -> None:
+    try:
+        signature = inspect.signature(candidate)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    try:
+        signature.bind(**inputs)
+    except TypeError as error:
+        raise UsageError(f"the candidate's signature {signature} does not take the form's arguments ({error})",
+                         f"the form passes {', '.join(inputs)} by keyword: take them (options it ignores as "
+                         f"**options), or narrow the inputs to what it supports with inputs_for(key, ...)") from None
+
+
+_LIBRARIES = {"numpy": "numpy", "torch": "torch", "torch:cuda": "torch", "cupy": "cupy", "jax": "jax"}
+
+
+def _outputs(raw, form: Form, backend: str, working) -> tuple:
+    """The candidate's outputs as float64 NumPy arrays, after checking that they are what the
+    form declares: an array or a tuple of arrays, of the backend's library, at least as precise as
+    the declared dtype. Anything else is a usage error (with the fix as its hint)."""
+    names = ", ".join(form.outputs)
+    if raw is None:
+        raise UsageError("the candidate returned None", f"return the outputs: an array, or a tuple of arrays ({names})")
+    if isinstance(raw, list):
+        raise UsageError("the candidate returned a list", f"return an array, or a tuple of arrays ({names}); a list "
+                         "could be one output or several")
+    outputs = raw if isinstance(raw, tuple) else (raw,)
+    expected_library = _LIBRARIES[backend]
+    declared = np.dtype(np.float64) if working is None else working
+    for number, out in enumerate(outputs):
+        name = form.outputs[number] if number < len(form.outputs) else f"output {number}"
+        library = _library(out)
+        if library is None:
+            raise UsageError(f"output {name!r} is a {type(out).__name__}, not an array",
+                             f"return {expected_library} arrays")
+        if library != expected_library and not (expected_library == "jax" and hasattr(out, "__dlpack__")):
+            raise UsageError(f"the candidate returned {library} arrays with backend={backend!r}",
+                             f"pass backend={library!r}" if library != "numpy"
+                             else f"return {expected_library} arrays, or pass backend='numpy'")
+        precision = _epsilon(out)
+        if precision is not None and precision > float(ml_dtypes.finfo(declared).eps):
+            given = "dtype=None (float64 accuracy)" if working is None else f"dtype={declared.name!r}"
+            raise UsageError(f"output {name!r} is {_dtype_name(out)} but {given} was declared: {_dtype_name(out)} "
+                             f"outputs judged by a {declared.name} budget",
+                             f"pass dtype={_dtype_name(out).replace('complex64', 'float32')!r}")
+    return tuple(to_numpy(out) for out in outputs)
+
+
+def _library(x) -> str | None:
+    if isinstance(x, (np.ndarray, np.generic, float, int, complex)) and not isinstance(x, bool):
+        return "numpy"
+    module = type(x).__module__.split(".")[0]
+    if module in ("torch", "cupy"):
+        return module
+    if module in ("jax", "jaxlib"):
+        return "jax"
+    return None
+
+
+def _dtype_name(x) -> str:
+    dtype = getattr(x, "dtype", None)
+    return str(dtype).replace("torch.", "") if dtype is not None else type(x).__name__
+
+
+def _epsilon(x) -> float | None:
+    """Machine epsilon of a floating (or complex) output's dtype; None for integer and bool outputs."""
+    name = _dtype_name(x)
+    if name.startswith("complex"):
+        name = {"complex64": "float32", "complex128": "float64", "complex32": "float16"}.get(name, "float64")
+    if not (name.startswith("float") or name.startswith("bfloat")):
+        return None
+    try:
+        return float(ml_dtypes.finfo(numpy_dtype(name)).eps)
+    except (TypeError, ValueError):
+        return None
+
+
+def _backend_problem(backend: str) -> tuple[str, str] | None:
+    """Why ``backend`` cannot run here, and the fix; None when it can."""
+    package = _LIBRARIES[backend]
+    if importlib.util.find_spec(package) is None:
+        return (f"backend {backend!r} needs {package}, which is not installed",
+                {"torch": "pip install 'seqcheck[torch]'", "cupy": "pip install 'seqcheck[cuda]' on a machine with a "
+                 "CUDA GPU", "jax": "pip install jax"}.get(package, f"install {package}"))
+    if backend == "torch:cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return ("backend 'torch:cuda' needs a CUDA device, and torch.cuda.is_available() is False here",
+                    "pass backend='torch' to check the candidate on the CPU")
+    if backend == "cupy":
+        try:
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as error:  # CuPy imports without a GPU but cannot allocate
+            return (f"backend 'cupy' needs a CUDA device, and CuPy finds none ({type(error).__name__})",
+                    "run on a machine with a GPU; CuPy code written against an array module can be checked on "
+                    "NumPy with backend='numpy'")
+        if count == 0:
+            return ("backend 'cupy' needs a CUDA device, and CuPy finds none", "run on a machine with a GPU")
+    return None
+
+
+def _hint_for_raise(candidate, backend: str, error: BaseException) -> str:
+    """A guess at the fix when the candidate raises on the first example."""
+    text = f"{type(error).__module__} {error}"
+    if backend == "numpy" and ("Tensor" in text or "torch" in text):
+        return "the candidate looks like a torch function, given NumPy arrays: pass backend='torch'"
+    if backend == "numpy" and "cupy" in text:
+        return "the candidate looks like a CuPy function, given NumPy arrays: pass backend='cupy'"
+    return ""
+
+
+def _progress_sink(progress):
+    if progress is True:
+        return print_progress
+    if progress is False or progress is None:
+        return None
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress: expected True, False or a callable taking a line, got {type(progress).__name__}")
+
+
+def _seed(seed) -> int:
+    if seed is None:
+        import secrets
+
+        return secrets.randbits(32)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    return int(seed)
 
 
 def _tiling_args_not_taken(candidate, form: Form) -> set:

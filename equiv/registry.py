@@ -44,6 +44,8 @@ class Form:
     ``magnitude(args, expected)`` (definitions only, optional) gives per output and position the
     size of the terms the output sums, the scale of the low-precision floor; without it the
     floor's scale is the output's largest magnitude.
+    ``axes`` names each output's axes, e.g. (("batch", "time", "head", "channel"),), for the
+    index of the worst element in a counterexample.
     """
 
     key: str
@@ -55,9 +57,11 @@ class Form:
     oracle_drop: tuple[str, ...] = ()
     plain: Callable[[dict, Any], Outputs] | None = None
     magnitude: Callable[[dict, Outputs], tuple] | None = None
+    magnitude_rule: str = "the size of the terms each position sums"
     data_args: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("out",)
     time_axis: int = 1
+    axes: tuple = ()
     baseline_factor: float = 4.0
     floor_ulps: float = 4.0
     sweeps: tuple[Sweep, ...] = ()

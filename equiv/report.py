@@ -2,15 +2,19 @@
 
 Each claim runs under the chosen Hypothesis profile with a seed fixed by its key, so two runs of
 the same profile give the same report. A failing claim is recorded with its counterexample and
-the run goes on; a claim whose optional dependency is missing is recorded as not run.
+the run goes on; a claim whose optional dependency is missing is recorded as not run. A job that
+raises, outlives its time limit or whose worker process dies is recorded as an error of that job
+and the report goes on: it always completes.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib.util
 import multiprocessing
 import os
+import traceback
 import platform
 import time
 import zlib
@@ -30,6 +34,10 @@ from seqcheck.gpu.registry import implementations, use_simulator_without_gpu, wh
 from seqcheck.properties import profiles
 
 
+JOB_TIMEOUT = 900.0
+"""Seconds one job (a claim, a sweep point, a GPU row) may run before it is recorded as an error."""
+
+
 class ReportArgumentError(ValueError):
     """``run_report`` was called with an argument it cannot use (before any claim runs)."""
 
@@ -38,12 +46,14 @@ def claim_seed(key: str) -> int:
     return zlib.crc32(key.encode())
 
 
-def run_report(out="report", profile="dev", only=None, progress=print, workers=None) -> dict:
+def run_report(out="report", profile="dev", only=None, progress=print, workers=None,
+               job_timeout=JOB_TIMEOUT) -> dict:
     """Run the claims whose key contains ``only`` (all when None) and write the report to ``out``.
 
     The claims, each point of their sweeps and the GPU rows are independent jobs, run on
     ``workers`` processes (default: every CPU this process may use; 1 runs them here). Seeds are
-    fixed by key, so the report does not depend on the number of workers.
+    fixed by key, so the report does not depend on the number of workers. A job running longer
+    than ``job_timeout`` seconds (on worker processes) is stopped and recorded as an error.
     """
     use_simulator_without_gpu()
     profiles.load(profile)
@@ -58,7 +68,7 @@ def run_report(out="report", profile="dev", only=None, progress=print, workers=N
             for s, sweep in enumerate(claim.sweeps) for v in range(len(sweep.values))]  # the longest jobs first
     jobs += [("claim", claim.key) for claim in claims] + [("gpu", impl.name, dtype) for impl, dtype in kernels]
     done = {}
-    for number, (job, result) in enumerate(_run_jobs(jobs, workers, profile), 1):
+    for number, (job, result) in enumerate(_run_jobs(jobs, workers, profile, job_timeout), 1):
         done[job] = result
         progress(f"[{number}/{len(jobs)}] {_progress_line(job, result)}")
     records = [_with_sweeps(done[("claim", claim.key)], claim, done) for claim in claims]
@@ -80,14 +90,51 @@ def _workers(workers) -> int:
     return workers
 
 
-def _run_jobs(jobs: list, workers: int, profile: str):
-    """(job, result) pairs as they finish; in fresh processes with one BLAS thread each."""
+def _run_jobs(jobs: list, workers: int, profile: str, job_timeout: float, run=None):
+    """(job, result) pairs as they finish; in fresh processes with one BLAS thread each (pebble's
+    pool, which stops a job past its time limit and replaces a worker that dies). A job that
+    raises, times out or loses its worker gives an error record. ``run`` (default ``run_job``)
+    computes one job's (job, record)."""
+    run = run_job if run is None else run
     if workers == 1:
-        yield from map(run_job, jobs)
+        for job in jobs:
+            try:
+                yield run(job)
+            except Exception as error:
+                yield job, job_error(job, f"raised {type(error).__name__}: {error}", traceback.format_exc())
         return
+    import pebble
+
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold CUDA or BLAS threads
-    with _one_blas_thread(), context.Pool(min(workers, len(jobs)), _start_worker, (profile,)) as pool:
-        yield from pool.imap_unordered(run_job, jobs)
+    with _one_blas_thread(), pebble.ProcessPool(min(workers, len(jobs)), initializer=_start_worker,
+                                                initargs=(profile,), context=context) as pool:
+        futures = {pool.schedule(run, args=(job,), timeout=job_timeout): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            try:
+                yield future.result()
+            except concurrent.futures.TimeoutError:
+                yield job, job_error(job, f"did not finish within {job_timeout:g} s and was stopped")
+            except pebble.ProcessExpired as error:
+                yield job, job_error(job, f"its worker process died ({error}; exit code {error.exitcode})")
+            except Exception as error:
+                yield job, job_error(job, f"raised {type(error).__name__}: {error}",
+                                     getattr(error, "traceback", "") or "")
+
+
+def job_error(job: tuple, reason: str, details: str = "") -> dict:
+    """The record of a job that could not finish: an error, with the reason."""
+    if job[0] == "sweep":
+        return {"error": float("nan"), "budget": float("nan"), "mean_error": float("nan"), "seconds": 0.0,
+                "job_error": reason}
+    kind, key, *rest = job
+    record_key = key if kind == "claim" else gpu_key(key, rest[0])
+    return {"key": record_key, "family": get_claim(key).family if kind == "claim" else "gpu",
+            "claim": get_claim(key).statement if kind == "claim" else f"GPU implementation {key}",
+            "exactness": "", "dtype": rest[0] if kind == "gpu" else "float64", "backend": "", "device": "",
+            "seed": claim_seed(record_key), "status": "error", "reason": f"the job {reason}", "hint": details.strip(),
+            "examples": 0, "shapes": {}, "budget": {"rule": "", "value": None}, "max_error": None,
+            "worst_ratio": None, "counterexample": None, "sweeps": [], "seconds": 0.0}
 
 
 @contextlib.contextmanager
@@ -127,6 +174,8 @@ def run_job(job: tuple) -> tuple:
 
 
 def _progress_line(job: tuple, result: dict) -> str:
+    if job[0] == "sweep" and "job_error" in result:
+        return f"ERROR   {job[1]}: sweep point {job[3]}: the job {result['job_error']}"
     if job[0] == "sweep":
         sweep = get_claim(job[1]).sweeps[job[2]]
         return (f"swept   {job[1]}: {sweep.label} = {sweep.values[job[3]]:g}: error {result['error']:.2g} "
@@ -143,6 +192,10 @@ def _with_sweeps(record: dict, claim: Claim, done: dict) -> dict:
         seconds += sum(point["seconds"] for point in points)
         sweeps.append({"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "seed": sweep.seed,
                        **{name: [point[name] for point in points] for name in ("error", "budget", "mean_error")}})
+        broken = [f"{sweep.param} = {value:g}: the job {point['job_error']}"
+                  for value, point in zip(sweep.values, points) if "job_error" in point]
+        if broken and record["status"] == "passed":
+            record = {**record, "status": "error", "reason": "sweep point " + "; ".join(broken)}
     return {**record, "sweeps": sweeps, "seconds": seconds}
 
 
@@ -165,7 +218,8 @@ def gpu_key(name: str, dtype: str) -> str:
 
 def gpu_record(impl, dtype: str) -> dict:
     """A GPU implementation checked with ``equiv.check``, as a user's kernel would be; under the
-    simulator (or NumPy, for CuPy code without a GPU) with tiny inputs and the rows say so."""
+    simulator (or NumPy, for CuPy code without a GPU) with tiny inputs, and then its status says
+    so ("passed (simulator)"), so no row reads as verified on a GPU that was not."""
     place = where(impl.runtime)
     key = gpu_key(impl.name, dtype)
     record = {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
@@ -174,22 +228,27 @@ def gpu_record(impl, dtype: str) -> dict:
     if missing := impl.missing():
         return {**record, **_not_run(missing, "")}
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
-                   seed=record["seed"], max_examples=5 if place == "simulator" else None)
-    return {**record, **_outcome(result, result.rule)}
+                   seed=record["seed"], max_examples=5 if place == "simulator" else None, progress=False)
+    outcome = _outcome(result, result.rule)
+    if place != "gpu" and outcome["status"] in ("passed", "failed"):
+        outcome["status"] = f"{outcome['status']} ({place})"
+    return {**record, **outcome}
 
 
 def _not_run(missing: list[str], rule: str) -> dict:
-    return {"status": "not run", "reason": f"{', '.join(missing)} is not installed", "examples": 0, "shapes": {},
-            "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None, "counterexample": None,
-            "sweeps": [], "seconds": 0.0}
+    return {"status": "not run", "reason": f"{', '.join(missing)} is not installed", "hint": "", "examples": 0,
+            "shapes": {}, "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None,
+            "counterexample": None, "sweeps": [], "seconds": 0.0}
 
 
 def _outcome(result, rule: str) -> dict:
-    return {"status": "passed" if result.passed else "failed",
-            "reason": None if result.passed else result.counterexample.message, "examples": result.examples,
-            "shapes": result.shapes, "budget": {"rule": rule, "value": result.budget}, "max_error": result.max_error,
-            "worst_ratio": result.worst_ratio, "counterexample": _counterexample(result), "sweeps": [],
-            "seconds": result.seconds}
+    measured = result.status in ("passed", "failed")
+    reason = result.counterexample.message if result.status == "failed" else (result.reason or None)
+    return {"status": result.status, "reason": reason, "hint": result.hint, "examples": result.examples,
+            "shapes": result.shapes, "budget": {"rule": rule, "value": result.budget if measured else None},
+            "max_error": result.max_error if measured else None,
+            "worst_ratio": result.worst_ratio if measured else None, "counterexample": _counterexample(result),
+            "sweeps": [], "seconds": result.seconds}
 
 
 def sweep_point(claim: Claim, sweep, index: int, seed: int) -> dict:
@@ -213,7 +272,7 @@ def _counterexample(result) -> dict | None:
 
 
 def _summary(record: dict) -> str:
-    if record["status"] == "not run":
+    if record["status"] in ("not run", "error"):
         return record["reason"]
     return (f"{record['examples']} examples, worst error {record['max_error']:.2g} "
             f"against budget {record['budget']['value']:.2g}")

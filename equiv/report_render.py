@@ -9,7 +9,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 TITLE = "seqcheck equivalence report"
-STATUSES = ("passed", "failed", "not run")
+STATUSES = ("passed", "failed", "error", "not run")
+"""A record's status is one of these, or for a GPU row not run on a GPU one of them followed by
+where it ran: "passed (simulator)", "failed (numpy)"; counts group them by the first word(s)."""
 BUDGET_EXPLANATION = (
     "How to read the budget: the budget is the error a correct implementation may have, derived "
     "from the algorithm (its rule is given with each claim); the table shows it at the position "
@@ -65,6 +69,9 @@ td code, h3 code { overflow-wrap: break-word; }
 .status-passed { background: #dff3e4; color: #1e6b34; }
 .status-failed { background: #fbe0de; color: #a1221a; }
 .status-not-run { background: #eceef2; color: #5b6475; }
+.status-error { background: #fdebd3; color: #8a4b08; }
+.status-passed-simulator, .status-passed-numpy { background: #e9f0e6; color: #4f6a4a; }
+.status-failed-simulator, .status-failed-numpy { background: #fbe0de; color: #a1221a; }
 .counts .status { font-size: 1em; margin-right: .4em; }
 dl { display: grid; grid-template-columns: max-content minmax(0, 1fr) max-content minmax(0, 1fr);
      gap: .15em 1em; margin: .4em 0 0; font-size: .93em; }
@@ -98,10 +105,27 @@ def write_report(records: list[dict], out_dir: str | Path, meta: dict) -> dict[s
     (out / "plots").mkdir(parents=True, exist_ok=True)
     plots = _draw_plots(records, out)
     paths = {"html": out / "index.html", "json": out / "report.json", "md": out / "report.md"}
-    paths["html"].write_text(_render_html(records, meta, plots), encoding="utf-8")
-    paths["json"].write_text(_render_json(records, meta), encoding="utf-8")
-    paths["md"].write_text(_render_markdown(records, meta, plots), encoding="utf-8")
+    _write_atomically(paths["json"], _render_json(records, meta))
+    _write_atomically(paths["md"], _render_markdown(records, meta, plots))
+    _write_atomically(paths["html"], _render_html(records, meta, plots))
     return paths
+
+
+def _write_atomically(path: Path, text: str | None = None, figure: Figure | None = None) -> None:
+    """Write ``text`` (or save ``figure``) to a temporary file beside ``path``, then rename it over
+    ``path``: a report killed mid-write leaves the previous file or the new one, never half."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if figure is not None:
+                FigureCanvasAgg(figure)
+                figure.savefig(stream, dpi=PNG_DPI, format=path.suffix.lstrip("."))
+            else:
+                stream.write(text.encode("utf-8"))
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 # ---------------------------------------------------------------------------------------- JSON
@@ -159,8 +183,13 @@ def _meta_parts(meta: dict) -> list[str]:
     ]
 
 
+def base_status(status: str) -> str:
+    """"passed (simulator)" -> "passed"."""
+    return status.split(" (")[0]
+
+
 def _status_counts(records: list[dict]) -> dict[str, int]:
-    return {status: sum(r["status"] == status for r in records) for status in STATUSES}
+    return {status: sum(base_status(r["status"]) == status for r in records) for status in STATUSES}
 
 
 def _counts_text(records: list[dict]) -> str:
@@ -371,8 +400,7 @@ def _caption(sweeps: list[dict], floor: float) -> str:
 
 
 def _save(figure: Figure, path: Path) -> None:
-    FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=PNG_DPI)
+    _write_atomically(path, figure=figure)
 
 
 # -------------------------------------------------------------------------------------- HTML
@@ -395,7 +423,7 @@ def _render_html(records: list[dict], meta: dict, plots: list[Plot]) -> str:
 
 
 def _html_status(status: str, label: str | None = None) -> str:
-    css_class = "status-" + status.replace(" ", "-")
+    css_class = "status-" + re.sub(r"[^a-z]+", "-", status).strip("-")
     return f'<span class="status {css_class}">{html.escape(label or status)}</span>'
 
 
@@ -429,7 +457,7 @@ def _html_summary_row(record: dict) -> str:
         f'<div class="note">{html.escape(record["claim"])}</div>'
     )
     status = _html_status(record["status"])
-    if record["status"] == "not run" and record["reason"]:
+    if record["status"] in ("not run", "error") and record["reason"]:
         status += f'<div class="note">{html.escape(record["reason"])}</div>'
     ratio_class = "num over" if _ratio_exceeded(record) else "num"
     cells = [
@@ -479,7 +507,9 @@ def _html_claim_details(record: dict, plots: list[Plot]) -> str:
     }
     if record["reason"]:
         details["Reason"] = html.escape(record["reason"])
-    if record["status"] == "failed":
+    if record.get("hint"):
+        details["Hint"] = html.escape(record["hint"])
+    if base_status(record["status"]) == "failed":
         details["Counterexample"] = f'<a href="#cx-{_slug(record["key"])}">below</a>'
     if links := [p for p in plots if record["key"] in p.claim_keys]:
         details["Plots"] = ", ".join(
@@ -516,7 +546,7 @@ def _html_sweep_tables(record: dict) -> str:
 
 
 def _html_counterexamples(records: list[dict]) -> str:
-    failed = [r for r in records if r["status"] == "failed"]
+    failed = [r for r in records if base_status(r["status"]) == "failed"]
     if not failed:
         return ""
     return "<h2>Counterexamples</h2>\n" + "\n".join(_html_counterexample(r) for r in failed)
@@ -556,7 +586,7 @@ def _render_markdown(records: list[dict], meta: dict, plots: list[Plot]) -> str:
         f"# {TITLE}", "", " · ".join(_meta_parts(meta)), "", f"**{_counts_text(records)}**", "",
         BUDGET_EXPLANATION, "", *_markdown_table(records), *_markdown_sweeps(records),
     ]
-    if failed := [r for r in records if r["status"] == "failed"]:
+    if failed := [r for r in records if base_status(r["status"]) == "failed"]:
         lines += ["", "## Counterexamples"]
         for record in failed:
             lines += _markdown_counterexample(record)
@@ -589,9 +619,8 @@ def _markdown_sweeps(records: list[dict]) -> list[str]:
 
 
 def _markdown_row(record: dict) -> str:
-    status = {"failed": "**failed**", "not run": f"not run: {record['reason']}"}.get(
-        record["status"], record["status"]
-    )
+    status = {"failed": "**failed**", "not run": f"not run: {record['reason']}",
+              "error": f"**error**: {record['reason']}"}.get(record["status"], record["status"])
     cells = [
         f"`{record['key']}`", record["family"], status, record["exactness"],
         _dtype_backend_device(record), str(record["examples"]), _format_number(record["max_error"]),

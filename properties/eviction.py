@@ -3,6 +3,9 @@ cache, one TOVA selection, key re-rotation.
 
 Every keyword takes a strategy or a fixed value (``fixed_or``). Sizes stay tiny (B 1..2, T 1..12,
 a few heads with GQA, D <= 4) so that a claim runs a hundred decoding runs in a second.
+``decode_inputs``' ``size`` option (``arrays.SIZES``) is "small" unless given: decoding is a
+Python loop per token (about 0.1 s a run at T = 257), so large runs are opt-in: "large" draws T
+15..257 around multiples of 16 and D 16..128, "default" mixes such runs among small ones.
 
 Data styles (``eviction_data``): the random styles of ``arrays.STYLES`` (normal, uniform,
 integers with exact ties, outliers) and two structured ones: ``heavy_hitters`` (a few tokens
@@ -14,12 +17,12 @@ same generator at T = 1024.
 
 from __future__ import annotations
 
-import functools
+import inspect
 
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import STYLES, fixed_or, generators, values
+from seqcheck.properties.arrays import STYLES, Sized, fixed_or, generators, lengths, sized, tiers, values
 from seqcheck.reference.eviction import POLICIES
 
 POLICY_NAMES = tuple(POLICIES)
@@ -92,11 +95,12 @@ def decode_inputs(
     *,
     policy=st.sampled_from(POLICY_NAMES),
     named=True,
+    size="small",
     batch=st.integers(1, 2),
-    length=st.integers(1, 12),
+    length=lengths(12),
     kv_heads=st.integers(1, 2),
     group=st.integers(1, 2),
-    head_dim=st.integers(1, 2),
+    head_dim=Sized(range(1, 3), (16, 32, 64), "1..2 (large: 16, 32 or 64), doubled with RoPE"),
     value_dim=st.integers(1, 3),
     budget=None,
     prefill_len=None,
@@ -125,12 +129,43 @@ def decode_inputs(
     takes it; the forms ``eviction.<policy>.decode`` fix it). ``sinks`` .. ``heads``: the
     policy's parameters (``policy_options``; those of other policies are ignored). ``sharpness``
     multiplies q (sharper attention rows).
+
+    Options:
+        policy: the eviction policy's name (POLICY_NAMES).
+        named: whether the arguments include ``policy``.
+        size: size tier of the length and head dim: "small", "default" or "large" (small unless
+            given: a decoding run is a Python loop per token).
+        batch: batch size B.
+        length: tokens decoded T.
+        kv_heads: key/value heads Hkv.
+        group: query heads per kv head (H = Hkv * group).
+        head_dim: key dimension D without RoPE, D / 2 with it.
+        value_dim: value dimension Dv.
+        budget: cache budget in tokens (None: 1..T+1; SnapKV at least 2).
+        prefill_len: tokens prefilled before decoding (None: 0..T).
+        rope: None, "post" (keys cached rotated) or "pre_shift" (rotated at their cache slot).
+        rope_base: RoPE base.
+        position_offset: position of the first token.
+        scale: score scale (None: 1/sqrt(D)).
+        style: data style (DATA_STYLES): random styles, heavy hitters, attention sinks.
+        sharpness: factor on q (sharper attention rows).
+        sinks: StreamingLLM's sink tokens (None: 0..budget).
+        heavy: H2O's heavy-hitter slots (None: 0..budget).
+        recent: Scissorhands' recent tokens kept (None: 0..budget).
+        history: Scissorhands' history window (None: 1..6).
+        drop: Scissorhands' tokens dropped per compression (None: drawn to fit the budget).
+        threshold: Scissorhands' importance threshold, "uniform" or "position".
+        window: SnapKV's observation window (None: 1..budget-1).
+        kernel_size: SnapKV's pooling kernel, 1, 3 or 5.
+        pooling: SnapKV's pooling, "avgpool" or "maxpool".
+        heads: SnapKV's score heads, "query" or "kv".
     """
     name = draw(fixed_or(policy))
-    B, T, Hkv = draw(fixed_or(batch)), draw(fixed_or(length)), draw(fixed_or(kv_heads))
+    tier = draw(tiers(size))
+    B, T, Hkv = draw(fixed_or(batch)), draw(sized(length, tier)), draw(fixed_or(kv_heads))
     H = Hkv * draw(fixed_or(group))
     mode = draw(fixed_or(rope))
-    D = draw(fixed_or(head_dim)) * (2 if mode is not None else 1)
+    D = draw(sized(head_dim, tier)) * (2 if mode is not None else 1)
     K = draw(fixed_or(st.integers(1, T + 1) if budget is None else budget))
     K = max(K, 2) if name == "snapkv" else K  # SnapKV's window (>= 1) must fit inside the budget
     P = draw(fixed_or(st.integers(0, T) if prefill_len is None else prefill_len))
@@ -216,9 +251,27 @@ def random_arrays_of(shape):
     return st.tuples(generators(), st.sampled_from(STYLES)).map(lambda pair: values(pair[0], pair[1], shape))
 
 
+POLICY_PARAMETERS = {"streaming_llm": ("sinks",), "h2o": ("heavy",),
+                     "scissorhands": ("recent", "history", "drop", "threshold"),
+                     "snapkv": ("window", "kernel_size", "pooling", "heads")}
+"""The parameters ``policy_options`` draws for each policy (the others take none)."""
+
+
 def form_inputs(policy: str):
-    """The strategy of form ``eviction.<policy>.decode``: ``decode_inputs`` without the name."""
-    return functools.partial(decode_inputs, policy=policy, named=False)
+    """The strategy of form ``eviction.<policy>.decode``: ``decode_inputs`` without the name, its
+    signature without ``policy``, ``named`` and the other policies' parameters (so ``inputs_for``
+    lists and accepts only the options that do something)."""
+    def strategy(**options):
+        return decode_inputs(policy=policy, named=False, **options)
+
+    own = POLICY_PARAMETERS.get(policy, ())
+    others = {name for names in POLICY_PARAMETERS.values() for name in names} - set(own)
+    signature = inspect.signature(decode_inputs)
+    strategy.__name__ = strategy.__qualname__ = f"decode_inputs_{policy}"
+    strategy.__doc__ = decode_inputs.__doc__
+    strategy.__signature__ = signature.replace(parameters=[
+        p for name, p in signature.parameters.items() if name not in {"draw", "policy", "named"} | others])
+    return strategy
 
 
 STRATEGIES = {f"eviction.{name}.decode": form_inputs(name) for name in POLICY_NAMES}

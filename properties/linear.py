@@ -2,7 +2,10 @@
 
 Every keyword takes a strategy or a fixed value (``fixed_or``): ``linear_inputs(feature_map="elu",
 eps=1e-6)``. ``form``: "recurrent", "parallel" (causal; no state arguments) or "chunked" (adds
-``chunk_size``, 1 to T + 1 unless given).
+``chunk_size``, 1 to T + 1 unless given). ``size`` (``arrays.SIZES``) sets the tier of T, the
+head dims and the chunk size: "small" (T <= 10, D, M <= 4), "large" (T 15..257 around multiples
+of 16, D, M 32..128, chunks of 16..128 and neighbours) or "default" (each axis large in about
+30 draws of 100); the exact claim's ``rational_linear_inputs`` stays small.
 
 Conventions (seqcheck.equiv.families.linear): the state (S, z) travels as one float64 array
 (B, H, D, M + 1), S in [..., :M] and z in [..., M]: the state of v augmented by a column of ones.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import fixed_or, for_form, generators, random_arrays
+from seqcheck.properties.arrays import blocks, fixed_or, for_form, generators, head_dims, lengths, random_arrays, sized, tiers
 
 FEATURE_MAPS = ("elu", "identity")
 
@@ -34,11 +37,12 @@ def linear_inputs(
     draw,
     *,
     form="recurrent",
+    size="default",
     batch=st.integers(1, 2),
-    seq_len=st.integers(1, 10),
+    seq_len=lengths(10),
     heads=st.integers(1, 2),
-    key_dim=st.integers(1, 4),
-    value_dim=st.integers(1, 4),
+    key_dim=head_dims(4),
+    value_dim=head_dims(4),
     feature_map=st.sampled_from(FEATURE_MAPS),
     eps=st.sampled_from([1e-6, 0.0, 0.5]),
     initial_state=st.booleans(),
@@ -51,10 +55,24 @@ def linear_inputs(
     is at least eps + a positive sum, as with elu + 1; signed identity features, whose
     denominators can vanish, are the exact claim's (``rational_linear_inputs``). The initial
     state draws S from N(0, 1) and z from |N(0, 1)| (a sum of positive features is >= 0).
+
+    Options:
+        size: size tier of T, the head dims and the chunk size: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        heads: heads H.
+        key_dim: feature dimension D of q and k.
+        value_dim: value dimension M.
+        feature_map: "elu" (elu + 1) or "identity" (q, k made positive).
+        eps: the denominator's epsilon.
+        initial_state: whether to draw an initial state (S, z) as one (B, H, D, M + 1) array.
+        return_state: whether to return the final state as well.
+        chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..129 near tiles or T+1).
     """
     if form not in ("recurrent", "parallel", "chunked"):
         raise ValueError(f"form: expected 'recurrent', 'parallel' or 'chunked', got {form!r}")
-    Bt, T, H, D, M = (draw(fixed_or(s)) for s in (batch, seq_len, heads, key_dim, value_dim))
+    tier = draw(tiers(size))
+    Bt, T, H, D, M = (draw(sized(s, tier)) for s in (batch, seq_len, heads, key_dim, value_dim))
     phi = draw(fixed_or(feature_map))
     arrays = draw(random_arrays({"q": (Bt, T, H, D), "k": (Bt, T, H, D), "v": (Bt, T, H, M)}))
     q, k = arrays["q"], arrays["k"]
@@ -69,7 +87,7 @@ def linear_inputs(
                                                     np.abs(rng.standard_normal((Bt, H, D))))
         args["return_state"] = draw(fixed_or(return_state))
     if form == "chunked":
-        args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
+        args["chunk_size"] = draw(fixed_or(blocks(T) if chunk_size is None else chunk_size))
     return args
 
 

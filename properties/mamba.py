@@ -2,8 +2,11 @@
 
 Every keyword takes a strategy or a fixed value (``fixed_or``), so a kernel that supports less
 narrows the inputs: ``selective_scan_inputs(complex_A=False, B_layout="shared", z=False)``.
-Sizes are tiny (T 1..10, a few channels, heads and states): shrinking finds the smallest
-failing shape, and every split point and chunk size of a short sequence gets its turn.
+Sizes follow ``size`` (``arrays.SIZES``): "small" is tiny (T 1..10, a few channels, heads and
+states), so shrinking finds the smallest failing shape and every split point and chunk size of a
+short sequence gets its turn; "large" draws T 15..257 around multiples of 16, 32 or 64 channels
+(scan) or head dims 32..128 (SSD) and chunks near 16/32/64 (scan) or 16..256 (SSD); "default"
+draws each size axis large in about 30 draws of 100. The exact claims' strategies stay small.
 
 ``form`` picks the arguments a form takes beyond the recurrence's own: "recurrent" (none),
 "parallel" (``tree`` and an int ``rng`` seed), "chunked" (``chunk_size``, 1 to T + 1 unless
@@ -18,13 +21,19 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import fixed_or, for_form, generators, random_arrays
+from seqcheck.properties.arrays import (TILE_BLOCKS, blocks, fixed_or, for_form, generators, head_dims, lengths,
+                                        random_arrays, sized, tiers)
 
 LAYOUTS = ("invariant", "shared", "grouped")
 """B and C of the selective scan: "invariant" (D, N), "shared" (B, T, N) by all channels,
 "grouped" (B, T, G, N) with G dividing D (channel d reads group d // (D / G))."""
 
 TREES = ("balanced", "sequential", "random")
+
+SCAN_CHUNKS = tuple(b for b in TILE_BLOCKS if b <= 65)
+"""Large-tier chunks of the selective scan (its chunked reference holds a (B, D, N, L, L) matrix)."""
+
+SSD_CHUNKS = TILE_BLOCKS + (255, 256, 257)
 
 FORMS = ("recurrent", "parallel", "chunked", "quadratic")
 
@@ -47,9 +56,10 @@ def selective_scan_inputs(
     draw,
     *,
     form="recurrent",
+    size="default",
     batch=st.integers(1, 2),
-    seq_len=st.integers(1, 10),
-    channels=st.integers(1, 4),
+    seq_len=lengths(10),
+    channels=head_dims(4, large=(32, 64)),
     state_dim=st.integers(1, 4),
     complex_A=st.booleans(),
     B_layout=st.sampled_from(LAYOUTS),
@@ -71,9 +81,29 @@ def selective_scan_inputs(
     (positive, as after softplus) with delta_bias U(0, 0.5); with ``delta_softplus`` it is
     U(-3, 3), any sign. ``D``, ``z``, ``delta_bias``, ``initial_state``: whether to draw one
     (else None). ``A_scale`` multiplies A's real part: |dt A| up to 2 A_scale per step.
+
+    Options:
+        size: size tier of T, the channels and the chunk size: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        channels: channels D.
+        state_dim: state size N.
+        complex_A: whether A (and B, C, the state) is complex (S4D-Lin-like modes).
+        B_layout: layout of B: "invariant" (D, N), "shared" (B, T, N) or "grouped" (B, T, G, N).
+        C_layout: layout of C, as B_layout.
+        D: whether to draw the skip D (D,), else None.
+        z: whether to draw the gate z (B, T, D), else None.
+        delta_bias: whether to draw a delta bias (D,), else None.
+        delta_softplus: whether delta goes through softplus (then drawn with any sign).
+        A_scale: factor on A's real part (|dt A| up to 2 A_scale per step).
+        initial_state: whether to draw an initial state (B, D, N), else None.
+        return_state: whether to return the final state as well.
+        chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..65 near tiles).
+        tree: the parallel scan's tree: "balanced", "sequential" or "random".
     """
     _check_form(form, ("recurrent", "parallel", "chunked"))
-    Bt, T, Dch, N = (draw(fixed_or(s)) for s in (batch, seq_len, channels, state_dim))
+    tier = draw(tiers(size))
+    Bt, T, Dch, N = (draw(sized(s, tier)) for s in (batch, seq_len, channels, state_dim))
     is_complex, scale = draw(fixed_or(complex_A)), draw(fixed_or(A_scale))
     layouts = {}
     for name, layout in (("B", B_layout), ("C", C_layout)):
@@ -109,7 +139,8 @@ def selective_scan_inputs(
     if draw(fixed_or(initial_state)):
         args["initial_state"] = _complex_if(rng, rng.standard_normal((Bt, Dch, N)), is_complex)
     if form == "chunked":
-        args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
+        args["chunk_size"] = draw(fixed_or(blocks(T, choices=SCAN_CHUNKS, whole=False) if chunk_size is None
+                                           else chunk_size))
     if form == "parallel":
         args["tree"] = draw(fixed_or(tree))
         args["rng"] = draw(st.integers(0, 2**32 - 1))
@@ -121,10 +152,11 @@ def ssd_inputs(
     draw,
     *,
     form="recurrent",
+    size="default",
     batch=st.integers(1, 2),
-    seq_len=st.integers(1, 10),
+    seq_len=lengths(10),
     heads=st.integers(1, 4),
-    head_dim=st.integers(1, 3),
+    head_dim=head_dims(3),
     state_dim=st.integers(1, 4),
     groups=None,
     A_scale=st.sampled_from([1.0, 10.0]),
@@ -137,9 +169,23 @@ def ssd_inputs(
     dt is log-uniform in [1e-3, 1] (Mamba-2 initialises dt log-uniformly), A = -U(0.1, 1) A_scale,
     so |dt A| ranges over three decades up to A_scale. ``groups`` G divides H (drawn among the
     divisors unless given). "quadratic" takes no ``initial_state`` or ``return_state``.
+
+    Options:
+        size: size tier of T, the head dim and the chunk size: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        heads: heads H.
+        head_dim: head dimension P of x.
+        state_dim: state size N of B and C.
+        groups: B/C groups G, dividing H (None: drawn among the divisors).
+        A_scale: factor on A (|dt A| up to A_scale).
+        initial_state: whether to draw an initial state (B, H, P, N), else None.
+        return_state: whether to return the final state as well.
+        chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..257 near tiles or T+1).
     """
     _check_form(form, ("recurrent", "quadratic", "chunked"))
-    Bt, T, H, P, N = (draw(fixed_or(s)) for s in (batch, seq_len, heads, head_dim, state_dim))
+    tier = draw(tiers(size))
+    Bt, T, H, P, N = (draw(sized(s, tier)) for s in (batch, seq_len, heads, head_dim, state_dim))
     G = draw(fixed_or(st.sampled_from(divisors(H)) if groups is None else groups))
     arrays = draw(random_arrays({"x": (Bt, T, H, P), "B": (Bt, T, G, N), "C": (Bt, T, G, N)}))
     rng = draw(generators())
@@ -149,7 +195,7 @@ def ssd_inputs(
         args["initial_state"] = rng.standard_normal((Bt, H, P, N)) if draw(fixed_or(initial_state)) else None
         args["return_state"] = draw(fixed_or(return_state))
     if form == "chunked":
-        args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
+        args["chunk_size"] = draw(fixed_or(blocks(T, choices=SSD_CHUNKS) if chunk_size is None else chunk_size))
     return args
 
 

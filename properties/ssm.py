@@ -1,6 +1,9 @@
 """Strategies for time-invariant state space models: LTI systems, convolutions, S4 and S4D kernels.
 
-Sizes are tiny (T <= 12, Dch <= 3, N <= 6) so an example runs in milliseconds. Every system is
+Sizes are tiny (T <= 12, Dch <= 3, N <= 6) so an example runs in milliseconds, but for the
+``size`` option (``arrays.SIZES``) of the forms' strategies: "large" draws lengths 15..257 around
+multiples of 16 (channels and states stay small), "default" a large length in about 30 draws of
+100; the exact claim's ``rational_lti_inputs`` stays small. Every system is
 stable: a discrete ``Abar`` has spectral radius < 1, a continuous ``A`` has eigenvalues with
 negative real part. As in :mod:`seqcheck.properties.arrays`, values come from a NumPy Generator
 seeded by a drawn integer, and Hypothesis shrinks the seed, the kind of system and every size.
@@ -12,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import fixed_or, generators, random_arrays
+from seqcheck.properties.arrays import fixed_or, generators, lengths, random_arrays, sized, tiers
 from seqcheck.reference.ssm import discretize, dplr_from_legs, hippo_legs, s4d_init_inv, s4d_init_lin
 
 SYSTEM_KINDS = ("radius", "diagonal", "zoh", "hippo")
@@ -55,13 +58,26 @@ def stable_discrete(rng: np.random.Generator, kind: str, channels: int, n: int) 
 
 
 @st.composite
-def lti_inputs(draw, *, batch=st.integers(1, 2), seq_len=st.integers(1, 12), channels=st.integers(1, 3),
+def lti_inputs(draw, *, size="default", batch=st.integers(1, 2), seq_len=lengths(12), channels=st.integers(1, 3),
                state_size=st.integers(1, 6), system=st.sampled_from(SYSTEM_KINDS), shared=st.booleans(),
                skip=st.booleans(), initial_state=st.booleans()):
     """Keyword arguments of ``lti_recurrent``: u (B,T,Dch), a stable Abar ((N,N) when ``shared``,
     else (Dch,N,N)), Bbar and C (Dch,N), D (Dch,) or None (``skip``), and initial_state (B,Dch,N)
-    or None; ``initial_state=None`` leaves the argument out (for the convolution forms)."""
-    B, T, Dch, N = (draw(fixed_or(s)) for s in (batch, seq_len, channels, state_size))
+    or None; ``initial_state=None`` leaves the argument out (for the convolution forms).
+
+    Options:
+        size: size tier of the length: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        channels: channels Dch.
+        state_size: state size N.
+        system: kind of stable system: "radius", "diagonal", "zoh" or "hippo" (SYSTEM_KINDS).
+        shared: whether all channels share one Abar (N, N).
+        skip: whether to draw the skip D (Dch,), else None.
+        initial_state: whether to draw an initial state (B, Dch, N), else None.
+    """
+    tier = draw(tiers(size))
+    B, T, Dch, N = (draw(sized(s, tier)) for s in (batch, seq_len, channels, state_size))
     rng = draw(generators())
     kind, is_shared = draw(fixed_or(system)), draw(fixed_or(shared))
     Abar, Bbar = stable_discrete(rng, kind, 1 if is_shared else Dch, N)
@@ -74,12 +90,23 @@ def lti_inputs(draw, *, batch=st.integers(1, 2), seq_len=st.integers(1, 12), cha
     return args
 
 
-def lti_conv_inputs(*, batch=st.integers(1, 2), seq_len=st.integers(1, 12), channels=st.integers(1, 3),
+def lti_conv_inputs(*, size="default", batch=st.integers(1, 2), seq_len=lengths(12), channels=st.integers(1, 3),
                     state_size=st.integers(1, 6), system=st.sampled_from(SYSTEM_KINDS), shared=st.booleans(),
                     skip=st.booleans()):
-    """``lti_inputs`` without an initial state: the arguments of the convolution forms."""
-    return lti_inputs(batch=batch, seq_len=seq_len, channels=channels, state_size=state_size, system=system,
-                      shared=shared, skip=skip, initial_state=None)
+    """``lti_inputs`` without an initial state: the arguments of the convolution forms.
+
+    Options:
+        size: size tier of the length: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        channels: channels Dch.
+        state_size: state size N.
+        system: kind of stable system: "radius", "diagonal", "zoh" or "hippo" (SYSTEM_KINDS).
+        shared: whether all channels share one Abar (N, N).
+        skip: whether to draw the skip D (Dch,), else None.
+    """
+    return lti_inputs(size=size, batch=batch, seq_len=seq_len, channels=channels, state_size=state_size,
+                      system=system, shared=shared, skip=skip, initial_state=None)
 
 
 @st.composite
@@ -93,11 +120,21 @@ def continuation_inputs(draw, *, seq_len=st.integers(2, 12), initial_state=st.bo
 
 
 @st.composite
-def conv_inputs(draw, *, batch=st.integers(1, 2), seq_len=st.integers(1, 12), channels=st.integers(1, 3),
+def conv_inputs(draw, *, size="default", batch=st.integers(1, 2), seq_len=lengths(12), channels=st.integers(1, 3),
                 kernel_len=None, skip=st.booleans()):
     """Keyword arguments of ``causal_conv`` / ``fft_conv``: u (B,T,Dch), K (Dch,L) with L from 1
-    to T + 3 (longer than the signal included), D (Dch,) or None."""
-    B, T, Dch = draw(fixed_or(batch)), draw(fixed_or(seq_len)), draw(fixed_or(channels))
+    to T + 3 (longer than the signal included), D (Dch,) or None.
+
+    Options:
+        size: size tier of the length: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: signal length T.
+        channels: channels Dch.
+        kernel_len: kernel length L (None: 1..T+3).
+        skip: whether to draw the skip D (Dch,), else None.
+    """
+    tier = draw(tiers(size))
+    B, T, Dch = draw(fixed_or(batch)), draw(sized(seq_len, tier)), draw(fixed_or(channels))
     L = draw(fixed_or(st.integers(1, T + 3) if kernel_len is None else kernel_len))
     arrays = draw(random_arrays({"u": (B, T, Dch), "K": (Dch, L), "D": (Dch,)}))
     return {"u": arrays["u"], "K": arrays["K"], "D": arrays["D"] if draw(fixed_or(skip)) else None}
@@ -120,11 +157,20 @@ def _complex(rng, *shape):
 
 
 @st.composite
-def dplr_inputs(draw, *, channels=st.integers(1, 2), modes=st.integers(1, 3), length=st.integers(1, 12),
+def dplr_inputs(draw, *, size="default", channels=st.integers(1, 2), modes=st.integers(1, 3), length=lengths(12),
                 kind=st.sampled_from(DPLR_KINDS)):
     """Keyword arguments of ``s4_dplr_kernel`` / ``s4_krylov_kernel``: Lambda, P, Q, B, C (H, n)
-    complex (n modes stand for N = 2n), log_dt (H,) with dt in [0.01, 0.5], length L."""
-    H, n, L, which = draw(fixed_or(channels)), draw(fixed_or(modes)), draw(fixed_or(length)), draw(fixed_or(kind))
+    complex (n modes stand for N = 2n), log_dt (H,) with dt in [0.01, 0.5], length L.
+
+    Options:
+        size: size tier of the kernel length: "small", "default" or "large".
+        channels: channels H.
+        modes: modes n (state size N = 2n).
+        length: kernel length L.
+        kind: initialisation: "random", "hippo", "s4d_lin" or "s4d_inv" (DPLR_KINDS).
+    """
+    tier = draw(tiers(size))
+    H, n, L, which = draw(fixed_or(channels)), draw(fixed_or(modes)), draw(sized(length, tier)), draw(fixed_or(kind))
     rng = draw(generators())
     log_dt = np.log(rng.uniform(0.01, 0.5, H))
     if which == "random":
@@ -145,13 +191,24 @@ def dplr_inputs(draw, *, channels=st.integers(1, 2), modes=st.integers(1, 3), le
 
 
 @st.composite
-def s4d_inputs(draw, *, channels=st.integers(1, 2), modes=st.integers(1, 3), length=st.integers(1, 12),
+def s4d_inputs(draw, *, size="default", channels=st.integers(1, 2), modes=st.integers(1, 3), length=lengths(12),
                init=st.sampled_from(S4D_INITS), discretization=st.sampled_from(["zoh", "bilinear"]),
                input_matrix=st.booleans()):
     """Keyword arguments of ``s4d_kernel`` (conj_halving=True): log_dt (H,) with dt in
     [0.001, 0.5], A (H, n) from S4D-Lin, S4D-Inv or random with Re A in [-1, -0.1], B (H, n) or
-    None (``input_matrix`` False: ones, as models/s4/s4d.py), C (H, n), length, discretization."""
-    H, n, L = draw(fixed_or(channels)), draw(fixed_or(modes)), draw(fixed_or(length))
+    None (``input_matrix`` False: ones, as models/s4/s4d.py), C (H, n), length, discretization.
+
+    Options:
+        size: size tier of the kernel length: "small", "default" or "large".
+        channels: channels H.
+        modes: modes n (state size N = 2n).
+        length: kernel length L.
+        init: A's initialisation: "lin", "inv" or "random" (S4D_INITS).
+        discretization: "zoh" or "bilinear".
+        input_matrix: whether to draw B (H, n); False passes None (ones).
+    """
+    tier = draw(tiers(size))
+    H, n, L = draw(fixed_or(channels)), draw(fixed_or(modes)), draw(sized(length, tier))
     rng = draw(generators())
     which = draw(fixed_or(init))
     if which == "lin":

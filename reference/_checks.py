@@ -28,18 +28,31 @@ def _is_ml_dtype(dtype):
     return dtype.kind == "V" and dtype.names is None
 
 
+def _number_entries(name, a, expected, complex_ok):
+    """TypeError unless every entry of object array ``a`` is a number (bool, str, None refused)."""
+    for v in a.flat:
+        kind = type(v)
+        if isinstance(v, (bool, np.bool_)) or not (hasattr(kind, "__float__")
+                                                     or complex_ok and hasattr(kind, "__complex__")):
+            raise TypeError(f"{name} must hold {expected}; got an object array holding {kind.__name__} {v!r}")
+
+
 def as_real(name, x, *, complex_ok=False, exact_ok=False):
     """x as a new float64 array, or complex128 if it is complex and ``complex_ok``.
 
     TypeError unless x holds numbers: NumPy integers or floats, an ml_dtypes type, or objects
-    that convert to float (bool, strings and, without ``complex_ok``, complex are refused).
+    that are numbers (bool, None, strings and, without ``complex_ok``, complex are refused).
     With ``exact_ok`` an object array comes back as it is (Fractions, mpmath numbers) for the
     caller's exact or multi-precision arithmetic; ``as_fractions`` converts it.
     """
-    a = np.asarray(x)
     expected = "real or complex numbers" if complex_ok else "real numbers"
-    if a.dtype == object and exact_ok:
-        return a
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must hold {expected}; got {x!r}")
+    a = np.asarray(x)
+    if a.dtype == object:
+        _number_entries(name, a, expected, complex_ok)
+        if exact_ok:
+            return a
     if a.dtype.kind == "c" and complex_ok:
         return a.astype(np.complex128)
     if a.dtype.kind not in "iuf" and a.dtype != object and not _is_ml_dtype(a.dtype):
@@ -47,6 +60,8 @@ def as_real(name, x, *, complex_ok=False, exact_ok=False):
     try:
         return a.astype(np.float64)
     except (TypeError, ValueError):
+        if complex_ok:
+            return a.astype(np.complex128)
         raise TypeError(f"{name} must hold {expected}; got dtype {a.dtype} whose entries do not convert") from None
 
 
@@ -71,16 +86,64 @@ def as_fractions(name, a):
     return np.asarray(np.frompyfunc(convert, 1, 1)(a), dtype=object)
 
 
-def check_shape(name, a, expected, description):
-    """ValueError unless a.shape == expected; ``description`` spells the shape symbolically."""
+def check_shape(name, a, expected, description, match=None):
+    """ValueError unless a.shape == expected; ``description`` spells the shape symbolically and
+    ``match`` names the argument(s) the expected shape comes from."""
     if a.shape != tuple(expected):
-        raise ValueError(f"{name} must have shape {description}={tuple(expected)}; got shape {a.shape}")
+        source = f" to match {match}" if match else ""
+        raise ValueError(f"{name} must have shape {description}={tuple(expected)}{source}; got shape {a.shape}")
 
 
 def check_ndim(name, a, ndim, description):
     """ValueError unless a has ``ndim`` axes; ``description`` spells the layout, e.g. "(B, T, D)"."""
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D {description}; got shape {a.shape}")
+
+
+def check_layout(name, a, layout, may_be_empty=("B", "T")):
+    """The sizes of a's axes by the letters of ``layout`` ("(B, T, H, D)"), as a tuple.
+
+    ValueError unless a has as many axes as ``layout`` and every axis whose symbol is not in
+    ``may_be_empty`` (the batch and time axes, by default B and T) has length >= 1.
+    """
+    axes = [ax.strip() for ax in layout.strip("()").split(",") if ax.strip()]
+    nonempty = [ax for ax in axes if ax not in may_be_empty]
+    if a.ndim != len(axes) or any(n == 0 for ax, n in zip(axes, a.shape) if ax not in may_be_empty):
+        condition = f" with {', '.join(nonempty)} >= 1" if nonempty else ""
+        raise ValueError(f"{name} must have shape {layout}{condition}; got shape {a.shape}")
+    return a.shape
+
+
+def check_pair(name, x):
+    """x as a tuple of two; TypeError unless it is a tuple or list of length 2."""
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise TypeError(f"{name} must be a pair (a tuple of two); got {type(x).__name__}"
+                        + (f" of length {len(x)}" if isinstance(x, (tuple, list)) else ""))
+    return tuple(x)
+
+
+def float_dtype(name, dtype):
+    """dtype as a numpy dtype; TypeError unless a floating dtype of at most 64 bits (numpy
+    float16/32/64 or an ml_dtypes float such as bfloat16, float8_e4m3fn). None is refused (numpy
+    would read it as float64)."""
+    expected = "a floating dtype of at most 64 bits (numpy float16/32/64 or ml_dtypes)"
+    try:
+        dt = None if dtype is None or isinstance(dtype, (bool, np.bool_)) else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not ((dt.kind == "f" and dt.itemsize <= 8)
+                          or (_is_ml_dtype(dt) and dt.name.startswith(("bfloat", "float")))):
+        raise TypeError(f"{name} must be {expected}; got {dtype!r}")
+    return dt
+
+
+def check_rng(name, rng):
+    """A numpy Generator from ``rng`` (a Generator or an int seed >= 0)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral):
+        raise TypeError(f"{name} must be a numpy.random.Generator or an int seed >= 0; got {type(rng).__name__}")
+    return np.random.default_rng(int_in_range(name, rng, 0))
 
 
 # ----------------------------------------------------------------------------- scalars

@@ -1,5 +1,8 @@
 """Checking a peer's function in its own layout: mamba's selective_scan_ref, channels first."""
 
+import subprocess
+import sys
+
 import pytest
 
 from peers.mamba_selective_scan_ref import torch_selective_scan_ref
@@ -27,10 +30,15 @@ def test_mamba_selective_scan_ref_passes_through_the_adapter():
     assert result.passed, str(result)
 
 
-def test_a_wrong_channels_first_scan_is_rejected_through_the_adapter():
+def test_a_wrong_channels_first_scan_is_rejected_through_the_adapter_and_its_reproducer_runs(tmp_path):
     result = equiv.check(mamba_selective_scan(selective_scan_ref_without_bias), KEY, backend="torch",
                          inputs=FROM_ZERO, seed=0, max_examples=100)
-    assert not result.passed
+    assert result.status == "failed"
+    reproducer = result.counterexample.reproducer
+    assert "candidate = mamba_selective_scan(equiv.load_candidate(" in reproducer
+    (tmp_path / "reproduce.py").write_text(reproducer)
+    run = subprocess.run([sys.executable, "reproduce.py"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 1, run.stderr
 
 
 def test_the_adapter_refuses_an_initial_state():

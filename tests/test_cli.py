@@ -38,10 +38,10 @@ def test_check_rejects_a_users_wrong_flash_attention_and_prints_a_reproducer(tmp
     run = seqcheck("check", "mykernels.py:flash", "attention.flash.tiled", "--seed", "0", *NARROW, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
     assert "FAILED attention.flash.tiled" in run.stdout
-    reproducer = run.stdout.split("reproducer:\n", 1)[1]
+    reproducer = run.stdout.split("reproducer (exits 1 while it reproduces):\n", 1)[1]
     (tmp_path / "repro.py").write_text(reproducer)
     replay = subprocess.run([sys.executable, "repro.py"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert replay.returncode == 0, replay.stderr
+    assert replay.returncode == 1, replay.stderr
     assert "ratio" in replay.stdout
 
 
@@ -86,6 +86,12 @@ def test_report_rejects_a_bad_worker_count(tmp_path):
 def test_forms_lists_forms_and_claims():
     run = seqcheck("forms")
     assert "attention.flash.tiled" in run.stdout and "attention.softmax.row_shift" in run.stdout
+
+
+def test_options_lists_a_forms_input_options():
+    run = seqcheck("options", "attention.flash.tiled")
+    assert run.returncode == 0 and "block_q" in run.stdout and "softcap" in run.stdout
+    assert seqcheck("options", "attention.flash").returncode == 2
 
 
 def test_a_claim_whose_dependency_is_missing_is_not_run_and_its_sweeps_neither(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from seqcheck.equiv.families.mamba import _rounding, continuation, exact_differe
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.properties.linear import augmented_state, linear_inputs, rational_linear_inputs, state_pair
 from seqcheck.reference import linear_attention as ref
+from seqcheck.reference._checks import as_real, check_ndim
 
 EPS64 = np.finfo(np.float64).eps
 CHUNK_ARGS = ("chunk_size",)
@@ -36,7 +37,12 @@ FEATURE_MAPS = {"elu": ref.elu_feature_map, "identity": ref.identity_feature_map
 # ----------------------------------------------------------------------------- adapters
 
 def _pair(state):
-    return None if state is None else state_pair(state)
+    """The augmented initial state [S | z] as the reference's pair (S, z), checked by name."""
+    if state is None:
+        return None
+    state = as_real("initial_state", state, exact_ok=True)
+    check_ndim("initial_state", state, 4, "(B, H, D, M + 1), the state [S | z]")
+    return state_pair(state)
 
 
 def _augmented(result, return_state):
@@ -63,14 +69,16 @@ def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6
 
 # ----------------------------------------------------------------------------- bound
 
-def linear_bound(args: dict, expected: tuple) -> tuple:
-    """Per-position bound on two correct causal forms (module docstring); the state per head."""
+def linear_magnitude(args: dict, expected: tuple) -> tuple:
+    """(|num|_i + |out_i| |den|_i) / |den_i + eps| per position, the size of the sums each output
+    divides (module docstring); the state: the magnitudes' state |S_0| + sum_j |phi(k_j)| [|v_j|, 1]
+    per head. The float64 bound's scale, and the low-precision floor's."""
     feature_map = args.get("feature_map", "elu")
     phi = FEATURE_MAPS[feature_map] if isinstance(feature_map, str) else feature_map
     Q, K = (np.asarray(phi(np.asarray(args[name], dtype=np.float64)), dtype=np.float64) for name in ("q", "k"))
     v = np.asarray(args["v"], dtype=np.float64)
     eps = float(args.get("eps", 1e-6))
-    T, D = Q.shape[1], Q.shape[3]
+    T = Q.shape[1]
     visible = np.tril(np.ones((T, T), bool))
     scores = np.where(visible, np.einsum("bihd,bjhd->bhij", Q, K), 0.0)
     magnitudes = np.where(visible, np.einsum("bihd,bjhd->bhij", np.abs(Q), np.abs(K)), 0.0)
@@ -87,14 +95,20 @@ def linear_bound(args: dict, expected: tuple) -> tuple:
         denominator = np.abs(den + eps)[..., None]
         out = np.abs(np.where(np.isfinite(expected[0]), expected[0], 0.0))
         per_element = (num_abs + out * den_abs[..., None]) / denominator
-    factor = 4 * (T + D + 4) * EPS64
-    bounds = (factor * np.where(np.isnan(per_element), np.inf, per_element).max(axis=(0, 2, 3)),)
+    magnitudes = (np.where(np.isnan(per_element), np.inf, per_element).max(axis=(0, 2, 3)),)
     if len(expected) > 1:
         state = np.einsum("bjhd,bjhm->bhdm", np.abs(K), np.concatenate([np.abs(v), np.ones(v.shape[:3] + (1,))], -1))
         if state0 is not None:
             state = state + np.abs(state0)
-        bounds += (4 * (T + 4) * EPS64 * state.max(axis=(0, 2, 3)),)
-    return bounds
+        magnitudes += (state.max(axis=(0, 2, 3)),)
+    return magnitudes
+
+
+def linear_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct causal forms (module docstring); the state per head."""
+    T, D = np.shape(args["q"])[1], np.shape(args["q"])[3]
+    factors = (4 * (T + D + 4) * EPS64, 4 * (T + 4) * EPS64)
+    return tuple(factor * magnitude for factor, magnitude in zip(factors, linear_magnitude(args, expected)))
 
 
 RULE = ("derived float64 bound: 4(T+D+4) eps (|num|_i + |out_i| |den|_i) / |den_i + eps|, |.| the sums of "
@@ -150,6 +164,8 @@ register_form(Form(
     statement="causal linear attention, the definition: S_t = S_{t-1} + phi(k_t) v_t^T, z_t = z_{t-1} + phi(k_t), "
               "out_t = phi(q_t)^T S_t / (phi(q_t) . z_t + eps)",
     plain=linear_plain,
+    magnitude=linear_magnitude,
+    magnitude_rule="each position's (|num|_i + |out_i| |den|_i) / |den_i + eps| (state: the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
 ))

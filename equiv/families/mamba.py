@@ -78,17 +78,21 @@ def _scan_magnitude(args: dict) -> tuple:
     if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
         out = 2 * out
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda) * (2 if is_complex else 1)
-    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state))
+    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state)), (1 + Lambda) * (2 if is_complex else 1)
 
 
 def scan_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
-    factor, out, state = _scan_magnitude(args)
+    factor, out, state, _ = _scan_magnitude(args)
     return (factor * out, factor * state)[:len(expected)]
 
 
 def scan_magnitude(args: dict, expected: tuple) -> tuple:
-    return _scan_magnitude(args)[1:][:len(expected)]
+    """The low-precision floor's scale: m_t (and the state's magnitude) times the condition
+    (1 + max sum_t |dt_t A|) of the decays, since a decay exp(sum dt A) computed from a rounded
+    exponent (a cumulative sum, as chunked kernels compute it) is off by u times that exponent."""
+    _, out, state, condition = _scan_magnitude(args)
+    return (condition * out, condition * state)[:len(expected)]
 
 
 SCAN_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the scan of magnitudes "
@@ -109,17 +113,20 @@ def _ssd_magnitude(args: dict) -> tuple:
     T, N = out.shape[1], args["B"].shape[-1]
     Lambda = logs.sum(axis=1).max(initial=0.0)
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda)
-    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state))
+    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state)), 1 + Lambda
 
 
 def ssd_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct SSD forms (module docstring); states per head."""
-    factor, out, state = _ssd_magnitude(args)
+    factor, out, state, _ = _ssd_magnitude(args)
     return (factor * out, factor * state)[:len(expected)]
 
 
 def ssd_magnitude(args: dict, expected: tuple) -> tuple:
-    return _ssd_magnitude(args)[1:][:len(expected)]
+    """The low-precision floor's scale: m_t (and the state's) times the decays' condition, as
+    ``scan_magnitude``."""
+    _, out, state, condition = _ssd_magnitude(args)
+    return (condition * out, condition * state)[:len(expected)]
 
 
 SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the SSD of magnitudes "
@@ -246,6 +253,8 @@ register_form(Form(
     statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
     plain=selective_scan_plain,
     magnitude=scan_magnitude,
+    magnitude_rule="each position's (1 + max sum_t |dt_t A|) m_t, m_t the scan run on magnitudes (x2 for complex A; "
+                   "states: the same times the magnitudes' state)",
     data_args=SCAN_DATA,
     outputs=("out", "state"),
 ))
@@ -289,6 +298,8 @@ register_form(Form(
     statement="Mamba-2's SSD, the definition: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t",
     plain=ssd_plain,
     magnitude=ssd_magnitude,
+    magnitude_rule="each position's (1 + max sum_t |dt_t A|) m_t, m_t the SSD run on magnitudes (state: the same "
+                   "times the magnitudes' state)",
     data_args=SSD_DATA,
     outputs=("out", "state"),
 ))

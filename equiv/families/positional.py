@@ -42,19 +42,33 @@ def rope_bound(args: dict, expected: tuple) -> tuple:
 ROPE_RULE = "derived float64 bound: 2u max|x| (6 theta_t + 6), theta_t = position_t / factor"
 
 
-def _rope_plain(fn):
-    """Baseline for a low-precision RoPE kernel: the float64 result correctly rounded to dtype
-    (no kernel can do better, so k times its error plus the floor is the budget)."""
+def _rope_plain(pairing: str):
+    """Baseline for a low-precision RoPE kernel: the definition evaluated in the dtype
+    (frequencies, angles, cos/sin and products each rounded), as such a kernel computes it."""
     def plain(args: dict, dtype) -> tuple:
-        rounded = {**args, "x": np.asarray(args["x"]).astype(dtype).astype(np.float64)}
-        return (fn(**rounded).astype(dtype),)
+        return (ref.rope_in_dtype(**args, dtype=dtype, pairing=pairing),)
     return plain
+
+
+def rope_magnitude(args: dict, expected: tuple) -> tuple:
+    """Per position t, max over the rotated pairs (a, b) of (|x_a| + |x_b|)(1 + |theta_ti|): a
+    rounded angle is off by about u |theta|, which moves the pair by that times its size."""
+    x = np.abs(np.asarray(args["x"], dtype=np.float64))
+    positions = np.arange(x.shape[1]) if args["positions"] is None else np.asarray(args["positions"])
+    theta = np.abs(ref.rope_angles(positions, x.shape[3], base=args["base"],
+                                   interpolation_factor=args["interpolation_factor"]))
+    theta = np.broadcast_to(theta.reshape((-1, x.shape[1], 1, x.shape[3] // 2)), x.shape[:3] + (x.shape[3] // 2,))
+    half = x.shape[3] // 2
+    pair_size = np.maximum(x[..., :half] + x[..., half:], x[..., 0::2] + x[..., 1::2])
+    return (((pair_size * (1 + theta)).max(axis=(0, 2, 3), initial=0.0)),)
 
 
 for pairing, fn in (("half", rope_half), ("interleaved", rope_interleaved)):
     register_form(Form(key=f"positional.rope.{pairing}", fn=fn, bound=rope_bound, rule=ROPE_RULE,
                        statement=f"rotary position embedding, {pairing} pairing",
-                       plain=_rope_plain(fn), data_args=("x",)))
+                       plain=_rope_plain(pairing), magnitude=rope_magnitude,
+                       magnitude_rule="each position's max over pairs of (|x_a| + |x_b|)(1 + |theta_ti|)",
+                       data_args=("x",)))
 
 
 register_form(Form(

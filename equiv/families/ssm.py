@@ -67,21 +67,31 @@ from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register
 from seqcheck.properties.ssm import (continuation_inputs, conv_inputs, discretize_inputs, order_inputs,
                                      rational_lti_inputs)
 from seqcheck.reference import ssm as ref
+from seqcheck.reference._checks import as_real, check_ndim
 from seqcheck.reference.ssm.s4 import _dense_bilinear
+from seqcheck.reference.ssm.s4d import _s4d_args
 
 U64 = np.finfo(np.float64).eps / 2
 
 
 # ------------------------------------------------------------------------------------------- LTI
 
+def _krylov_of_length_T(u, Abar, Bbar, C):
+    """u, checked, and the Krylov kernel of length T of the system (Abar, Bbar, C), which must be real."""
+    u = as_real("u", u)
+    check_ndim("u", u, 3, "(B, T, Dch)")
+    Abar, Bbar, C = (as_real(name, a, exact_ok=True) for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)))
+    return u, ref.lti_kernel(Abar, Bbar, C, u.shape[1])
+
+
 def lti_convolution(u, Abar, Bbar, C, D=None):
     """The LTI output as a direct causal convolution with the Krylov kernel of length T."""
-    return ref.causal_conv(u, ref.lti_kernel(Abar, Bbar, C, np.shape(u)[1]), D)
+    return ref.causal_conv(*_krylov_of_length_T(u, Abar, Bbar, C), D)
 
 
 def lti_fft(u, Abar, Bbar, C, D=None):
     """The LTI output as an FFT convolution with the Krylov kernel of length T (S4's FFTConv)."""
-    return ref.fft_conv(u, ref.lti_kernel(Abar, Bbar, C, np.shape(u)[1]), D)
+    return ref.fft_conv(*_krylov_of_length_T(u, Abar, Bbar, C), D)
 
 
 def _system(args: dict):
@@ -115,6 +125,22 @@ def lti_bound(args: dict, expected: tuple) -> tuple:
     T, N = M.shape[1], np.shape(args["C"])[1]
     t = np.arange(T)[None, :, None]
     return (_per_position(2 * U64 * ((T + (t + 2) * (N + 1)) * M + 2 * DU)),)
+
+
+def lti_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale per position: M_t + |D u_t|, the size of the terms y_t
+    sums, plus the rounding of an FFT convolution at any position, log2(n) ||u||_2 ||K||_2 / sqrt(n)
+    (n = 2T: Higham's normwise FFT bound, of order log2(n) u, spread evenly over the n outputs by
+    the inverse transform), since S4's FFTConv is a correct way to compute it."""
+    M, DU = lti_magnitudes(args)
+    u = np.asarray(args["u"], dtype=np.float64)
+    T = u.shape[1]
+    if T == 0:
+        return (np.zeros(0),)
+    K = ref.lti_kernel(*_system(args), T)  # (Dch, T)
+    n = 2 * T
+    spectral = np.log2(n) / np.sqrt(n) * np.linalg.norm(u, axis=1) * np.linalg.norm(K, axis=1)  # (B, Dch)
+    return (_per_position(M + DU) + spectral.max(initial=0.0),)
 
 
 LTI_RULE = "derived float64 bound: 2u ((T + (t+2)(N+1)) M_t + 2|D u_t|), M_t = |C| m_t of the absolute system"
@@ -211,6 +237,9 @@ register_form(Form(
     rule=LTI_RULE,
     statement="the LTI recurrence x_t = Abar x_{t-1} + Bbar u_t, y_t = C x_t + D u_t, the definition",
     plain=lti_plain,
+    magnitude=lti_magnitude,
+    magnitude_rule="each position's M_t + |D u_t| (M_t = |C| m_t of the absolute system) "
+                   "+ log2(n) ||u||_2 ||K||_2 / sqrt(n) (an FFT convolution's rounding, n = 2T)",
     data_args=LTI_DATA,
     outputs=("y",),
 ))
@@ -530,18 +559,14 @@ def s4d_krylov_kernel(log_dt, A, B, C, length, *, discretization="zoh"):
     system, each mode discretised elementwise as ``discretize`` does for a diagonal A:
     ZOH Abar = exp(dt A), Bbar = (exp(dt A) - 1) / A B; bilinear Abar = (1 + dt A/2) / (1 - dt A/2),
     Bbar = dt B / (1 - dt A/2). B=None means ones. Returns the real part, float64 (H, L)."""
-    dt = np.exp(np.asarray(log_dt, dtype=np.float64))[:, None]
-    A = np.asarray(A, dtype=np.complex128)
-    B = np.ones(A.shape, dtype=np.complex128) if B is None else np.asarray(B, dtype=np.complex128)
+    dt, A, B, C, length = _s4d_args(log_dt, A, B, C, length, discretization)  # s4d_kernel's checks
     dtA = dt * A
     if discretization == "zoh":
         Abar, Bbar = np.exp(dtA), np.expm1(dtA) / A * B
-    elif discretization == "bilinear":
-        Abar, Bbar = (1 + dtA / 2) / (1 - dtA / 2), dt * B / (1 - dtA / 2)
     else:
-        raise ValueError(f"discretization: expected 'zoh' or 'bilinear', got {discretization!r}")
+        Abar, Bbar = (1 + dtA / 2) / (1 - dtA / 2), dt * B / (1 - dtA / 2)
     Abar2 = np.einsum("hm,mn->hmn", _pairs(Abar), np.eye(2 * A.shape[1]))
-    return ref.lti_kernel(Abar2, _pairs(Bbar), _pairs(np.asarray(C, dtype=np.complex128)), length).real
+    return ref.lti_kernel(Abar2, _pairs(Bbar), _pairs(C), length).real
 
 
 def s4d_bound(args: dict, expected: tuple) -> tuple:

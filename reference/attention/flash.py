@@ -7,7 +7,7 @@ FlashAttention: Dao et al. 2022 (arXiv:2205.14135); FlashAttention-2: Dao 2023
 
 import numpy as np
 
-from .._checks import positive_int
+from .._checks import as_real, check_layout, check_shape, positive_int
 from .softmax import _FLOAT64, _finish, _mp_arith, _prepare, _scores, _softmax_core
 
 
@@ -23,7 +23,8 @@ def _flash_core(p, ar, block_q, block_k):
     batch, heads, seqlen_q, _ = p.q.shape
     seqlen_k, dv = p.v.shape[2], p.v.shape[3]
     zero, one = ar.cast(0.0)[()], ar.cast(1.0)[()]
-    outs, lses = [], []
+    outs = [np.zeros((batch, heads, 0, dv), dtype=ar.dtype)]  # so that Tq = 0 gives empty outputs
+    lses = [np.zeros((batch, heads, 0, 1), dtype=ar.dtype)]
     for q0 in range(0, seqlen_q, block_q):
         rows = slice(q0, min(q0 + block_q, seqlen_q))
         n = rows.stop - rows.start
@@ -95,12 +96,9 @@ def combine_partials(outputs, lses):
     A partial with lse_s = -inf (no visible key) contributes nothing, whatever its output
     holds; if every partial is -inf, out = 0 and lse = -inf.
     """
-    outs = np.asarray(outputs, dtype=np.float64)
-    lse_s = np.asarray(lses, dtype=np.float64)
-    if outs.ndim != 5 or outs.shape[0] < 1:
-        raise ValueError(f"outputs must have shape (S, B, Tq, H, Dv) with S >= 1; got {outs.shape}")
-    if lse_s.shape != outs.shape[:4]:
-        raise ValueError(f"lses must have shape (S, B, Tq, H)={outs.shape[:4]} to match outputs; got {lse_s.shape}")
+    outs, lse_s = as_real("outputs", outputs), as_real("lses", lses)
+    check_layout("outputs", outs, "(S, B, Tq, H, Dv)", ("B", "Tq"))
+    check_shape("lses", lse_s, outs.shape[:4], "(S, B, Tq, H)", match="outputs")
     empty = lse_s == -np.inf
     m = lse_s.max(axis=0)
     m = np.where(m == -np.inf, 0.0, m)

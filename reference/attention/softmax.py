@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .._checks import as_real, check_bool, finite_real, positive_int
+from .._checks import as_real, check_bool, check_layout, finite_real, float_dtype, int_in_range, positive_int
 from ..positional.alibi import _relative_distance
 
 
@@ -35,11 +35,6 @@ _FLOAT64 = _Arith(
     np.dtype(np.float64), lambda x: np.asarray(x, dtype=np.float64), _identity,
     np.exp, np.log, np.tanh, np.sqrt, -np.inf,
 )
-
-
-def _is_ml_float(dt):
-    # ml_dtypes' bfloat16 and float8 types have kind "V"
-    return dt.kind == "V" and dt.names is None and dt.name.startswith(("bfloat", "float"))
 
 
 def _rounding_arith(dtype):
@@ -115,9 +110,9 @@ def attention_mask(batch, Tq, Tk, *, causal=False, window=None, key_padding_mask
     of valid keys (right padding assumed); here it is always aligned to Tk and the padding
     mask only removes keys.
     """
-    b = positive_int("batch", batch)
-    tq = positive_int("Tq", Tq)
-    tk = positive_int("Tk", Tk)
+    b = int_in_range("batch", batch, 0)
+    tq = int_in_range("Tq", Tq, 0)
+    tk = int_in_range("Tk", Tk, 0)
     check_bool("causal", causal)
     left, right = _window(window)
     if causal:
@@ -153,13 +148,13 @@ class _Problem(NamedTuple):
 
 def _prepare(q, k, v, ar, *, scale, causal, window, key_padding_mask, alibi_slopes, softcap, return_lse):
     q, k, v = (as_real(name, x, exact_ok=True) for name, x in (("q", q), ("k", k), ("v", v)))
-    if q.ndim != 4 or 0 in q.shape:
-        raise ValueError(f"q must have shape (B, Tq, H, D) with every dimension >= 1; got shape {q.shape}")
-    batch, tq, heads, d = q.shape
-    if k.ndim != 4 or k.shape[0] != batch or k.shape[3] != d or 0 in k.shape:
+    batch, tq, heads, d = check_layout("q", q, "(B, Tq, H, D)", ("B", "Tq"))
+    check_layout("k", k, "(B, Tk, Hkv, D)", ("B", "Tk"))
+    if k.shape[0] != batch or k.shape[3] != d:
         raise ValueError(f"k must have shape (B, Tk, Hkv, D)=({batch}, Tk, Hkv, {d}) to match q; got {k.shape}")
     _, tk, kv_heads, _ = k.shape
-    if v.ndim != 4 or v.shape[:3] != k.shape[:3]:
+    check_layout("v", v, "(B, Tk, Hkv, Dv)", ("B", "Tk"))
+    if v.shape[:3] != k.shape[:3]:
         raise ValueError(
             f"v must have shape (B, Tk, Hkv, Dv)=({batch}, {tk}, {kv_heads}, Dv) to match k; got {v.shape}"
         )
@@ -183,7 +178,8 @@ def _prepare(q, k, v, ar, *, scale, causal, window, key_padding_mask, alibi_slop
         slopes = as_real("alibi_slopes", alibi_slopes, exact_ok=True)
         if slopes.shape not in ((heads,), (batch, heads)):
             raise ValueError(
-                f"alibi_slopes must have shape (H,)=({heads},) or (B, H)=({batch}, {heads}); got {slopes.shape}"
+                f"alibi_slopes must have shape (H,)=({heads},) or (B, H)=({batch}, {heads}) to match q; "
+                f"got {slopes.shape}"
             )
         distance = _relative_distance(tq, tk).astype(ar.dtype)
         bias = ar.round(-(ar.cast(slopes.reshape(-1, heads))[:, :, None, None] * distance))
@@ -213,7 +209,7 @@ def _softmax_core(p, ar):
     zero, one = ar.cast(0.0)[()], ar.cast(1.0)[()]
     visible = p.mask
     s = _scores(p, ar, slice(None), slice(None))
-    m = np.where(visible, s, ar.neg_inf).max(axis=-1, keepdims=True)
+    m = np.where(visible, s, ar.neg_inf).max(axis=-1, keepdims=True, initial=ar.neg_inf)  # Tk = 0: no key
     m = np.where(m == ar.neg_inf, zero, m)  # a fully masked row: any finite shift will do
     e = np.where(visible, ar.round(ar.exp(ar.round(np.where(visible, s - m, zero)))), zero)
     total = ar.round(e.sum(axis=-1, keepdims=True))
@@ -278,14 +274,7 @@ def attention_in_dtype(q, k, v, *, dtype, scale=None, causal=False, window=None,
     A fully masked row gives out = 0 and lse = -inf, or NaN in a dtype without infinities
     (float8_e4m3fn).
     """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be a floating dtype (numpy float16/32/64 or ml_dtypes); got {dtype!r}") from None
-    if not ((dt.kind == "f" and dt.itemsize <= 8) or _is_ml_float(dt)):
-        raise TypeError(
-            f"dtype must be a floating dtype of at most 64 bits (numpy float16/32/64 or ml_dtypes); got {dt}"
-        )
+    dt = float_dtype("dtype", dtype)
     ar = _rounding_arith(dt)
     with np.errstate(over="ignore", invalid="ignore"):
         p = _prepare(q, k, v, ar, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,

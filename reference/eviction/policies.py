@@ -30,7 +30,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from .._checks import check_choice, int_in_range
+from .._checks import as_int, check_choice, int_in_range
 
 # ----------------------------------------------------------------------------- checks
 
@@ -62,7 +62,9 @@ def topk_lowest_index(scores, k):
     scores the lower index ranks first, so it is the one kept (the tie rule of this module).
     """
     a = _scores("scores", scores)
-    k = int_in_range("k", k, 0, a.shape[-1])
+    n, k = a.shape[-1], as_int("k", k)
+    if not 0 <= k <= n:
+        raise ValueError(f"k must be an int in [0, {n}] to match scores (n={n} candidates on its last axis); got {k}")
     return np.sort(_rank(a)[..., :k], axis=-1)
 
 

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_real, check_bool, check_choice, finite_real, int_in_range
+from .._checks import as_real, check_bool, check_choice, check_layout, finite_real, int_in_range
 from ..positional import apply_rope, rope_angles
 from .policies import Policy
 
@@ -68,12 +68,12 @@ def _finite_array(name, x):
 
 def _inputs(q, k, v):
     q, k, v = (_finite_array(name, x) for name, x in (("q", q), ("k", k), ("v", v)))
-    if q.ndim != 4 or 0 in q.shape:
-        raise ValueError(f"q must have shape (B, T, H, D) with every dimension >= 1; got {q.shape}")
-    batch, length, heads, d = q.shape
-    if k.ndim != 4 or k.shape[:2] != (batch, length) or k.shape[3] != d or k.shape[2] == 0:
+    batch, length, heads, d = check_layout("q", q, "(B, T, H, D)")
+    check_layout("k", k, "(B, T, Hkv, D)")
+    if k.shape[:2] != (batch, length) or k.shape[3] != d:
         raise ValueError(f"k must have shape (B, T, Hkv, D)=({batch}, {length}, Hkv, {d}) to match q; got {k.shape}")
-    if v.ndim != 4 or v.shape[:3] != k.shape[:3] or v.shape[3] == 0:
+    check_layout("v", v, "(B, T, Hkv, Dv)")
+    if v.shape[:3] != k.shape[:3]:
         raise ValueError(f"v must have shape (B, T, Hkv, Dv)=({batch}, {length}, {k.shape[2]}, Dv) to match k; "
                          f"got {v.shape}")
     if heads % k.shape[2]:
@@ -186,6 +186,8 @@ def simulate_decoding(q, k, v, *, policy, budget, prefill_len=0, rope=None, rope
     rows = np.zeros((batch, length, heads, length)) if return_rows else None
     state = policy.init(batch, heads, length, prefill)
     cand = np.zeros((batch, groups, 0), dtype=np.int64)
+    if batch == 0:  # nothing to decode (and the selections' reshapes below need a batch)
+        return DecodeResult(outputs, kept, margins, rows, state)
 
     if prefill:
         probs, outputs[:, :prefill] = _prefill(q_abs[:, :prefill], k_abs[:, :prefill], v[:, :prefill],
@@ -221,8 +223,11 @@ def simulate_layers(q, k, v, **options):
     """``simulate_decoding`` for each layer: q (L, B, T, H, D), k and v (L, B, T, Hkv, .), or
     sequences of L per-layer arrays; layers are independent. Returns a list of L DecodeResults.
     """
-    if not all(isinstance(x, (list, tuple)) or np.ndim(x) == 5 for x in (q, k, v)):
-        raise ValueError("q, k and v must each have a leading layer axis (L, B, T, H, D) or be sequences of layers")
-    if not len(q) == len(k) == len(v):
-        raise ValueError(f"q, k and v must have the same number of layers; got {len(q)}, {len(k)}, {len(v)}")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not (isinstance(x, (list, tuple)) or np.ndim(x) == 5):
+            raise ValueError(f"{name} must have a leading layer axis (L, B, T, H, D) or be a sequence of layers; "
+                             f"got {type(x).__name__} of shape {np.shape(x) if isinstance(x, np.ndarray) else ()}")
+    for name, x in (("k", k), ("v", v)):
+        if len(x) != len(q):
+            raise ValueError(f"{name} must have the same number of layers as q, L={len(q)}, to match q; got {len(x)}")
     return [simulate_decoding(ql, kl, vl, **options) for ql, kl, vl in zip(q, k, v)]

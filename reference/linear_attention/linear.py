@@ -23,7 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .._checks import as_fractions, as_real, check_bool, check_ndim, check_shape, finite_real, positive_int
+from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, finite_real, positive_int
 
 
 def elu_feature_map(x):
@@ -50,31 +50,32 @@ def identity_feature_map(x):
 _FEATURE_MAPS = {"elu": elu_feature_map, "identity": identity_feature_map}
 
 
-def _prepare(q, k, v, feature_map, eps, initial_state, causal):
-    """(phi q, phi k, v, eps, S0, z0), all float64 or all Fraction."""
+def _prepare(q, k, v, feature_map, eps, initial_state, causal, names=("q", "k", "v", "initial_state")):
+    """(phi q, phi k, v, eps, S0, z0), all float64 or all Fraction; ``names``: the arguments' names."""
+    nq, nk, nv, state_name = names
     finite_real("eps", eps, ">= 0")
     phi = _FEATURE_MAPS.get(feature_map) if isinstance(feature_map, str) else feature_map
     if not callable(phi):
         raise ValueError(f"feature_map must be 'elu', 'identity' or a callable; got {feature_map!r}")
-    q, k, v = (as_real(n, a, exact_ok=True) for n, a in (("q", q), ("k", k), ("v", v)))
-    if q.ndim != 4 or q.shape[1] < 1:
-        raise ValueError(f"q must be (B, T, H, D) with T >= 1; got shape {q.shape}")
-    batch, T, H, D = q.shape
-    Tk = k.shape[1] if k.ndim == 4 and not causal else T  # non-causal: keys of any length
-    check_shape("k", k, (batch, Tk, H, D), "(B, T, H, D) like q" if causal else "(B, S, H, D)")
-    check_ndim("v", v, 4, "(B, T, H, M)")
-    check_shape("v", v, (batch, Tk, H, v.shape[3]), "(B, T, H, M) with T, B, H of k")
-    if Tk < 1:
-        raise ValueError(f"k must have at least one time step; got shape {k.shape}")
+    q, k, v = (as_real(n, a, exact_ok=True) for n, a in ((nq, q), (nk, k), (nv, v)))
+    batch, T, H, D = check_layout(nq, q, "(B, T, H, D)")
+    if causal:
+        check_shape(nk, k, q.shape, "(B, T, H, D)", match=nq)
+    else:  # non-causal: keys of any length S
+        check_layout(nk, k, "(B, S, H, D)", ("B", "S"))
+        check_shape(nk, k, (batch, k.shape[1], H, D), "(B, S, H, D)", match=nq)
+    layout = "(B, T, H, M)" if causal else "(B, S, H, M)"
+    check_layout(nv, v, layout, ("B", "T", "S"))
+    check_shape(nv, v, k.shape[:3] + v.shape[3:], layout, match=nk)
     if initial_state is None:
         state = (np.zeros((batch, H, D, v.shape[3])), np.zeros((batch, H, D)))
     elif isinstance(initial_state, (tuple, list)) and len(initial_state) == 2:
-        state = tuple(as_real(f"initial_state[{i}]", a, exact_ok=True) for i, a in enumerate(initial_state))
-        check_shape("initial_state[0] (S)", state[0], (batch, H, D, v.shape[3]), "(B, H, D, M)")
-        check_shape("initial_state[1] (z)", state[1], (batch, H, D), "(B, H, D)")
+        state = tuple(as_real(f"{state_name}[{i}]", a, exact_ok=True) for i, a in enumerate(initial_state))
+        check_shape(f"{state_name}[0] (S)", state[0], (batch, H, D, v.shape[3]), "(B, H, D, M)", match=f"{nq} and {nv}")
+        check_shape(f"{state_name}[1] (z)", state[1], (batch, H, D), "(B, H, D)", match=nq)
     else:
-        raise TypeError(f"initial_state must be a pair (S, z); got {type(initial_state).__name__}")
-    arrays = {"q": q, "k": k, "v": v, "initial_state[0]": state[0], "initial_state[1]": state[1]}
+        raise TypeError(f"{state_name} must be a pair (S, z); got {type(initial_state).__name__}")
+    arrays = {nq: q, nk: k, nv: v, f"{state_name}[0]": state[0], f"{state_name}[1]": state[1]}
     exact = any(a.dtype == object for a in (q, k, v))
     if exact:
         q, k, v, S0, z0 = (as_fractions(n, a) for n, a in arrays.items())
@@ -125,15 +126,19 @@ def linear_attention_recurrent(q, k, v, *, feature_map="elu", eps=1e-6, initial_
     RecurrentLinearAttention``. initial_state / the returned state is the pair (S, z).
     """
     check_bool("return_state", return_state)
-    Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
-    outs = []
+    out, state = _recurrent(*_prepare(q, k, v, feature_map, eps, initial_state, True))
+    return (out, state) if return_state else out
+
+
+def _recurrent(Q, K, v, eps, S, z):
+    """out (B, T, H, M) and the final (S, z) of the recurrence, from prepared arrays."""
+    outs = [v[:, :0]]  # T = 0: an empty output
     for t in range(Q.shape[1]):
         z = z + K[:, t]
         S = S + np.einsum("bhd,bhm->bhdm", K[:, t], v[:, t])
         outs.append(_normalise(np.einsum("bhd,bhdm->bhm", Q[:, t], S),
-                               np.einsum("bhd,bhd->bh", Q[:, t], z), eps))
-    out = np.stack(outs, axis=1)
-    return (out, (S, z)) if return_state else out
+                               np.einsum("bhd,bhd->bh", Q[:, t], z), eps)[:, None])
+    return np.concatenate(outs, axis=1), (S, z)
 
 
 def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6,
@@ -150,7 +155,7 @@ def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6
     check_bool("return_state", return_state)
     chunk_size = positive_int("chunk_size", chunk_size)
     Q, K, v, eps, S, z = _prepare(q, k, v, feature_map, eps, initial_state, True)
-    outs = []
+    outs = [v[:, :0]]  # T = 0: an empty output
     for start in range(0, Q.shape[1], chunk_size):
         Qc, Kc, Vc = (a[:, start:start + chunk_size] for a in (Q, K, v))
         A = np.einsum("bihd,bjhd->bhij", Qc, Kc)
@@ -169,11 +174,11 @@ def linear_attention_step(q_t, k_t, v_t, *, state, feature_map="elu", eps=1e-6):
 
     Returns (out_t (B, H, M), (S, z)); ``RecurrentLinearAttention.forward`` one call.
     """
-    for name, a in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
-        if np.ndim(a) != 3:
-            raise ValueError(f"{name} must be 3-D (B, H, .); got shape {np.shape(a)}")
-    out, state = linear_attention_recurrent(
-        np.asarray(q_t)[:, None], np.asarray(k_t)[:, None], np.asarray(v_t)[:, None],
-        feature_map=feature_map, eps=eps, initial_state=state, return_state=True,
-    )
+    q_t, k_t, v_t = (as_real(n, a, exact_ok=True) for n, a in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)))
+    check_layout("q_t", q_t, "(B, H, D)", ("B",))
+    check_shape("k_t", k_t, q_t.shape, "(B, H, D)", match="q_t")
+    check_layout("v_t", v_t, "(B, H, M)", ("B",))
+    check_shape("v_t", v_t, q_t.shape[:2] + v_t.shape[2:], "(B, H, M)", match="q_t")
+    out, state = _recurrent(*_prepare(q_t[:, None], k_t[:, None], v_t[:, None], feature_map, eps, state, True,
+                                      names=("q_t", "k_t", "v_t", "state")))
     return out[:, 0], state

@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import expit
 
-from .._checks import as_real, check_bool, check_ndim, check_shape, positive_int
+from .._checks import as_real, check_bool, check_layout, check_pair, check_rng, check_shape, positive_int
 from .ssd import segsum
 
 
@@ -41,6 +41,14 @@ def scan_combine(left, right):
     arrays or scalars of any numeric type (Fractions included); Blelloch 1990, "Prefix sums and
     their applications", as used by the Mamba paper's parallel scan.
     """
+    def numbers(name, pair):
+        return tuple(as_real(f"{name}[{i}]", x, complex_ok=True, exact_ok=True)
+                     for i, x in enumerate(check_pair(name, pair)))
+
+    return _combine(numbers("left", left), numbers("right", right))
+
+
+def _combine(left, right):
     (a1, b1), (a2, b2) = left, right
     return a1 * a2, a2 * b1 + b2
 
@@ -60,16 +68,15 @@ def associative_scan(a, b, *, tree="balanced", rng=None):
     """
     if tree not in ("balanced", "sequential", "random"):
         raise ValueError(f"tree must be 'balanced', 'sequential' or 'random'; got {tree!r}")
-    if tree == "random":
-        if not isinstance(rng, (np.random.Generator, int, np.integer)) or isinstance(rng, bool):
-            raise TypeError(f"rng must be a numpy.random.Generator or an int seed for tree='random'; "
-                            f"got {type(rng).__name__}")
-        rng = np.random.default_rng(rng)
+    if tree == "random" or rng is not None:
+        if tree == "random" and rng is None:
+            raise TypeError("rng must be a numpy.random.Generator or an int seed >= 0 for tree='random'; got None")
+        rng = check_rng("rng", rng)
     a = as_real("a", a, complex_ok=True, exact_ok=True)
     b = as_real("b", b, complex_ok=True, exact_ok=True)
-    if a.ndim < 2 or a.shape[1] < 1:
-        raise ValueError(f"a must be (B, T, ...) with T >= 1; got shape {a.shape}")
-    check_shape("b", b, a.shape, "like a")
+    if a.ndim < 2:
+        raise ValueError(f"a must have shape (B, T, ...); got shape {a.shape}")
+    check_shape("b", b, a.shape, "(B, T, ...)", match="a")
     split = {
         "balanced": lambda n: n // 2,
         "sequential": lambda n: n - 1,
@@ -78,11 +85,11 @@ def associative_scan(a, b, *, tree="balanced", rng=None):
 
     def scan(a, b):
         n = a.shape[1]
-        if n == 1:
+        if n <= 1:  # one step, or none (T = 0)
             return a, b
         m = split(n)
         (la, lb), (ra, rb) = scan(a[:, :m], b[:, :m]), scan(a[:, m:], b[:, m:])
-        ra, rb = scan_combine((la[:, -1:], lb[:, -1:]), (ra, rb))
+        ra, rb = _combine((la[:, -1:], lb[:, -1:]), (ra, rb))
         return np.concatenate([la, ra], axis=1), np.concatenate([lb, rb], axis=1)
 
     return scan(a, b)
@@ -95,51 +102,62 @@ class _Scan(NamedTuple):
     finish: Callable  # (states (B, T, D, N), return_state) -> out or (out, last state)
 
 
-def _per_channel(name, M, batch, T, dim, N, complex_ok):
-    """B or C as an array that broadcasts against (B, T, D, N)."""
+_SCAN_NAMES = {n: n for n in ("u", "delta", "B", "C", "z", "initial_state")}
+_STEP_NAMES = {"u": "u_t", "delta": "delta_t", "B": "B_t", "C": "C_t", "z": "z_t", "initial_state": "state"}
+
+
+def _per_channel(name, M, lead, dim, N, complex_ok, u_name):
+    """B or C as an array that broadcasts against lead + (D, N); lead = (B, T), or (B,) for a step."""
     M = np.asarray(M)
     if M.dtype.kind == "c" and not complex_ok:
         raise TypeError(f"{name} may be complex only with a complex A; got {M.dtype} with a real A")
     M = as_real(name, M, complex_ok=True)
-    if M.ndim == 2:
-        check_shape(name, M, (dim, N), "(D, N)")
+    symbols = "(B, T" if len(lead) == 2 else "(B"
+    layouts = {len(lead) + 1: f"{symbols}, N)", len(lead) + 2: f"{symbols}, G, N)"}
+    if len(lead) == 2:
+        layouts[2] = "(D, N)"
+    if M.ndim not in layouts:
+        raise ValueError(f"{name} must have shape {' or '.join(layouts[n] for n in sorted(layouts))}; "
+                         f"got shape {M.shape}")
+    match = f"{u_name} and A"
+    if M.ndim == 2 and len(lead) == 2:
+        check_shape(name, M, (dim, N), "(D, N)", match=match)
         return M
-    if M.ndim == 3:
-        check_shape(name, M, (batch, T, N), "(B, T, N)")
-        return M[:, :, None, :]
-    if M.ndim == 4:
-        check_shape(name, M, (batch, T, M.shape[2], N), "(B, T, G, N)")
-        G = M.shape[2]
-        if G < 1 or dim % G:
-            raise ValueError(f"{name} has G={G} groups, which must divide the D={dim} channels of u")
-        return np.repeat(M, dim // G, axis=2)
-    raise ValueError(f"{name} must be (D, N), (B, T, N) or (B, T, G, N); got shape {M.shape}")
+    if M.ndim == len(lead) + 1:
+        check_shape(name, M, lead + (N,), layouts[M.ndim], match=match)
+        return M[..., None, :]
+    G = M.shape[-2]
+    check_shape(name, M, lead + (G, N), layouts[M.ndim], match=match)
+    if G < 1 or dim % G:
+        raise ValueError(f"{name} has G={G} groups, which must divide the D={dim} channels of {u_name}")
+    return np.repeat(M, dim // G, axis=-2)
 
 
-def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
-    u = as_real("u", u)
-    check_ndim("u", u, 3, "(B, T, D)")
-    batch, T, dim = u.shape
-    if T < 1:
-        raise ValueError(f"u must have at least one time step; got shape {u.shape}")
-    delta = as_real("delta", delta)
-    check_shape("delta", delta, u.shape, "(B, T, D) like u")
+def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, step=False):
+    """The scan's terms, time-major (B, T, D, N); ``step``: the arguments of one step, without T."""
+    n = _STEP_NAMES if step else _SCAN_NAMES
+    layout = "(B, D)" if step else "(B, T, D)"
+    u = as_real(n["u"], u)
+    lead, dim = check_layout(n["u"], u, layout)[:-1], u.shape[-1]
+    batch = lead[0]
+    delta = as_real(n["delta"], delta)
+    check_shape(n["delta"], delta, u.shape, layout, match=n["u"])
     A = as_real("A", A, complex_ok=True)
-    check_ndim("A", A, 2, "(D, N)")
-    check_shape("A", A, (dim, A.shape[1]), "(D, N)")
+    check_layout("A", A, "(D, N)")
+    check_shape("A", A, (dim, A.shape[1]), "(D, N)", match=n["u"])
     N = A.shape[1]
     is_complex = A.dtype.kind == "c"
-    B = _per_channel("B", B, batch, T, dim, N, is_complex)
-    C = _per_channel("C", C, batch, T, dim, N, is_complex)
+    B = _per_channel(n["B"], B, lead, dim, N, is_complex, n["u"])
+    C = _per_channel(n["C"], C, lead, dim, N, is_complex, n["u"])
     if D is not None:
         D = as_real("D", D)
-        check_shape("D", D, (dim,), "(D,)")
+        check_shape("D", D, (dim,), "(D,)", match=n["u"])
     if z is not None:
-        z = as_real("z", z)
-        check_shape("z", z, u.shape, "(B, T, D) like u")
+        z = as_real(n["z"], z)
+        check_shape(n["z"], z, u.shape, layout, match=n["u"])
     if delta_bias is not None:
         delta_bias = as_real("delta_bias", delta_bias)
-        check_shape("delta_bias", delta_bias, (dim,), "(D,)")
+        check_shape("delta_bias", delta_bias, (dim,), "(D,)", match=n["u"])
         delta = delta + delta_bias
     check_bool("delta_softplus", delta_softplus)
     if delta_softplus:
@@ -147,8 +165,11 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     if initial_state is None:
         initial_state = np.zeros((batch, dim, N), dtype=A.dtype)
     else:
-        initial_state = as_real("initial_state", initial_state, complex_ok=is_complex)
-        check_shape("initial_state", initial_state, (batch, dim, N), "(B, D, N)")
+        initial_state = as_real(n["initial_state"], initial_state, complex_ok=is_complex)
+        check_shape(n["initial_state"], initial_state, (batch, dim, N), "(B, D, N)", match=f"{n['u']} and A")
+    if step:  # one time step: T = 1
+        u, delta, B, C = u[:, None], delta[:, None], B[:, None], C[:, None]
+        z = None if z is None else z[:, None]
 
     def finish(states, return_state):
         y = np.sum(states * C, axis=-1)
@@ -157,11 +178,23 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
         out = y if D is None else y + u * D
         if z is not None:
             out = out * (z * expit(z))
-        return (out, states[:, -1]) if return_state else out
+        if not return_state:
+            return out
+        return out, (states[:, -1] if states.shape[1] else initial_state)  # T = 0: the initial state
 
     dtA = delta[..., None] * A
     dBu = (delta * u)[..., None] * B
     return _Scan(dtA, dBu, initial_state, finish)
+
+
+def _recurrent(s, return_state):
+    dA = np.exp(s.dtA)
+    x = s.h0
+    states = np.empty(s.dBu.shape, dtype=np.result_type(dA, s.dBu, x))
+    for t in range(dA.shape[1]):
+        x = dA[:, t] * x + s.dBu[:, t]
+        states[:, t] = x
+    return s.finish(states, return_state)
 
 
 def selective_scan_recurrent(u, delta, A, B, C, D=None, z=None, *, delta_bias=None,
@@ -174,13 +207,7 @@ def selective_scan_recurrent(u, delta, A, B, C, D=None, z=None, *, delta_bias=No
     with a complex A, like selective_scan_ref's ``last_state``).
     """
     check_bool("return_state", return_state)
-    s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
-    dA = np.exp(s.dtA)
-    x, states = s.h0, []
-    for t in range(dA.shape[1]):
-        x = dA[:, t] * x + s.dBu[:, t]
-        states.append(x)
-    return s.finish(np.stack(states, axis=1), return_state)
+    return _recurrent(_prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state), return_state)
 
 
 def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, *, delta_bias=None,
@@ -197,7 +224,7 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, *, delta_bias=Non
     check_bool("return_state", return_state)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     dA = np.exp(s.dtA)
-    a = np.concatenate([np.ones_like(dA[:, :1]), dA], axis=1)  # step -1 carries the initial state
+    a = np.concatenate([np.ones((dA.shape[0], 1) + dA.shape[2:], dA.dtype), dA], axis=1)  # step -1: the initial state
     b = np.concatenate([s.h0[:, None], s.dBu], axis=1)
     _, states = associative_scan(a, b, tree=tree, rng=rng)
     return s.finish(states[:, 1:], return_state)
@@ -218,7 +245,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, del
     check_bool("return_state", return_state)
     size = positive_int("chunk_size", chunk_size)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
-    x, states = s.h0, []
+    x, states = s.h0, [np.zeros(s.dBu[:, :0].shape)]  # T = 0: no state
     for start in range(0, s.dtA.shape[1], size):
         dtA, dBu = s.dtA[:, start:start + size], s.dBu[:, start:start + size]
         logs = np.concatenate([np.zeros_like(dtA[:, :1]), dtA], axis=1)
@@ -241,17 +268,6 @@ def selective_scan_step(u_t, delta_t, A, B_t, C_t, D=None, z_t=None, *, state, d
     new state). Matches ``state-spaces/mamba: mamba_ssm/ops/triton/selective_state_update.py
     selective_state_update_ref`` up to layout (ours has no head axis).
     """
-    for name, a, ndims in (("u_t", u_t, (2,)), ("delta_t", delta_t, (2,)), ("B_t", B_t, (2, 3)),
-                           ("C_t", C_t, (2, 3)), ("z_t", z_t, (2,))):
-        if a is not None and np.ndim(a) not in ndims:
-            layouts = {2: "(B, D)", 3: "(B, N) or (B, G, N)"}[max(ndims)]
-            raise ValueError(f"{name} must be {layouts}; got shape {np.shape(a)}")
-    def one_step(a):  # insert the time axis, T = 1
-        return None if a is None else np.asarray(a)[:, None]
-
-    y, state = selective_scan_recurrent(
-        one_step(u_t), one_step(delta_t), A, one_step(B_t), one_step(C_t), D, one_step(z_t),
-        delta_bias=delta_bias,
-        delta_softplus=delta_softplus, initial_state=state, return_state=True,
-    )
+    s = _prepare(u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_softplus, state, step=True)
+    y, state = _recurrent(s, True)
     return y[:, 0], state

@@ -25,7 +25,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import expit
 
-from .._checks import as_fractions, as_real, check_bool, check_ndim, check_shape, finite_real, positive_int
+from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, finite_real, positive_int
 
 # ----------------------------------------------------------------------------- checks
 
@@ -51,14 +51,22 @@ def segsum(x):
     masked entries are -inf before any exp, so large |A dt| underflows to 0 instead of
     overflowing (the failure of ``segsum_unstable``, mamba issues #352 and #558).
     """
-    x = np.asarray(x)
+    x = _segment_input("x", x, exact_ok=False)
     n = x.shape[-1]
-    out = np.full(x.shape[:-1] + (n, n), -np.inf, dtype=np.result_type(x.dtype, np.float64))
-    out[..., 0, 0] = 0
-    for i in range(1, n):  # row i = row i-1 + x_i: each column a running sum, one row at a time
-        out[..., i, :i] = out[..., i - 1, :i] + x[..., i, None]
+    out = np.full(x.shape[:-1] + (n, n), -np.inf, dtype=x.dtype)
+    for i in range(n):  # row i = row i-1 + x_i: each column a running sum, one row at a time
+        if i:
+            out[..., i, :i] = out[..., i - 1, :i] + x[..., i, None]
         out[..., i, i] = 0
     return out
+
+
+def _segment_input(name, x, exact_ok):
+    """x (..., T) as float64 or complex128 (or, with exact_ok, an object array as it is)."""
+    x = as_real(name, x, complex_ok=True, exact_ok=exact_ok)
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have shape (..., T), at least one axis; got shape {x.shape}")
+    return x
 
 
 def segprod(a):
@@ -69,7 +77,7 @@ def segprod(a):
     ``segsum`` with (+, 0, -inf) replaced by (*, 1, 0), so no division and no log: exact on
     Fraction object arrays, and ``segprod(exp(x)) == exp(segsum(x))`` up to rounding.
     """
-    a = np.asarray(a)
+    a = _segment_input("a", a, exact_ok=True)
     n = a.shape[-1]
     factors = np.where(np.tril(np.ones((n, n), bool), -1), a[..., :, None], 1)
     return np.where(np.tril(np.ones((n, n), bool)), np.cumprod(factors, axis=-2), 0)
@@ -96,32 +104,29 @@ class _SSD(NamedTuple):
 def _prepare(x, dt, A, B, C, decay, initial_state):
     exact_ok = decay is not None
     x = as_real("x", x, exact_ok=exact_ok)
-    check_ndim("x", x, 4, "(B, T, H, P)")
-    batch, T, H, P = x.shape
-    if T < 1:
-        raise ValueError(f"x must have at least one time step; got shape {x.shape}")
+    batch, T, H, P = check_layout("x", x, "(B, T, H, P)")
     dt = as_real("dt", dt, exact_ok=exact_ok)
-    check_shape("dt", dt, (batch, T, H), "(B, T, H)")
+    check_shape("dt", dt, (batch, T, H), "(B, T, H)", match="x")
     Bm = as_real("B", B, exact_ok=exact_ok)
-    check_ndim("B", Bm, 4, "(B, T, G, N)")
-    G, N = Bm.shape[2:]
-    check_shape("B", Bm, (batch, T, G, N), "(B, T, G, N)")
-    if G < 1 or H % G:
+    G, N = check_layout("B", Bm, "(B, T, G, N)")[2:]
+    check_shape("B", Bm, (batch, T, G, N), "(B, T, G, N)", match="x")
+    if H % G:
         raise ValueError(f"B has G={G} groups, which must divide the H={H} heads of x")
     Cm = as_real("C", C, exact_ok=exact_ok)
-    check_shape("C", Cm, (batch, T, G, N), "(B, T, G, N) like B")
-    if (A is None) == (decay is None):
-        raise ValueError("give exactly one of A (H,) and decay (B, T, H); got "
-                         + ("both" if decay is not None else "neither"))
+    check_shape("C", Cm, (batch, T, G, N), "(B, T, G, N)", match="B")
+    if A is None and decay is None:
+        raise ValueError("A or decay must be given: give exactly one of A (H,) and decay (B, T, H); got neither")
+    if A is not None and decay is not None:
+        raise ValueError("A and decay are exclusive: give exactly one of A (H,) and decay (B, T, H); got both")
     if decay is None:
         A = as_real("A", A)
-        check_shape("A", A, (H,), "(H,)")
+        check_shape("A", A, (H,), "(H,)", match="x")
     else:
         decay = as_real("decay", decay, exact_ok=True)
-        check_shape("decay", decay, (batch, T, H), "(B, T, H)")
+        check_shape("decay", decay, (batch, T, H), "(B, T, H)", match="x")
     if initial_state is not None:
         initial_state = as_real("initial_state", initial_state, exact_ok=exact_ok)
-        check_shape("initial_state", initial_state, (batch, H, P, N), "(B, H, P, N)")
+        check_shape("initial_state", initial_state, (batch, H, P, N), "(B, H, P, N)", match="x and B")
     arrays = _exact_if_any_object(x=x, dt=dt, B=Bm, C=Cm, decay=decay, initial_state=initial_state)
     x, dt, Bm, Cm, decay, h0 = arrays.values()
     if h0 is None:
@@ -150,11 +155,11 @@ def ssd_recurrent(x, dt, A, B, C, *, decay=None, initial_state=None, return_stat
     check_bool("return_state", return_state)
     s = _prepare(x, dt, A, B, C, decay, initial_state)
     a = s.decay.linear(s.decay.v)
-    h, ys = s.h0, []
+    h, ys = s.h0, [s.xdt[:, :0]]  # T = 0: an empty output
     for t in range(s.xdt.shape[1]):
         h = a[:, t, :, None, None] * h + s.xdt[:, t, :, :, None] * s.B[:, t, :, None, :]
-        ys.append(np.einsum("bhpn,bhn->bhp", h, s.C[:, t]))
-    y = np.stack(ys, axis=1)
+        ys.append(np.einsum("bhpn,bhn->bhp", h, s.C[:, t])[:, None])
+    y = np.concatenate(ys, axis=1)
     return (y, h) if return_state else y
 
 
@@ -251,20 +256,20 @@ def rms_norm_gated(x, z, weight, *, eps=1e-6, group_size=None, norm_before_gate=
     check_bool("norm_before_gate", norm_before_gate)
     eps = finite_real("eps", eps, ">= 0")
     x = as_real("x", x)
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (..., F); got shape {x.shape}")
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x must have shape (..., F) with F >= 1; got shape {x.shape}")
     F = x.shape[-1]
     weight = as_real("weight", weight)
-    check_shape("weight", weight, (F,), "(F,)")
+    check_shape("weight", weight, (F,), "(F,)", match="x")
     if bias is not None:
         bias = as_real("bias", bias)
-        check_shape("bias", bias, (F,), "(F,)")
+        check_shape("bias", bias, (F,), "(F,)", match="x")
     g = F if group_size is None else positive_int("group_size", group_size)
     if F % g:
         raise ValueError(f"group_size must divide the last axis F={F} of x; got {g}")
     if z is not None:
         z = as_real("z", z)
-        check_shape("z", z, x.shape, "like x")
+        check_shape("z", z, x.shape, "(..., F)", match="x")
         gate = z * expit(z)
         if not norm_before_gate:
             x = x * gate

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .._checks import as_real, positive_int
+from .._checks import as_real, check_layout, int_in_range, positive_int
 
 
 def alibi_slopes(num_heads):
@@ -49,8 +49,7 @@ def alibi_bias(slopes, Tq, Tk):
     ``slopes[h] * (i + Tk - Tq)``.
     """
     s = as_real("slopes", slopes)
-    if s.ndim != 1:
-        raise ValueError(f"slopes must have shape (H,); got shape {s.shape}")
-    tq = positive_int("Tq", Tq)
-    tk = positive_int("Tk", Tk)
+    check_layout("slopes", s, "(H,)")
+    tq = int_in_range("Tq", Tq, 0)
+    tk = int_in_range("Tk", Tk, 0)
     return -s[:, None, None] * _relative_distance(tq, tk)

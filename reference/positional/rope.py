@@ -16,7 +16,7 @@ Two pairings of the D channels are in use, with the same angles:
 
 import numpy as np
 
-from .._checks import as_real, check_choice, even_positive_int, finite_real
+from .._checks import as_real, check_choice, check_layout, even_positive_int, finite_real, float_dtype
 
 _PAIRINGS = ("half", "interleaved")
 
@@ -44,22 +44,28 @@ def _pair_indices(dim, pairing):
     return 2 * half, 2 * half + 1
 
 
+def _rope_args(x, positions):
+    """x (B, T, H, D) as float64 with H >= 1 and D even, and positions as float64 (T,) or (B, T)."""
+    a = as_real("x", x)
+    batch, seqlen, _, d = check_layout("x", a, "(B, T, H, D)")
+    if d < 2 or d % 2:
+        raise ValueError(f"x's last dimension D must be even and >= 2; got D={d}")
+    pos = np.arange(seqlen, dtype=np.float64) if positions is None else as_real("positions", positions)
+    if pos.shape not in ((seqlen,), (batch, seqlen)):
+        raise ValueError(f"positions must have shape (T,)=({seqlen},) or (B, T)=({batch}, {seqlen}) to match x; "
+                         f"got {pos.shape}")
+    return a, pos
+
+
 def apply_rope(x, positions=None, *, base=10000.0, interpolation_factor=1.0, pairing="half"):
     """Rotate x (B, T, H, D) by RoPE; returns float64 (B, T, H, D).
 
     ``positions``: None (= arange(T)), (T,) or (B, T). The equation and the two pairings are
     in the module docstring. ``apply_rope(x)[b, t, h] == rope_matrix(positions[t], D) @ x[b, t, h]``.
     """
-    a = as_real("x", x)
-    if a.ndim != 4:
-        raise ValueError(f"x must have shape (B, T, H, D); got shape {a.shape}")
-    batch, seqlen, _, d = a.shape
-    if d < 2 or d % 2:
-        raise ValueError(f"x's last dimension D must be even and >= 2; got D={d}")
+    a, pos = _rope_args(x, positions)
+    d = a.shape[3]
     check_choice("pairing", pairing, _PAIRINGS)
-    pos = np.arange(seqlen) if positions is None else as_real("positions", positions)
-    if pos.shape not in ((seqlen,), (batch, seqlen)):
-        raise ValueError(f"positions must have shape (T,)=({seqlen},) or (B, T)=({batch}, {seqlen}); got {pos.shape}")
     theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)[..., None, :]
     cos, sin = np.cos(theta), np.sin(theta)
     first, second = _pair_indices(d, pairing)
@@ -81,6 +87,8 @@ def rope_matrix(position, dim, *, base=10000.0, interpolation_factor=1.0, pairin
     pos = as_real("position", position)
     if pos.ndim != 0:
         raise ValueError(f"position must be a scalar; got shape {pos.shape}")
+    if not np.isfinite(pos):
+        raise ValueError(f"position must be a finite number; got {position!r}")
     theta = rope_angles(pos, d, base=base, interpolation_factor=interpolation_factor)
     first, second = _pair_indices(d, pairing)
     r = np.zeros((d, d))
@@ -102,3 +110,35 @@ def rope_permutation(dim):
     """
     d = even_positive_int("dim", dim)
     return np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+
+
+def rope_in_dtype(x, positions=None, *, dtype, base=10000.0, interpolation_factor=1.0, pairing="half"):
+    """``apply_rope``'s definition evaluated in a low precision ``dtype``; returns that dtype.
+
+    The baseline a low-precision RoPE kernel is judged against (DESIGN.md, "Tolerance"). Every
+    step of the definition is rounded to ``dtype``, as a kernel computing in it does (Hugging
+    Face's ``LlamaRotaryEmbedding`` in float32, say): the frequencies ``base ** (-2i / D)``,
+    the scaled positions, the angles ``pos * inv_freq``, their cos and sin, each product and
+    the sum of each rotated pair. An angle then carries an error of about u * |angle|, which
+    grows with the position: that is the dtype's own accuracy, not a kernel's fault.
+    ``dtype``: numpy float16/float32/float64 or an ml_dtypes float (bfloat16, float8_*).
+    """
+    out_dtype = float_dtype("dtype", dtype)
+    a, pos = _rope_args(x, positions)
+    d = a.shape[3]
+    check_choice("pairing", pairing, _PAIRINGS)
+    base = finite_real("base", base, "> 0")
+    factor = finite_real("interpolation_factor", interpolation_factor, "> 0")
+
+    def rnd(value):
+        return np.asarray(value, dtype=np.float64).astype(out_dtype).astype(np.float64)
+
+    inv_freq = rnd(rnd(base) ** rnd(-np.arange(0, d, 2) / d))
+    theta = rnd(rnd(rnd(pos) / rnd(factor))[..., None] * inv_freq)[..., None, :]
+    cos, sin = rnd(np.cos(theta)), rnd(np.sin(theta))
+    first, second = _pair_indices(d, pairing)
+    xa, xb = rnd(a[..., first]), rnd(a[..., second])
+    out = np.empty_like(a)
+    out[..., first] = rnd(rnd(xa * cos) - rnd(xb * sin))
+    out[..., second] = rnd(rnd(xa * sin) + rnd(xb * cos))
+    return out.astype(out_dtype)

@@ -16,7 +16,7 @@ of fractions.Fraction (then every input must be rational, and so is every output
 
 import numpy as np
 
-from .._checks import as_fractions, as_real, check_bool, check_shape, positive_int
+from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, int_in_range
 
 
 def _array(name, x, *, complex_ok=False, exact_ok=False):
@@ -30,28 +30,26 @@ def _system(Abar, Bbar, C):
     Fractions if given as an object array)."""
     Abar, Bbar, C = (_array(name, a, complex_ok=True, exact_ok=True)
                      for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)))
-    if C.ndim != 2 or 0 in C.shape:
-        raise ValueError(f"C must have shape (Dch, N) with Dch, N >= 1; got shape {C.shape}")
-    channels, n = C.shape
-    check_shape("Bbar", Bbar, (channels, n), "(Dch, N)")
+    channels, n = check_layout("C", C, "(Dch, N)")
+    check_shape("Bbar", Bbar, (channels, n), "(Dch, N)", match="C")
     if Abar.shape == (n, n):
         Abar = np.broadcast_to(Abar, (channels, n, n))
-    check_shape("Abar", Abar, (channels, n, n), "(N, N) or (Dch, N, N)")
+    check_shape("Abar", Abar, (channels, n, n), "(N, N) or (Dch, N, N)", match="C")
     return Abar, Bbar, C
 
 
-def _signal(u, channels, exact_ok=False):
+def _signal(u, channels, source, exact_ok=False):
     u = _array("u", u, exact_ok=exact_ok)
-    if u.ndim != 3 or u.shape[2] != channels or 0 in u.shape:
-        raise ValueError(f"u must have shape (B, T, Dch)=(B, T, {channels}) with B, T >= 1; got shape {u.shape}")
+    if u.ndim != 3 or u.shape[2] != channels:
+        raise ValueError(f"u must have shape (B, T, Dch)=(B, T, {channels}) to match {source}; got shape {u.shape}")
     return u
 
 
-def _skip(D, channels, exact_ok=False):
+def _skip(D, channels, source, exact_ok=False):
     if D is None:
         return np.zeros(channels, dtype=object if exact_ok else np.float64)
     D = _array("D", D, exact_ok=exact_ok)
-    check_shape("D", D, (channels,), "(Dch,)")
+    check_shape("D", D, (channels,), "(Dch,)", match=source)
     return D
 
 
@@ -67,19 +65,20 @@ def lti_recurrent(u, Abar, Bbar, C, D=None, *, initial_state=None, return_state=
     """
     return_state = check_bool("return_state", return_state)
     Abar, Bbar, C = _system(Abar, Bbar, C)
-    if np.iscomplexobj(Abar) or np.iscomplexobj(Bbar) or np.iscomplexobj(C):
-        raise TypeError("lti_recurrent takes a real system: Abar, Bbar and C must hold real numbers; got complex")
+    for name, a in (("Abar", Abar), ("Bbar", Bbar), ("C", C)):
+        if np.iscomplexobj(a):
+            raise TypeError(f"{name} must hold real numbers (lti_recurrent takes a real system); got {a.dtype}")
     channels, n = C.shape
-    u = _signal(u, channels, exact_ok=True)
+    u = _signal(u, channels, "C", exact_ok=True)
     exact = object in (Abar.dtype, Bbar.dtype, C.dtype, u.dtype)
-    D = _skip(D, channels, exact_ok=True)
+    D = _skip(D, channels, "C", exact_ok=True)
     batch, length, _ = u.shape
     dtype = object if exact else np.float64
     if initial_state is None:
         x = np.zeros((batch, channels, n), dtype=dtype)
     else:
         x = _array("initial_state", initial_state, exact_ok=True)
-        check_shape("initial_state", x, (batch, channels, n), "(B, Dch, N)")
+        check_shape("initial_state", x, (batch, channels, n), "(B, Dch, N)", match="u and C")
 
     y = np.empty((batch, length, channels), dtype=dtype)
     for t in range(length):
@@ -98,7 +97,7 @@ def lti_kernel(Abar, Bbar, C, length):
     SSMKernelDPLR._check``.
     """
     Abar, Bbar, C = _system(Abar, Bbar, C)
-    length = positive_int("length", length)
+    length = int_in_range("length", length, 0)
     K = np.empty((C.shape[0], length), dtype=np.result_type(Abar, Bbar, C))
     v = Bbar
     for l in range(length):
@@ -109,15 +108,14 @@ def lti_kernel(Abar, Bbar, C, length):
 
 def _conv_args(u, K, D):
     K = as_real("K", K)
-    if K.ndim != 2 or 0 in K.shape:
-        raise ValueError(f"K must have shape (Dch, L) with Dch, L >= 1; got shape {K.shape}")
-    return _signal(u, K.shape[0]), K, _skip(D, K.shape[0])
+    check_layout("K", K, "(Dch, L)", ("L",))
+    return _signal(u, K.shape[0], "K"), K, _skip(D, K.shape[0], "K")
 
 
 def causal_conv(u, K, D=None):
     """Direct causal convolution y_t = sum_{l=0}^{min(t, L-1)} K_l u_{t-l} + D u_t, shape (B, T, Dch).
 
-    u (B, T, Dch) real, K (Dch, L) real with any L >= 1 (taps at l >= T never reach an output),
+    u (B, T, Dch) real, K (Dch, L) real with any L >= 0 (taps at l >= T never reach an output),
     D (Dch,) or None. Evaluated literally as a sum over lags with u_{t-l} = 0 for t < l.
     """
     u, K, D = _conv_args(u, K, D)
@@ -138,6 +136,6 @@ def fft_conv(u, K, D=None):
     """
     u, K, D = _conv_args(u, K, D)
     length = u.shape[1]
-    n = length + K.shape[1]
+    n = max(length + K.shape[1], 1)  # T = L = 0: one (zero) point
     spectrum = np.fft.rfft(u, n=n, axis=1) * np.fft.rfft(K, n=n, axis=1).T[None]
     return np.fft.irfft(spectrum, n=n, axis=1)[:, :length] + D * u

@@ -15,7 +15,7 @@ Parameters Lambda, P, Q, B and log_dt must be finite (ValueError); NaN in C prop
 
 import numpy as np
 
-from .._checks import as_complex, check_shape, positive_int
+from .._checks import as_complex, check_shape, int_in_range
 from .lti import lti_kernel
 from .s4d import _channels
 
@@ -24,11 +24,11 @@ def _dplr_args(Lambda, P, Q, B, C, log_dt, length):
     log_dt, Lambda = _channels(log_dt, "Lambda", Lambda)
     P, Q, B, C = (as_complex(name, x) for name, x in zip("PQBC", (P, Q, B, C)))
     for name, x in zip("PQBC", (P, Q, B, C)):
-        check_shape(name, x, Lambda.shape, "(H, n)")
+        check_shape(name, x, Lambda.shape, "(H, n)", match="Lambda")
     for name, x in (("Lambda", Lambda), ("P", P), ("Q", Q), ("B", B), ("log_dt", log_dt)):
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name} must be finite; got NaN or Inf entries")
-    return Lambda, P, Q, B, C, np.exp(log_dt), positive_int("length", length)
+    return Lambda, P, Q, B, C, np.exp(log_dt), int_in_range("length", length, 0)
 
 
 def _pairs(x):
@@ -95,6 +95,8 @@ def s4_dplr_kernel(Lambda, P, Q, B, C, log_dt, length):
     """
     Lambda, P, Q, B, C, dt, length = _dplr_args(Lambda, P, Q, B, C, log_dt, length)
     Abar, _ = _dense_bilinear(Lambda, P, Q, B, dt)
+    if length == 0:  # no roots of unity to evaluate at
+        return np.zeros((Lambda.shape[0], 0))
     eye = np.eye(Abar.shape[-1])
 
     # 1. truncation of the generating function to L terms

@@ -4,7 +4,8 @@ Initialization of Diagonal State Space Models", arXiv:2206.11893).
 
 import numpy as np
 
-from .._checks import as_complex, as_real, check_bool, check_choice, check_shape, even_positive_int, positive_int
+from .._checks import (as_complex, as_real, check_bool, check_choice, check_layout, check_shape, even_positive_int,
+                       int_in_range, positive_int)
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -12,13 +13,28 @@ DISCRETIZATIONS = ("zoh", "bilinear")
 def _channels(log_dt, name, modes):
     """log_dt (H,) as float64 and the (H, n) array ``modes`` as complex128, with H, n >= 1."""
     log_dt = as_real("log_dt", log_dt)
-    if log_dt.ndim != 1 or log_dt.shape[0] == 0:
-        raise ValueError(f"log_dt must have shape (H,) with H >= 1; got shape {log_dt.shape}")
+    check_layout("log_dt", log_dt, "(H,)")
     modes = as_complex(name, modes)
-    if modes.ndim != 2 or modes.shape[0] != log_dt.shape[0] or modes.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (H, n)=({log_dt.shape[0]}, n) with n >= 1 to match log_dt; "
-                         f"got shape {modes.shape}")
+    check_layout(name, modes, "(H, n)")
+    check_shape(name, modes, (log_dt.shape[0], modes.shape[1]), "(H, n)", match="log_dt")
     return log_dt, modes
+
+
+def _s4d_args(log_dt, A, B, C, length, discretization):
+    """The checked arguments of an S4D kernel: (dt (H, 1), A, B, C (H, n) complex128, length)."""
+    log_dt, A = _channels(log_dt, "A", A)
+    B = np.ones(A.shape, dtype=np.complex128) if B is None else as_complex("B", B)
+    check_shape("B", B, A.shape, "(H, n)", match="A")
+    C = as_complex("C", C)
+    check_shape("C", C, A.shape, "(H, n)", match="A")
+    length = int_in_range("length", length, 0)
+    check_choice("discretization", discretization, DISCRETIZATIONS)
+    dt = np.exp(log_dt)[:, None]
+    if discretization == "zoh" and np.any(A == 0):
+        raise ValueError("A must be nonzero for discretization 'zoh' (Bbar = (exp(dt A) - 1) / A B); got a 0 entry")
+    if discretization == "bilinear" and np.any(dt * A == 2):
+        raise ValueError("A must not equal 2/dt for discretization 'bilinear' (1 - dt A/2 = 0); got such an entry")
+    return dt, A, B, C, length
 
 
 def s4d_kernel(log_dt, A, B, C, length, *, discretization="zoh", conj_halving=True):
@@ -47,26 +63,15 @@ def s4d_kernel(log_dt, A, B, C, length, *, discretization="zoh", conj_halving=Tr
     channel only (s4's dt_tie=True); exp(dt A) - 1 is evaluated as expm1(dt A); the bilinear
     powers are Abar^l, where s4 takes exp(l log Abar); no bandlimit or state input.
     """
-    log_dt, A = _channels(log_dt, "A", A)
-    B = np.ones(A.shape, dtype=np.complex128) if B is None else as_complex("B", B)
-    check_shape("B", B, A.shape, "(H, n)")
-    C = as_complex("C", C)
-    check_shape("C", C, A.shape, "(H, n)")
-    length = positive_int("length", length)
-    check_choice("discretization", discretization, DISCRETIZATIONS)
+    dt, A, B, C, length = _s4d_args(log_dt, A, B, C, length, discretization)
     conj_halving = check_bool("conj_halving", conj_halving)
 
-    dt = np.exp(log_dt)[:, None]
     dtA = dt * A
     l = np.arange(length)
     if discretization == "zoh":
-        if np.any(A == 0):
-            raise ValueError("A must be nonzero for discretization 'zoh' (Bbar = (exp(dt A) - 1) / A B); got a 0 entry")
         Bbar = np.expm1(dtA) / A * B
         powers = np.exp(dtA[..., None] * l)
     else:
-        if np.any(dtA == 2):
-            raise ValueError("A must not equal 2/dt for discretization 'bilinear' (1 - dt A/2 = 0); got such an entry")
         Bbar = dt * B / (1 - dtA / 2)
         powers = ((1 + dtA / 2) / (1 - dtA / 2))[..., None] ** l
     K = np.einsum("hn,hnl->hl", C * Bbar, powers)

@@ -152,9 +152,10 @@ def _bad_inputs():
     q, k, v = make(np.random.default_rng(6))
     frac = random_fractions(np.random.default_rng(7), q.shape)
     return [
-        (lambda: linear_attention_parallel(q, k[:, :-1], v), ValueError, r"k must have shape \(B, T, H, D\) like q"),
+        (lambda: linear_attention_parallel(q, k[:, :-1], v), ValueError,
+         r"k must have shape \(B, T, H, D\)=\(2, 6, 2, 3\) to match q"),
         (lambda: linear_attention_parallel(q, k, v[:, :, :1]), ValueError, r"v must have shape \(B, T, H, M\)"),
-        (lambda: linear_attention_parallel(q[0], k, v), ValueError, r"q must be \(B, T, H, D\)"),
+        (lambda: linear_attention_parallel(q[0], k, v), ValueError, r"q must have shape \(B, T, H, D\) with H, D >= 1"),
         (lambda: linear_attention_parallel(q + 1j, k, v), TypeError, r"q must hold real numbers"),
         (lambda: linear_attention_parallel(q, k, v, feature_map="relu"), ValueError, r"feature_map must be 'elu'"),
         (lambda: linear_attention_parallel(frac, frac, v), TypeError, r"feature_map 'elu' does not keep Fractions"),
@@ -166,7 +167,8 @@ def _bad_inputs():
          r"initial_state must be a pair \(S, z\)"),
         (lambda: linear_attention_recurrent(q, k, v, initial_state=(np.zeros((2, 2, 3, 4)), np.zeros((2, 2, 4)))),
          ValueError, r"initial_state\[1\] \(z\) must have shape \(B, H, D\)"),
-        (lambda: linear_attention_step(q, k[:, 0], v[:, 0], state=None), ValueError, r"q_t must be 3-D"),
+        (lambda: linear_attention_step(q, k[:, 0], v[:, 0], state=None), ValueError,
+         r"q_t must have shape \(B, H, D\)"),
     ]
 
 

@@ -1,0 +1,548 @@
+"""Bad input is refused, by name: DESIGN.md "Conventions" and docs/conventions.md.
+
+Every public reference function (everything in ``__all__`` of the ``seqcheck.reference``
+subpackages) and every registered form is walked automatically. For each, a valid call is built (for
+a reference function by a builder of the table ``CASES`` below, for a form by drawing from
+``inputs_for(key)`` with Hypothesis derandomized), then every argument is mutated one at a time:
+None, bool for a number, complex for a real, a string, an object array of strings, one axis more
+or fewer, each axis one longer, -1 for a count, NaN and inf for a finite scalar. Each mutation must
+raise a ValueError or TypeError whose message names the argument (it starts with the name, or says
+"to match <name>": ``names_argument``), or be listed in ``ALLOWED`` as valid by design (then it may run,
+or raise an error that names the argument).
+
+A new public function without a builder fails ``test_every_public_function_has_a_case``; a new form
+is walked as soon as it is registered.
+
+The empty-axis rule is tested on the same builders: batch and time axes may be 0 (outputs empty, of
+the shape the other sizes predict; a returned state is the initial state), every other axis must be
+>= 1 (ValueError naming an argument that carries it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import numbers
+import re
+from fnmatch import fnmatch
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from seqcheck import equiv
+from seqcheck.properties import inputs_for
+from seqcheck.reference.eviction import H2O, TOVA, Policy
+
+SUBPACKAGES = ("attention", "positional", "ssm", "mamba", "linear_attention", "eviction")
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def public_callables() -> dict:
+    """'<subpackage>.<name>' -> every function and Policy class exported by a reference subpackage."""
+    found = {}
+    for sub in SUBPACKAGES:
+        module = importlib.import_module(f"seqcheck.reference.{sub}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or (isinstance(obj, type) and issubclass(obj, Policy) and obj is not Policy):
+                found[f"{sub}.{name}"] = obj
+    return found
+
+
+# ----------------------------------------------------------------------------- valid arguments
+
+
+class Case(NamedTuple):
+    """A valid call: ``build(sizes)`` gives keyword arguments; ``empty`` are the sizes that may be 0."""
+
+    build: Callable[[dict], dict]
+    sizes: dict
+    empty: tuple = ()
+
+
+def normal(*shape, seed=0):
+    return np.random.default_rng(seed + len(shape)).standard_normal(shape)
+
+
+def positive(*shape, seed=0):
+    return np.random.default_rng(seed + 7).uniform(0.2, 1.0, shape)
+
+
+def modes(*shape, seed=0):
+    rng = np.random.default_rng(seed + 3)
+    return -rng.uniform(0.1, 1.0, shape) + 1j * rng.uniform(-3, 3, shape)
+
+
+def _attention(B, Tq, Tk, H, Hkv, D, Dv):
+    return dict(q=normal(B, Tq, H, D), k=normal(B, Tk, Hkv, D, seed=1), v=normal(B, Tk, Hkv, Dv, seed=2),
+                scale=0.7, causal=False, window=(2, 1), key_padding_mask=np.ones((B, Tk), bool),
+                alibi_slopes=positive(H), softcap=5.0, return_lse=True)
+
+
+ATTENTION = dict(B=1, Tq=2, Tk=3, H=2, Hkv=1, D=2, Dv=3)
+AT_EMPTY = ("B", "Tq", "Tk")
+
+
+def _scan(B, T, D, N, G, complex_A=False):
+    A = -positive(D, N) + (1j * normal(D, N) if complex_A else 0)
+    return dict(u=normal(B, T, D), delta=positive(B, T, D), A=A, B=normal(B, T, G, N, seed=1), C=normal(D, N, seed=2),
+                D=normal(D, seed=3), z=normal(B, T, D, seed=4), delta_bias=positive(D), delta_softplus=True,
+                initial_state=normal(B, D, N, seed=5) + (0j if complex_A else 0), return_state=True)
+
+
+SCAN = dict(B=1, T=3, D=2, N=2, G=1)
+
+
+def _step(B, D, N, G):
+    return dict(u_t=normal(B, D), delta_t=positive(B, D), A=-positive(D, N), B_t=normal(B, G, N, seed=1),
+                C_t=normal(B, N, seed=2), D=normal(D, seed=3), z_t=normal(B, D, seed=4), state=normal(B, D, N, seed=5),
+                delta_bias=positive(D), delta_softplus=True)
+
+
+def _ssd(B, T, H, P, G, N, decay=False):
+    args = dict(x=normal(B, T, H, P), dt=positive(B, T, H), A=-positive(H), B=normal(B, T, G, N, seed=1),
+                C=normal(B, T, G, N, seed=2))
+    if decay:
+        args.update(A=None, decay=positive(B, T, H, seed=3))
+    return args
+
+
+SSD = dict(B=1, T=3, H=2, P=2, G=1, N=2)
+
+
+def _linear(B, T, H, D, M, state=True):
+    args = dict(q=normal(B, T, H, D), k=normal(B, T, H, D, seed=1), v=normal(B, T, H, M, seed=2),
+                feature_map="elu", eps=1e-6)
+    if state:
+        args.update(initial_state=(positive(B, H, D, M), positive(B, H, D)), return_state=True)
+    return args
+
+
+LINEAR = dict(B=1, T=3, H=1, D=2, M=2)
+
+
+def _lti(B, T, Dch, N):
+    return dict(u=normal(B, T, Dch), Abar=0.5 * normal(Dch, N, N, seed=1), Bbar=normal(Dch, N, seed=2),
+                C=normal(Dch, N, seed=3), D=normal(Dch, seed=4))
+
+
+def _s4(H, n, L):
+    return dict(Lambda=modes(H, n), P=modes(H, n, seed=1) + 1, Q=modes(H, n, seed=2) + 1, B=modes(H, n, seed=3),
+                C=modes(H, n, seed=4), log_dt=-positive(H), length=L)
+
+
+def _decode(B, T, H, Hkv, D, Dv):
+    return dict(q=normal(B, T, H, D), k=normal(B, T, Hkv, D, seed=1), v=normal(B, T, Hkv, Dv, seed=2),
+                policy=H2O(heavy=1), budget=2, prefill_len=min(2, T), rope="post", rope_base=100.0,
+                position_offset=1, scale=0.5, return_rows=True)
+
+
+DECODE = dict(B=1, T=4, H=2, Hkv=1, D=2, Dv=3)
+
+
+def _with(build, **extra):
+    return lambda s: {**build(**s), **extra}
+
+
+CASES = {
+    # attention
+    "attention.softmax_attention": Case(_with(_attention), ATTENTION, AT_EMPTY),
+    "attention.flash_attention": Case(_with(_attention, block_q=2, block_k=2), ATTENTION, AT_EMPTY),
+    "attention.split_kv_attention": Case(_with(_attention, num_splits=2), ATTENTION, AT_EMPTY),
+    "attention.attention_in_dtype": Case(_with(_attention, dtype=np.float32), ATTENTION, AT_EMPTY),
+    "attention.softmax_attention_mp": Case(_with(_attention, dps=20), ATTENTION, AT_EMPTY),
+    "attention.flash_attention_mp": Case(_with(_attention, dps=20, block_q=2, block_k=2), ATTENTION, AT_EMPTY),
+    "attention.attention_mask": Case(
+        lambda s: dict(batch=s["B"], Tq=s["Tq"], Tk=s["Tk"], causal=True, window=(1, 0),
+                       key_padding_mask=np.ones((s["B"], s["Tk"]), bool)),
+        dict(B=1, Tq=2, Tk=3), ("B", "Tq", "Tk")),
+    "attention.combine_partials": Case(
+        lambda s: dict(outputs=normal(s["S"], s["B"], s["Tq"], s["H"], s["Dv"]),
+                       lses=normal(s["S"], s["B"], s["Tq"], s["H"], seed=1)),
+        dict(S=2, B=1, Tq=2, H=2, Dv=3), ("B", "Tq")),
+    # positional
+    "positional.alibi_slopes": Case(lambda s: dict(num_heads=s["H"]), dict(H=3)),
+    "positional.alibi_bias": Case(lambda s: dict(slopes=positive(s["H"]), Tq=s["Tq"], Tk=s["Tk"]),
+                                  dict(H=2, Tq=2, Tk=3), ("Tq", "Tk")),
+    "positional.apply_rope": Case(
+        lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["D"]), positions=3 * positive(s["B"], s["T"]),
+                       base=100.0, interpolation_factor=2.0, pairing="interleaved"),
+        dict(B=1, T=3, H=2, D=4), ("B", "T")),
+    "positional.rope_in_dtype": Case(
+        lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["D"]), positions=3 * positive(s["B"], s["T"]),
+                       dtype=np.float16, base=100.0, interpolation_factor=2.0, pairing="half"),
+        dict(B=1, T=3, H=2, D=4), ("B", "T")),
+    "positional.rope_angles": Case(
+        lambda s: dict(positions=3 * positive(s["T"]), dim=s["D"], base=100.0, interpolation_factor=2.0),
+        dict(T=3, D=4), ("T",)),
+    "positional.rope_matrix": Case(
+        lambda s: dict(position=2.5, dim=s["D"], base=100.0, interpolation_factor=2.0, pairing="half"), dict(D=4)),
+    "positional.rope_permutation": Case(lambda s: dict(dim=s["D"]), dict(D=4)),
+    "positional.sinusoidal_encoding": Case(
+        lambda s: dict(positions=3 * positive(s["T"]), dim=s["D"], base=100.0, layout="interleaved"),
+        dict(T=3, D=4), ("T",)),
+    # ssm
+    "ssm.discretize": Case(lambda s: dict(A=-np.eye(s["N"]) + 0.1 * normal(s["N"], s["N"]), B=normal(s["N"], s["M"]),
+                                          step=0.1, method="gbt", alpha=0.5), dict(N=2, M=1)),
+    "ssm.hippo_legs": Case(lambda s: dict(N=s["N"]), dict(N=3)),
+    "ssm.hippo_legs_nplr": Case(lambda s: dict(N=s["N"]), dict(N=3)),
+    "ssm.dplr_from_legs": Case(lambda s: dict(N=s["N"]), dict(N=4)),
+    "ssm.lti_recurrent": Case(
+        lambda s: {**_lti(**s), "initial_state": normal(s["B"], s["Dch"], s["N"], seed=5), "return_state": True},
+        dict(B=1, T=3, Dch=2, N=2), ("B", "T")),
+    "ssm.lti_kernel": Case(lambda s: {**{k: v for k, v in _lti(1, 1, s["Dch"], s["N"]).items()
+                                         if k in ("Abar", "Bbar", "C")}, "length": s["L"]},
+                           dict(Dch=2, N=2, L=3), ("L",)),
+    "ssm.causal_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["Dch"]), K=normal(s["Dch"], s["L"], seed=1),
+                                           D=normal(s["Dch"], seed=2)), dict(B=1, T=3, Dch=2, L=2), ("B", "T", "L")),
+    "ssm.fft_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["Dch"]), K=normal(s["Dch"], s["L"], seed=1),
+                                        D=normal(s["Dch"], seed=2)), dict(B=1, T=3, Dch=2, L=2), ("B", "T", "L")),
+    "ssm.s4_krylov_kernel": Case(lambda s: _s4(**s), dict(H=2, n=2, L=3), ("L",)),
+    "ssm.s4_dplr_kernel": Case(lambda s: _s4(**s), dict(H=2, n=2, L=3), ("L",)),
+    "ssm.s4d_kernel": Case(
+        lambda s: dict(log_dt=-positive(s["H"]), A=modes(s["H"], s["n"]), B=modes(s["H"], s["n"], seed=1),
+                       C=modes(s["H"], s["n"], seed=2), length=s["L"], discretization="bilinear", conj_halving=True),
+        dict(H=2, n=2, L=3), ("L",)),
+    "ssm.s4d_init_lin": Case(lambda s: dict(H=s["H"], N=s["N"]), dict(H=2, N=4)),
+    "ssm.s4d_init_inv": Case(lambda s: dict(H=s["H"], N=s["N"]), dict(H=2, N=4)),
+    # mamba
+    "mamba.selective_scan_recurrent": Case(lambda s: _scan(**s), SCAN, ("B", "T")),
+    "mamba.selective_scan_recurrent(complex A)": Case(lambda s: _scan(**s, complex_A=True), SCAN, ("B", "T")),
+    "mamba.selective_scan_parallel": Case(_with(_scan, tree="random", rng=3), SCAN, ("B", "T")),
+    "mamba.selective_scan_chunked": Case(_with(_scan, chunk_size=2), SCAN, ("B", "T")),
+    "mamba.selective_scan_step": Case(lambda s: _step(**s), dict(B=1, D=2, N=2, G=1), ("B",)),
+    "mamba.associative_scan": Case(
+        lambda s: dict(a=positive(s["B"], s["T"], s["F"]), b=normal(s["B"], s["T"], s["F"]), tree="random", rng=1),
+        dict(B=1, T=3, F=2), ("B", "T", "F")),
+    "mamba.scan_combine": Case(lambda s: dict(left=(positive(s["n"]), normal(s["n"])),
+                                              right=(positive(s["n"], seed=1), normal(s["n"], seed=1))),
+                               dict(n=2), ("n",)),
+    "mamba.segsum": Case(lambda s: dict(x=-positive(s["R"], s["T"])), dict(R=2, T=3), ("R", "T")),
+    "mamba.segprod": Case(lambda s: dict(a=positive(s["R"], s["T"])), dict(R=2, T=3), ("R", "T")),
+    "mamba.ssd_recurrent": Case(lambda s: {**_ssd(**s), "initial_state": normal(s["B"], s["H"], s["P"], s["N"], seed=9),
+                                           "return_state": True}, SSD, ("B", "T")),
+    "mamba.ssd_recurrent(decay)": Case(lambda s: {**_ssd(**s, decay=True),
+                                                  "initial_state": normal(s["B"], s["H"], s["P"], s["N"], seed=9),
+                                                  "return_state": True}, SSD, ("B", "T")),
+    "mamba.ssd_quadratic": Case(lambda s: _ssd(**s), SSD, ("B", "T")),
+    "mamba.ssd_chunked": Case(lambda s: {**_ssd(**s), "chunk_size": 2,
+                                         "initial_state": normal(s["B"], s["H"], s["P"], s["N"], seed=9),
+                                         "return_state": True}, SSD, ("B", "T")),
+    "mamba.rms_norm_gated": Case(
+        lambda s: dict(x=normal(s["R"], s["F"]), z=normal(s["R"], s["F"], seed=1), weight=positive(s["F"]),
+                       eps=1e-6, group_size=2, norm_before_gate=True, bias=normal(s["F"], seed=2)),
+        dict(R=2, F=4), ("R",)),
+    # linear attention
+    "linear_attention.elu_feature_map": Case(lambda s: dict(x=normal(s["B"], s["T"])), dict(B=1, T=3), ("B", "T")),
+    "linear_attention.identity_feature_map": Case(lambda s: dict(x=normal(s["B"], s["T"])), dict(B=1, T=3),
+                                                  ("B", "T")),
+    "linear_attention.linear_attention_parallel": Case(lambda s: {**_linear(**s, state=False), "causal": True},
+                                                       LINEAR, ("B", "T")),
+    "linear_attention.linear_attention_parallel(non-causal)": Case(
+        lambda s: dict(q=normal(s["B"], s["T"], s["H"], s["D"]), k=normal(s["B"], s["S"], s["H"], s["D"], seed=1),
+                       v=normal(s["B"], s["S"], s["H"], s["M"], seed=2), feature_map="elu", eps=1e-6, causal=False),
+        dict(B=1, T=2, S=3, H=1, D=2, M=2), ("B", "T", "S")),
+    "linear_attention.linear_attention_recurrent": Case(lambda s: _linear(**s), LINEAR, ("B", "T")),
+    "linear_attention.linear_attention_chunked": Case(_with(_linear, chunk_size=2), LINEAR, ("B", "T")),
+    "linear_attention.linear_attention_step": Case(
+        lambda s: dict(q_t=normal(s["B"], s["H"], s["D"]), k_t=normal(s["B"], s["H"], s["D"], seed=1),
+                       v_t=normal(s["B"], s["H"], s["M"], seed=2),
+                       state=(positive(s["B"], s["H"], s["D"], s["M"]), positive(s["B"], s["H"], s["D"])),
+                       feature_map="elu", eps=1e-6),
+        dict(B=1, H=1, D=2, M=2), ("B",)),
+    # eviction
+    "eviction.simulate_decoding": Case(lambda s: _decode(**s), DECODE, ("B", "T")),
+    "eviction.simulate_layers": Case(
+        lambda s: dict(q=normal(s["L"], s["B"], s["T"], s["H"], s["D"]), k=normal(s["L"], s["B"], s["T"], 1, s["D"]),
+                       v=normal(s["L"], s["B"], s["T"], 1, s["Dv"], seed=1), policy=TOVA(), budget=2),
+        dict(L=2, B=1, T=3, H=2, D=2, Dv=2), ("L", "B", "T")),
+    "eviction.topk_lowest_index": Case(lambda s: dict(scores=normal(s["R"], s["n"]), k=2), dict(R=2, n=3), ("R",)),
+    "eviction.argmin_highest_index": Case(lambda s: dict(scores=normal(s["R"], s["n"])), dict(R=2, n=3), ("R",)),
+    "eviction.Window": Case(lambda s: {}, {}),
+    "eviction.TOVA": Case(lambda s: {}, {}),
+    "eviction.TOVAKVPress": Case(lambda s: {}, {}),
+    "eviction.StreamingLLM": Case(lambda s: dict(sinks=1), {}),
+    "eviction.H2O": Case(lambda s: dict(heavy=1), {}),
+    "eviction.Scissorhands": Case(lambda s: dict(recent=1, history=2, drop=1, threshold="position"), {}),
+    "eviction.SnapKV": Case(lambda s: dict(window=2, kernel_size=3, pooling="maxpool", heads="kv"), {}),
+}
+
+
+def case_function(case_name: str):
+    return public_callables()[case_name.split("(")[0]]
+
+
+# ----------------------------------------------------------------------------- mutations
+
+
+def mutations(value, parameter) -> list:
+    """(label, mutated value) for one argument's valid ``value``; ``parameter`` from its signature."""
+    out = []
+    if value is not None and parameter.default is not None:
+        out.append(("None", None))
+    if isinstance(value, (bool, np.bool_)):
+        return out + [("str", "abc"), ("int for bool", 1)]
+    if isinstance(value, numbers.Real):
+        out += [("bool", True), ("complex", complex(value, 1.0)), ("str", "abc"), ("ndim+1", np.array([value]))]
+        if isinstance(value, numbers.Integral):
+            out.append(("-1", -1))
+        else:
+            out += [("nan", float("nan")), ("inf", float("inf"))]
+        return out
+    if isinstance(value, np.ndarray):
+        out += [("str", "abc"), ("object str", np.full(value.shape, "a", dtype=object)),
+                ("ndim+1", value[..., None])]
+        if value.ndim:
+            out.append(("ndim-1", value[0] if value.shape[0] else value.reshape(value.shape[1:])))
+        out += [(f"axis {i} +1", np.concatenate([value, value.take([0], axis=i)], axis=i))
+                for i, n in enumerate(value.shape) if n]
+        if value.dtype == bool:
+            out.append(("float for bool", value.astype(np.float64)))
+        else:
+            out.append(("bool", value != 0))
+            if value.dtype.kind != "c":
+                out.append(("complex", value + 0.5j))
+        return out
+    return out + [("str", "not-an-option")] if isinstance(value, str) else out + [("str", "abc")]
+
+
+# Mutations that are valid by design, (function name pattern, argument, mutation pattern): reason.
+# Function names are ``__qualname__``s (a registered form that is a reference shares its entries);
+# patterns are fnmatch's. An allowed mutation may run, or raise an error that names the argument.
+SOFTMAX = ("softmax_attention", "flash_attention", "split_kv_attention", "attention_in_dtype",
+           "softmax_attention_mp", "flash_attention_mp")
+DECODE_FNS = ("simulate_decoding", "*_decode")
+ALLOWED = {
+    # complex numbers where the mechanism is defined for them
+    ("discretize", "[AB]", "complex"): "discretisation is defined for complex systems",
+    ("lti_kernel", "[ABC]*", "complex"): "the Krylov kernel of a complex system is complex",
+    ("selective_scan_*", "A", "complex"): "complex A: the complex selective scan (2 Re(C x))",
+    ("selective_scan_*", "[BC]", "complex"): "with a complex A, B and C may be complex",
+    ("associative_scan", "[ab]", "complex"): "the scan operator is elementwise on any numbers",
+    ("segsum", "x", "complex"): "segment sums of complex logs (the complex selective scan's chunks)",
+    ("segprod", "a", "complex"): "segment products of complex decays",
+    # None meaning something
+    ("s4d_kernel", "B", "None"): "B=None means ones (models/s4/s4d.py has no B)",
+    ("s4d_krylov_kernel", "B", "None"): "B=None means ones",
+    ("rms_norm_gated", "z", "None"): "z=None: no gate",
+    ("*_step", "state", "None"): "state=None: the zero state",
+    # arrays of any shape
+    ("rope_angles", "positions", "[an][xd]*"): "positions may have any shape",
+    ("sinusoidal*", "positions", "[an][xd]*"): "positions may have any shape",
+    ("*_feature_map", "x", "[an][xd]*"): "an elementwise map takes any shape",
+    ("segsum", "x", "[an][xd]*"): "(..., T): any leading shape, any T",
+    ("segprod", "a", "[an][xd]*"): "(..., T): any leading shape, any T",
+    ("topk_lowest_index", "scores", "axis*"): "(..., n): any leading shape, any n >= k",
+    ("topk_lowest_index", "scores", "ndim-1"): "(..., n): any leading shape",
+    ("argmin_highest_index", "scores", "[an][xd]*"): "(..., n): any shape with n >= 1",
+    # axes that no other argument shares
+    ("causal_conv", "[uK]", "axis [01] +1"): "any batch B; u: any length T; K: any kernel length L",
+    ("fft_conv", "[uK]", "axis [01] +1"): "any batch B; u: any length T; K: any kernel length L",
+    ("lti_*", "u", "axis [01] +1"): "any batch B and length T",
+    ("lti_kernel", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
+    ("lti_recurrent", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
+    ("discretize", "B", "axis 1 +1"): "any number M of inputs",
+    ("*", "alibi_slopes", "ndim*"): "(H,) and (B, H) are both layouts: the mutated shape can be the other one",
+    ("apply_rope", "x", "axis 2 +1"): "any number of heads H",
+    ("rope_*", "x", "axis 2 +1"): "any number of heads H",
+    ("apply_rope", "positions", "ndim-1"): "positions (T,) are shared by the batch",
+    ("rope_*", "positions", "ndim-1"): "positions (T,) are shared by the batch",
+    ("alibi_bias", "slopes", "axis 0 +1"): "one slope per head: any H",
+    ("combine_partials", "outputs", "axis 4 +1"): "any Dv",
+    ("ssd_*", "x", "axis 3 +1"): "any head dim P (when no initial state fixes it)",
+    ("selective_scan_*", "[BC]", "axis 2 +1"): "(B, T, G, N): any number of groups G dividing D",
+    ("selective_scan_step", "[BC]_t", "axis 1 +1"): "(B, G, N): any number of groups G dividing D",
+    ("selective_scan_step", "[BC]_t", "ndim-1"): "(B, G, N) -> (G, N): can read as the layout (B, N)",
+    ("linear_attention_parallel", "q", "axis 1 +1"): "non-causal: T is independent of the key length S",
+    ("linear_attention_*", "v", "axis 3 +1"): "any value dim M (when no initial state fixes it)",
+    ("simulate_layers", "q", "axis 3 +1"): "H need only be a multiple of Hkv",
+    ("simulate_layers", "v", "axis 4 +1"): "any Dv",
+    **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},
+    **{(f, "q", "axis 1 +1"): "Tq is independent of Tk" for f in SOFTMAX},
+    **{(f, "v", "axis 3 +1"): "any Dv" for f in SOFTMAX + DECODE_FNS},
+}
+
+
+def is_allowed(fn_name: str, arg: str, label: str):
+    return [reason for (f, a, m), reason in ALLOWED.items() if fnmatch(fn_name, f) and fnmatch(arg, a)
+            and fnmatch(label, m)]
+
+
+def names_argument(message: str, name: str) -> bool:
+    """The message is about ``name``: it starts with it, or says "to match <name>", "like <name>",
+    "u and <name>", "<name> or ..." (the argument an expected shape comes from)."""
+    n = re.escape(name)
+    return bool(re.match(rf"{n}(?![\w])", message) or re.search(rf"\b(?:match|like|and|or) {n}(?![\w])", message))
+
+
+def walk(fn, args: dict, fn_name: str) -> tuple[list, int]:
+    """Every one-argument mutation of a valid call: (the problems found, how many were run)."""
+    parameters = inspect.signature(fn).parameters
+    var_keyword = next((p for p in parameters.values() if p.kind == p.VAR_KEYWORD), None)
+    problems, count = [], 0
+    fn(**args)  # the valid call runs
+    for arg, value in args.items():
+        parameter = parameters.get(arg, var_keyword)
+        for label, bad in mutations(value, parameter):
+            count += 1
+            try:
+                with np.errstate(all="ignore"):
+                    fn(**{**args, arg: bad})
+            except (ValueError, TypeError) as e:
+                if not names_argument(str(e), arg):
+                    problems.append(f"{arg} <- {label}: {type(e).__name__} does not name {arg!r}: {e}")
+            except Exception as e:  # noqa: BLE001 -- anything else is a failure to report
+                problems.append(f"{arg} <- {label}: {type(e).__name__}: {e}")
+            else:
+                if not is_allowed(fn_name, arg, label):
+                    problems.append(f"{arg} <- {label}: accepted silently")
+    return problems, count
+
+
+def test_every_public_function_has_a_case():
+    names = set(public_callables())
+    cased = {name.split("(")[0] for name in CASES}
+    assert not names - cased, f"add a valid-argument builder to CASES for {sorted(names - cased)}"
+    assert not cased - names, f"CASES names functions that are not public: {sorted(cased - names)}"
+
+
+@pytest.mark.parametrize("case_name", sorted(CASES))
+def test_reference_refuses_bad_input_by_name(case_name):
+    case = CASES[case_name]
+    fn = case_function(case_name)
+    problems, _ = walk(fn, case.build(case.sizes), fn.__qualname__)
+    assert not problems, f"{case_name}:\n  " + "\n  ".join(problems)
+
+
+def draw(key: str, n: int = 8) -> dict:
+    """A deterministic valid example of form ``key``: of the first n drawn, the one with most arguments given."""
+    seen = []
+
+    @settings(database=None, max_examples=n, derandomize=True, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(inputs_for(key))
+    def collect(args):
+        seen.append(args)
+
+    collect()
+    size = lambda a: sum(np.size(v) for v in a.values() if isinstance(v, np.ndarray))  # noqa: E731
+    return max(seen, key=lambda a: (sum(v is not None for v in a.values()), -size(a)))
+
+
+@pytest.mark.parametrize("key", equiv.forms())
+def test_form_refuses_bad_input_by_name(key):
+    fn = equiv.reference(key)
+    problems, _ = walk(fn, draw(key), fn.__qualname__)
+    assert not problems, f"{key}:\n  " + "\n  ".join(problems)
+
+
+# ----------------------------------------------------------------------------- empty axes
+
+
+def arrays_of(result) -> list:
+    """The arrays in a result (tuples, named tuples and lists flattened; None and scalars skipped)."""
+    if isinstance(result, np.ndarray):
+        return [result]
+    if isinstance(result, (tuple, list)):
+        return [a for r in result for a in arrays_of(r)]
+    return []
+
+
+EMPTY_CASES = [(name, size) for name, case in sorted(CASES.items()) for size in case.sizes]
+
+
+@pytest.mark.parametrize("case_name,size", EMPTY_CASES)
+def test_empty_axes(case_name, size):
+    """Batch and time sizes may be 0: outputs have the predicted shape with that axis 0 and a returned
+    state is the initial state. Any other size 0 is a ValueError naming an argument that carries it."""
+    case = CASES[case_name]
+    fn = case_function(case_name)
+    args1, args2 = case.build(case.sizes), case.build({**case.sizes, size: 2 * case.sizes[size]})
+    carriers = [n for n in args1 if not _same(args1[n], args2[n])]
+    args0 = case.build({**case.sizes, size: 0})
+    if size not in case.empty:
+        with pytest.raises(ValueError) as info:
+            fn(**args0)
+        assert any(names_argument(str(info.value), n) for n in carriers), \
+            f"{size}=0: the error should name one of {carriers}: {info.value}"
+        return
+    r1, r2 = fn(**args1), fn(**args2)
+    with np.errstate(all="ignore"):
+        r0 = fn(**args0)
+    if isinstance(r1, list) and len(r1) != len(r2):  # one result per layer
+        assert r0 == [], f"{size}=0: expected no results, got {len(r0)}"
+        return
+    out1, out2, out0 = arrays_of(r1), arrays_of(r2), arrays_of(r0)
+    assert len(out0) == len(out1)
+    initial = arrays_of(args0.get("initial_state", args0.get("state")))
+    unchanged = [i for i, (a, b) in enumerate(zip(out1, out2)) if a.shape == b.shape]
+    for i, (a, b, got) in enumerate(zip(out1, out2, out0)):
+        want = tuple(0 if m != n else m for m, n in zip(a.shape, b.shape))
+        assert got.shape == want, f"{size}=0: output {i} has shape {got.shape}, expected {want}"
+    if initial and len(unchanged) == len(initial) and size in ("T",):
+        for i, state in zip(unchanged, initial):
+            np.testing.assert_array_equal(out0[i], state, err_msg=f"T=0: the returned state is the initial state")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b if not isinstance(a, Policy) else True
+
+
+# ----------------------------------------------------------------------------- float64 whatever comes
+
+LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "positional.rope_in_dtype")  # return their dtype
+
+
+@pytest.mark.parametrize("case_name", sorted(CASES))
+def test_references_compute_in_float64(case_name):
+    """Float16 arrays in, float64 (or complex128) out: a reference computes in float64 (DESIGN.md)."""
+    if case_name.split("(")[0] in LOW_PRECISION_BY_DESIGN or case_name.endswith("_mp"):
+        return
+    args = {n: v.astype(np.complex64 if v.dtype.kind == "c" else np.float16)
+            if isinstance(v, np.ndarray) and v.dtype.kind in "fc" else v
+            for n, v in CASES[case_name].build(CASES[case_name].sizes).items()}
+    with np.errstate(all="ignore"):
+        outputs = arrays_of(case_function(case_name)(**args))
+    for i, out in enumerate(outputs):
+        if out.dtype.kind in "fc":
+            assert out.dtype in (np.float64, np.complex128), f"output {i} is {out.dtype}"
+
+
+# ----------------------------------------------------------------------------- the audit's findings, by name
+
+
+def test_known_silent_acceptances_now_raise():
+    from seqcheck.reference.attention import attention_in_dtype, combine_partials
+    from seqcheck.reference.linear_attention import elu_feature_map
+    from seqcheck.reference.mamba import segprod, segsum
+    from seqcheck.reference.positional import rope_angles, rope_matrix, sinusoidal_encoding
+
+    outs, lses = np.zeros((2, 1, 1, 1, 3)), np.zeros((2, 1, 1, 1))
+    s4d_krylov = equiv.reference("ssm.s4d.krylov")
+    q = np.ones((1, 2, 1, 2))
+    cases = [
+        (lambda: combine_partials(outs + 1j, lses), TypeError, "outputs must hold real numbers"),
+        (lambda: combine_partials(outs, lses + 1j), TypeError, "lses must hold real numbers"),
+        (lambda: combine_partials(outs.astype(bool), lses), TypeError, "outputs must hold real numbers"),
+        (lambda: rope_angles(None, 4), TypeError, "positions must hold real numbers; got None"),
+        (lambda: rope_matrix(None, 4), TypeError, "position must hold real numbers; got None"),
+        (lambda: sinusoidal_encoding(None, 4), TypeError, "positions must hold real numbers; got None"),
+        (lambda: elu_feature_map(None), TypeError, "x must hold real numbers; got None"),
+        (lambda: segsum(np.ones(3, bool)), TypeError, "x must hold"),
+        (lambda: segprod(np.ones(3, bool)), TypeError, "a must hold"),
+        (lambda: s4d_krylov(np.zeros(2), -np.ones((2, 3)) + 1j, np.ones(3), np.ones((2, 3)), 4), ValueError,
+         r"B must have shape \(H, n\)=\(2, 3\) to match A"),
+        (lambda: s4d_krylov(np.zeros(2), np.ones((2, 3), bool), None, np.ones((2, 3)), 4), TypeError,
+         "A must hold"),
+        (lambda: attention_in_dtype(q, q, q, dtype=None), TypeError, "dtype must be a floating dtype"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
