@@ -37,14 +37,16 @@ def float64_budget(bound, rule: str, args: dict, expected: tuple) -> Budget:
 
 
 def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
-    """``k * baseline + floor`` for a candidate working in ``dtype`` on ``args``."""
+    """``k * baseline + floor`` for a candidate working in ``dtype`` on ``args``: the floor is
+    ``f (eps M_t + tiny)``, tiny the dtype's smallest normal number: a kernel that flushes
+    subnormal intermediates to zero (GPUs' fast-math default) errs by that much."""
     definition, dropped = definition_of(form)
     dtype = numpy_dtype(dtype)
     definition_args = without(args, dropped)
     plain = as_outputs(definition.plain(definition_args, dtype))
     scales = (as_outputs(definition.magnitude(definition_args, expected)) if definition.magnitude
               else (None,) * len(expected))
-    eps = float(finfo(dtype).eps)
+    eps, tiny = float(finfo(dtype).eps), float(finfo(dtype).tiny)
     budgets = []
     for name, low, ref, scale in zip(form.outputs, plain, expected, scales):
         low = np.asarray(low, dtype=np.result_type(low, np.float64))
@@ -54,7 +56,7 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
         if scale is None:
             finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
             scale = float(finite_ref.max()) if finite_ref.size else 0.0
-        floor = definition.floor_ulps * eps * np.asarray(scale, dtype=np.float64)
+        floor = definition.floor_ulps * (eps * np.asarray(scale, dtype=np.float64) + tiny)
         budgets.append(definition.baseline_factor * baseline + floor)
     return Budget(tuple(budgets), baseline_rule(form, dtype))
 
@@ -64,4 +66,5 @@ def baseline_rule(form: Form, dtype) -> str:
     definition, _ = definition_of(form)
     scale = definition.magnitude_rule if definition.magnitude else "the output's largest magnitude"
     return (f"{definition.baseline_factor:g} x baseline (the definition evaluated in {name}) "
-            f"+ {definition.floor_ulps:g} ulp of {name} at {scale}")
+            f"+ {definition.floor_ulps:g} ulp of {name} at {scale}, and {definition.floor_ulps:g} times {name}'s "
+            f"smallest normal number (for kernels flushing subnormals to zero)")

@@ -69,27 +69,29 @@ def linear_attention_chunked(q, k, v, *, chunk_size, feature_map="elu", eps=1e-6
 
 # ----------------------------------------------------------------------------- bound
 
-def linear_magnitude(args: dict, expected: tuple) -> tuple:
+def _magnitudes(args: dict, expected: tuple, feature_error: float = 0.0) -> tuple:
     """(|num|_i + |out_i| |den|_i) / |den_i + eps| per position, the size of the sums each output
     divides (module docstring); the state: the magnitudes' state |S_0| + sum_j |phi(k_j)| [|v_j|, 1]
-    per head. The float64 bound's scale, and the low-precision floor's."""
+    per head. ``feature_error`` is added to every |phi| (an absolute error of the feature map, in
+    units of the roundoff)."""
     feature_map = args.get("feature_map", "elu")
     phi = FEATURE_MAPS[feature_map] if isinstance(feature_map, str) else feature_map
     Q, K = (np.asarray(phi(np.asarray(args[name], dtype=np.float64)), dtype=np.float64) for name in ("q", "k"))
+    Q_abs, K_abs = np.abs(Q) + feature_error, np.abs(K) + feature_error
     v = np.asarray(args["v"], dtype=np.float64)
     eps = float(args.get("eps", 1e-6))
     T = Q.shape[1]
     visible = np.tril(np.ones((T, T), bool))
     scores = np.where(visible, np.einsum("bihd,bjhd->bhij", Q, K), 0.0)
-    magnitudes = np.where(visible, np.einsum("bihd,bjhd->bhij", np.abs(Q), np.abs(K)), 0.0)
+    magnitudes = np.where(visible, np.einsum("bihd,bjhd->bhij", Q_abs, K_abs), 0.0)
     den = np.moveaxis(scores.sum(-1), 1, 2)  # (B, T, H)
     den_abs = np.moveaxis(magnitudes.sum(-1), 1, 2)
     num_abs = np.einsum("bhij,bjhm->bihm", magnitudes, np.abs(v))
     state0 = args.get("initial_state")
     if state0 is not None:
         S0, z0 = state_pair(np.abs(state0))
-        num_abs = num_abs + np.einsum("bihd,bhdm->bihm", np.abs(Q), S0)
-        den_abs = den_abs + np.einsum("bihd,bhd->bih", np.abs(Q), z0)
+        num_abs = num_abs + np.einsum("bihd,bhdm->bihm", Q_abs, S0)
+        den_abs = den_abs + np.einsum("bihd,bhd->bih", Q_abs, z0)
         den = den + np.einsum("bihd,bhd->bih", Q, state_pair(state0)[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         denominator = np.abs(den + eps)[..., None]
@@ -97,7 +99,7 @@ def linear_magnitude(args: dict, expected: tuple) -> tuple:
         per_element = (num_abs + out * den_abs[..., None]) / denominator
     magnitudes = (np.where(np.isnan(per_element), np.inf, per_element).max(axis=(0, 2, 3)),)
     if len(expected) > 1:
-        state = np.einsum("bjhd,bjhm->bhdm", np.abs(K), np.concatenate([np.abs(v), np.ones(v.shape[:3] + (1,))], -1))
+        state = np.einsum("bjhd,bjhm->bhdm", K_abs, np.concatenate([np.abs(v), np.ones(v.shape[:3] + (1,))], -1))
         if state0 is not None:
             state = state + np.abs(state0)
         magnitudes += (state.max(axis=(0, 2, 3)),)
@@ -108,7 +110,19 @@ def linear_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct causal forms (module docstring); the state per head."""
     T, D = np.shape(args["q"])[1], np.shape(args["q"])[3]
     factors = (4 * (T + D + 4) * EPS64, 4 * (T + 4) * EPS64)
-    return tuple(factor * magnitude for factor, magnitude in zip(factors, linear_magnitude(args, expected)))
+    return tuple(factor * magnitude for factor, magnitude in zip(factors, _magnitudes(args, expected)))
+
+
+def linear_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's magnitudes with |phi| + 1 for elu + 1
+    features, whose "+ 1" leaves an absolute error of about u (so a feature near 0, q < -16,
+    carries no correct digit in float32, as in every kernel that computes elu(x) + 1), times
+    sqrt(t + 1 + D) at position t (sqrt(T) for the state): the random walk of the roundings of
+    t + 1 terms of D-term dot products, in whatever order a kernel sums them."""
+    T, D = np.shape(args["q"])[1], np.shape(args["q"])[3]
+    magnitudes = _magnitudes(args, expected, 1.0 if args.get("feature_map", "elu") == "elu" else 0.0)
+    walks = (np.sqrt(np.arange(1, T + 1) + D), np.sqrt(max(T, 1)))
+    return tuple(walk * magnitude for walk, magnitude in zip(walks, magnitudes))
 
 
 RULE = ("derived float64 bound: 4(T+D+4) eps (|num|_i + |out_i| |den|_i) / |den_i + eps|, |.| the sums of "
@@ -117,13 +131,25 @@ RULE = ("derived float64 bound: 4(T+D+4) eps (|num|_i + |out_i| |den|_i) / |den_
 
 # ----------------------------------------------------------------------------- plain definition in a dtype
 
+def _feature_map_in_dtype(name: str, x, r):
+    """phi evaluated as its original computes it, each step rounded by ``r``: fast-transformers'
+    elu(x) + 1 is two roundings, so in float32 it is exactly 0 where exp(x) < 2^-25 (x < -17.3),
+    a loss any kernel written like the original shares (the float64 reference evaluates exp(x))."""
+    if name == "elu":
+        x = np.asarray(x, dtype=np.float64)
+        return r(r(np.where(x > 0, x, np.expm1(np.minimum(x, 0)))) + 1)
+    return r(x)
+
+
 def linear_plain(args: dict, dtype) -> tuple:
-    """The recurrence with every input and step rounded to ``dtype``: phi(q), phi(k), z + phi(k),
-    S + phi(k) v^T, phi(q)^T S and phi(q) . z (summed in float32), + eps, the reciprocal, the product."""
+    """The recurrence with every input and step rounded to ``dtype``: phi(q), phi(k) (as
+    ``_feature_map_in_dtype``), z + phi(k), S + phi(k) v^T, phi(q)^T S and phi(q) . z (summed in
+    float32), + eps, the reciprocal, the product."""
     r, total = _rounding(dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        phi = FEATURE_MAPS[args.get("feature_map", "elu")]
-        Q, K, v = r(phi(r(args["q"]))), r(phi(r(args["k"]))), r(args["v"])
+        name = args.get("feature_map", "elu")
+        Q, K, v = (_feature_map_in_dtype(name, r(args["q"]), r), _feature_map_in_dtype(name, r(args["k"]), r),
+                   r(args["v"]))
         eps = r(np.float64(args.get("eps", 1e-6)))
         batch, T, H, D = Q.shape
         state0 = args.get("initial_state")
@@ -165,7 +191,8 @@ register_form(Form(
               "out_t = phi(q_t)^T S_t / (phi(q_t) . z_t + eps)",
     plain=linear_plain,
     magnitude=linear_magnitude,
-    magnitude_rule="each position's (|num|_i + |out_i| |den|_i) / |den_i + eps| (state: the magnitudes' state)",
+    magnitude_rule="each position's sqrt(t + 1 + D) (|num|_i + |out_i| |den|_i) / |den_i + eps| with |phi| + 1 "
+                   "for elu features (state: sqrt(T) times the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
 ))
