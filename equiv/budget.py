@@ -47,6 +47,7 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
     scales = (as_outputs(definition.magnitude(definition_args, expected)) if definition.magnitude
               else (None,) * len(expected))
     eps, tiny = float(finfo(dtype).eps), float(finfo(dtype).tiny)
+    accumulate = float(finfo(np.float32).eps) if dtype.itemsize <= 4 else eps
     budgets = []
     for name, low, ref, scale in zip(form.outputs, plain, expected, scales):
         low = np.asarray(low, dtype=np.result_type(low, np.float64))
@@ -56,9 +57,17 @@ def baseline_budget(form: Form, dtype, args: dict, expected: tuple) -> Budget:
         if scale is None:
             finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
             scale = float(finite_ref.max()) if finite_ref.size else 0.0
-        floor = definition.floor_ulps * (eps * np.asarray(scale, dtype=np.float64) + tiny)
+        floor = definition.floor_ulps * (_scaled(scale, eps, accumulate) + tiny)
         budgets.append(definition.baseline_factor * baseline + floor)
     return Budget(tuple(budgets), baseline_rule(form, dtype))
+
+
+def _scaled(scale, eps: float, accumulate: float) -> np.ndarray:
+    """eps * M, or, where the magnitude comes in two parts (M, M_acc), eps * M + accumulate * M_acc:
+    a part computed in the float32 accumulation that low-precision kernels keep."""
+    if isinstance(scale, tuple):
+        return eps * np.asarray(scale[0], dtype=np.float64) + accumulate * np.asarray(scale[1], dtype=np.float64)
+    return eps * np.asarray(scale, dtype=np.float64)
 
 
 def baseline_rule(form: Form, dtype) -> str:

@@ -42,8 +42,11 @@ class Form:
     (only definitions have one: forms reach theirs through ``oracle``).
     ``data_args`` are the arguments a candidate receives in its working dtype.
     ``magnitude(args, expected)`` (definitions only, optional) gives per output and position the
-    size of the terms the output sums, the scale of the low-precision floor; without it the
-    floor's scale is the output's largest magnitude.
+    typical size of any evaluation's rounding error in units of the roundoff (the size of the
+    terms the output sums, times the condition of what is applied to them), the scale of the
+    low-precision floor; an output's entry may be a pair (M, M_acc) whose second part is counted
+    in float32's roundoff (what kernels accumulate in whatever their dtype); without it the
+    floor's scale is the output's largest magnitude. ``magnitude_rule`` says it in one line.
     ``axes`` names each output's axes, e.g. (("batch", "time", "head", "channel"),), for the
     index of the worst element in a counterexample.
     """

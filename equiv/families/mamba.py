@@ -74,25 +74,41 @@ def _scan_magnitude(args: dict) -> tuple:
     if args.get("z") is not None:
         out = out * np.abs(args["z"] * expit(args["z"]))
     T, N = out.shape[1], A.shape[1]
-    Lambda = (np.abs(_dt(args)).sum(axis=1)[..., None] * np.abs(A)).max(initial=0.0)
+    exponents = _cumulative_max(np.abs(_dt(args))[..., None] * np.abs(A))  # (T,): max sum_{s<=t} |dt_s A|
+    Lambda = exponents.max(initial=0.0)
     if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
         out = 2 * out
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda) * (2 if is_complex else 1)
-    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state)), (1 + Lambda) * (2 if is_complex else 1)
+    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state)), (2 if is_complex else 1), exponents
+
+
+def _cumulative_max(logs: np.ndarray) -> np.ndarray:
+    """max over every axis but time (axis 1) of the running sums along time of ``logs``."""
+    running = np.cumsum(logs, axis=1)
+    return running.max(axis=tuple(a for a in range(running.ndim) if a != 1)) if running.size else np.zeros(logs.shape[1])
+
+
+def _with_exponents(out: np.ndarray, state: np.ndarray, exponents: np.ndarray) -> tuple:
+    """The floor's two parts per output: m_t in the dtype's roundoff, and exponent_t m_t in the
+    accumulation's (float32 for the low dtypes): kernels form the decays' exponents, cumulative
+    sums of dt A, in float32 whatever their inputs, and a rounded exponent moves its decay by that
+    roundoff times the exponent."""
+    last = exponents[-1] if exponents.size else 0.0
+    return (out, exponents * out), (state, last * state)
 
 
 def scan_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct selective-scan forms (module docstring); states per channel."""
-    factor, out, state, _ = _scan_magnitude(args)
+    factor, out, state, _, _ = _scan_magnitude(args)
     return (factor * out, factor * state)[:len(expected)]
 
 
 def scan_magnitude(args: dict, expected: tuple) -> tuple:
-    """The low-precision floor's scale: m_t (and the state's magnitude) times the condition
-    (1 + max sum_t |dt_t A|) of the decays, since a decay exp(sum dt A) computed from a rounded
-    exponent (a cumulative sum, as chunked kernels compute it) is off by u times that exponent."""
-    _, out, state, condition = _scan_magnitude(args)
-    return (condition * out, condition * state)[:len(expected)]
+    """The low-precision floor's scale (``_with_exponents``): m_t, and m_t times
+    max sum_{s<=t} |dt_s A| for the decays computed from a rounded exponent (a cumulative sum,
+    as chunked kernels compute it); x2 for complex A."""
+    _, out, state, multiple, exponents = _scan_magnitude(args)
+    return _with_exponents(multiple * out, multiple * state, exponents)[:len(expected)]
 
 
 SCAN_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the scan of magnitudes "
@@ -111,9 +127,10 @@ def _ssd_magnitude(args: dict) -> tuple:
     out, state = ref.ssd_recurrent(np.abs(args["x"]), np.abs(args["dt"]), A, np.abs(args["B"]), np.abs(args["C"]),
                                    decay=decay, initial_state=None if h0 is None else np.abs(h0), return_state=True)
     T, N = out.shape[1], args["B"].shape[-1]
-    Lambda = logs.sum(axis=1).max(initial=0.0)
+    exponents = _cumulative_max(logs)
+    Lambda = exponents.max(initial=0.0)
     factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda)
-    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state)), 1 + Lambda
+    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state)), exponents
 
 
 def ssd_bound(args: dict, expected: tuple) -> tuple:
@@ -123,10 +140,10 @@ def ssd_bound(args: dict, expected: tuple) -> tuple:
 
 
 def ssd_magnitude(args: dict, expected: tuple) -> tuple:
-    """The low-precision floor's scale: m_t (and the state's) times the decays' condition, as
+    """The low-precision floor's scale: m_t, and m_t times the decays' running exponent, as
     ``scan_magnitude``."""
-    _, out, state, condition = _ssd_magnitude(args)
-    return (condition * out, condition * state)[:len(expected)]
+    _, out, state, exponents = _ssd_magnitude(args)
+    return _with_exponents(out, state, exponents)[:len(expected)]
 
 
 SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the SSD of magnitudes "
@@ -253,8 +270,8 @@ register_form(Form(
     statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
     plain=selective_scan_plain,
     magnitude=scan_magnitude,
-    magnitude_rule="each position's (1 + max sum_t |dt_t A|) m_t, m_t the scan run on magnitudes (x2 for complex A; "
-                   "states: the same times the magnitudes' state)",
+    magnitude_rule="each position's m_t, the scan run on magnitudes (x2 for complex A), plus float32's ulp at "
+                   "max sum_{s<=t} |dt_s A| m_t (the decays' exponents; states: the same with the magnitudes' state)",
     data_args=SCAN_DATA,
     outputs=("out", "state"),
 ))
@@ -298,8 +315,8 @@ register_form(Form(
     statement="Mamba-2's SSD, the definition: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t",
     plain=ssd_plain,
     magnitude=ssd_magnitude,
-    magnitude_rule="each position's (1 + max sum_t |dt_t A|) m_t, m_t the SSD run on magnitudes (state: the same "
-                   "times the magnitudes' state)",
+    magnitude_rule="each position's m_t, the SSD run on magnitudes, plus float32's ulp at max sum_{s<=t} |dt_s A| "
+                   "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=SSD_DATA,
     outputs=("out", "state"),
 ))
