@@ -130,7 +130,6 @@ register_form(Form(
     plain=_plain,
     magnitude=attention_magnitude,
     magnitude_rule=ATTENTION_MAGNITUDE_RULE,
-    floor_ulps=2.0,
     data_args=("q", "k", "v"),
     outputs=("out", "lse"),
     axes=(("batch", "query", "head", "channel"), ("batch", "query", "head")),
