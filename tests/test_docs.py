@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
-RUNNABLE = ["attention.md", "ssm.md", "mamba.md", "gpu.md", "eviction.md", "conventions.md", "usage.md", "inputs.md"]
+RUNNABLE = ["attention.md", "ssm.md", "mamba.md", "gpu.md", "eviction.md", "conventions.md", "usage.md", "tolerance.md", "inputs.md"]
 
 
 def python_blocks(name: str) -> list[str]:
