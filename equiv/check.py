@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import secrets
 from functools import partial
 
 import ml_dtypes
@@ -125,7 +126,7 @@ def run_claim(claim: Claim | str, *, impl=None, max_examples=None, seed=None, ti
         names=claim.outputs,
         time_axis=claim.time_axis,
         max_examples=max_examples,
-        seed=seed,
+        seed=_seed(seed),
         dtype="float64" if claim.exactness == "float64 bound" else claim.exactness,
         backend="numpy",
         reproducer=lambda args: reproducer_source(
@@ -289,9 +290,8 @@ def _progress_sink(progress):
 
 
 def _seed(seed) -> int:
+    """``seed``, checked, or a fresh one for None (the result reports it)."""
     if seed is None:
-        import secrets
-
         return secrets.randbits(32)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")

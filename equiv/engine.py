@@ -13,7 +13,6 @@ another, or a property) both end in :func:`verify`. A verdict is one of four sta
 from __future__ import annotations
 
 import contextlib
-import secrets
 import sys
 import threading
 import time
@@ -206,7 +205,7 @@ def verify(
     names: tuple,
     time_axis: int,
     max_examples: int | None,
-    seed: int | None,
+    seed: int,
     dtype: str,
     backend: str,
     reproducer: Callable[[dict], str],
@@ -224,7 +223,6 @@ def verify(
     (a user's candidate), raising or malformed outputs on the first example are errors too,
     with ``hint_for(exception)`` as the hint. ``progress`` receives a line every few seconds.
     """
-    seed = secrets.randbits(32) if seed is None else int(seed)
     state = {"examples": 0, "worst": None, "failure": None, "abort": None}
     started = time.perf_counter()
     last_line = [started]

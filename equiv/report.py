@@ -128,13 +128,8 @@ def job_error(job: tuple, reason: str, details: str = "") -> dict:
         return {"error": float("nan"), "budget": float("nan"), "mean_error": float("nan"), "seconds": 0.0,
                 "job_error": reason}
     kind, key, *rest = job
-    record_key = key if kind == "claim" else gpu_key(key, rest[0])
-    return {"key": record_key, "family": get_claim(key).family if kind == "claim" else "gpu",
-            "claim": get_claim(key).statement if kind == "claim" else f"GPU implementation {key}",
-            "exactness": "", "dtype": rest[0] if kind == "gpu" else "float64", "backend": "", "device": "",
-            "seed": claim_seed(record_key), "status": "error", "reason": f"the job {reason}", "hint": details.strip(),
-            "examples": 0, "shapes": {}, "budget": {"rule": "", "value": None}, "max_error": None,
-            "worst_ratio": None, "counterexample": None, "sweeps": [], "seconds": 0.0}
+    head = _claim_head(get_claim(key)) if kind == "claim" else _gpu_head(_implementation(key), rest[0])
+    return {**head, **_unmeasured("error", f"the job {reason}", "", details.strip())}
 
 
 @contextlib.contextmanager
@@ -169,8 +164,11 @@ def run_job(job: tuple) -> tuple:
     if kind == "sweep":
         claim = get_claim(key)
         return job, sweep_point(claim, claim.sweeps[rest[0]], rest[1], claim_seed(key))
-    impl = next(impl for impl in implementations() if impl.name == key)
-    return job, gpu_record(impl, rest[0])
+    return job, gpu_record(_implementation(key), rest[0])
+
+
+def _implementation(name: str):
+    return next(impl for impl in implementations() if impl.name == name)
 
 
 def _progress_line(job: tuple, result: dict) -> str:
@@ -204,9 +202,14 @@ def _missing(claim: Claim) -> list[str]:
     return [name for name in claim.requires if importlib.util.find_spec(name) is None]
 
 
+def _claim_head(claim: Claim) -> dict:
+    """What a claim's record says before it runs."""
+    return {"key": claim.key, "family": claim.family, "claim": claim.statement, "exactness": claim.exactness,
+            "dtype": "float64", "backend": "numpy", "device": "cpu", "seed": claim_seed(claim.key)}
+
+
 def claim_record(claim: Claim) -> dict:
-    record = {"key": claim.key, "family": claim.family, "claim": claim.statement, "exactness": claim.exactness,
-              "dtype": "float64", "backend": "numpy", "device": "cpu", "seed": claim_seed(claim.key)}
+    record = _claim_head(claim)
     if missing := _missing(claim):
         return {**record, **_not_run(missing, claim.rule)}
     return {**record, **_outcome(run_claim(claim, seed=record["seed"]), claim.rule)}
@@ -221,10 +224,7 @@ def gpu_record(impl, dtype: str) -> dict:
     simulator (or NumPy, for CuPy code without a GPU) with tiny inputs, and then its status says
     so ("passed (simulator)"), so no row reads as verified on a GPU that was not."""
     place = where(impl.runtime)
-    key = gpu_key(impl.name, dtype)
-    record = {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
-              "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype,
-              "backend": impl.runtime, "device": place if place != "gpu" else gpu_name(), "seed": claim_seed(key)}
+    record = _gpu_head(impl, dtype)
     if missing := impl.missing():
         return {**record, **_not_run(missing, "")}
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
@@ -235,9 +235,22 @@ def gpu_record(impl, dtype: str) -> dict:
     return {**record, **outcome}
 
 
+def _gpu_head(impl, dtype: str) -> dict:
+    """What a GPU row's record says before it runs."""
+    place, key = where(impl.runtime), gpu_key(impl.name, dtype)
+    return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
+            "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype,
+            "backend": impl.runtime, "device": place if place != "gpu" else gpu_name(), "seed": claim_seed(key)}
+
+
 def _not_run(missing: list[str], rule: str) -> dict:
-    return {"status": "not run", "reason": f"{', '.join(missing)} is not installed", "hint": "", "examples": 0,
-            "shapes": {}, "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None,
+    return _unmeasured("not run", f"{', '.join(missing)} is not installed", rule)
+
+
+def _unmeasured(status: str, reason: str, rule: str, hint: str = "") -> dict:
+    """The outcome fields of a record with nothing measured: not run, or a job that broke."""
+    return {"status": status, "reason": reason, "hint": hint, "examples": 0, "shapes": {},
+            "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None,
             "counterexample": None, "sweeps": [], "seconds": 0.0}
 
 

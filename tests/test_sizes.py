@@ -13,7 +13,7 @@ from kernels import fixed_tile_flash as tiles
 from seqcheck import equiv
 from seqcheck.properties import SIZES, inputs_for, options, options_markdown
 from seqcheck.properties import _STRATEGIES, _option_names
-from seqcheck.properties.arrays import HEAD_DIMS, TILE_LENGTHS
+from seqcheck.properties.arrays import HEAD_DIMS, TILE_BLOCKS, TILE_LENGTHS
 
 KEY = "attention.flash.tiled"
 PLAIN = dict(softcap=None, alibi_slopes=None, window=None, key_padding_mask=False, return_lse=False)
@@ -96,11 +96,17 @@ def test_the_small_tier_keeps_todays_tiny_shapes():
 
 
 def test_the_large_tier_draws_tile_sizes_and_sensible_blocks():
+    long_rows = 0
     for args in _shapes(KEY, size="large"):
         Tq, Tk, D = args["q"][1], args["k"][1], args["q"][3]
         assert Tq in TILE_LENGTHS and Tk in TILE_LENGTHS and D in HEAD_DIMS
         for block, length in ((args["block_q"], Tq), (args["block_k"], Tk)):
-            assert 1 <= block <= length + 1 and (length <= 32 or block >= 15)
+            if length > 32:  # past 32 steps: a tile size that fits, or one block for everything
+                long_rows += 1
+                assert block == length + 1 or (block in TILE_BLOCKS and block <= length), (block, length)
+            else:
+                assert 1 <= block <= length + 1
+    assert long_rows, "the large tier drew no length past 32"
     for args in _shapes("attention.flash.split_kv", size="large"):
         assert args["num_splits"] <= max(7, args["k"][1] + 2)
 
