@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import ml_dtypes
 
+from seqcheck.reference import arith
+
 BACKENDS = ("numpy", "torch", "torch:cuda", "cupy", "jax")
 
 _LOW_PRECISION = {
@@ -41,7 +43,7 @@ def finfo(dtype):
 
 def round_to(x: np.ndarray, dtype) -> np.ndarray:
     """The float64 array holding exactly the values ``x`` takes after rounding to ``dtype``."""
-    return np.asarray(x).astype(numpy_dtype(dtype)).astype(np.float64)
+    return arith.round_to(x, numpy_dtype(dtype))
 
 
 def to_backend(x, backend: str, dtype):

@@ -26,7 +26,7 @@ from seqcheck.reference.positional import apply_rope
 
 STEPS = 20
 MAX_PROMPT = 6
-U64 = np.finfo(np.float64).eps / 2
+from seqcheck.reference.arith import U64
 PROTECTED_RECENT = {"window": lambda p, K: K, "streaming_llm": lambda p, K: K - p.sinks,
                     "h2o": lambda p, K: K - p.heavy, "scissorhands": lambda p, K: p.recent,
                     "tova_kvpress": lambda p, K: 1}

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.properties import attention_inputs, flash_inputs
 from seqcheck.reference import attention as ref
+from seqcheck.reference.arith import U64
 
-U64 = np.finfo(np.float64).eps / 2
 U_MP50 = 10.0**-50
 BLOCK_ARGS = ("block_q", "block_k")
 ATTENTION_OPTIONS = ("scale", "causal", "window", "key_padding_mask", "alibi_slopes", "softcap", "return_lse")

@@ -59,10 +59,10 @@ from seqcheck.properties.eviction import (POLICY_NAMES, decode_inputs, eviction_
                                           remove_one_inputs, rerotation_inputs, selection_inputs)
 from seqcheck.properties.arrays import generators
 from seqcheck.reference.attention import softmax_attention
+from seqcheck.reference.arith import U64
 from seqcheck.reference.eviction import POLICIES, TOVA, simulate_decoding, simulate_layers, topk_lowest_index
 from seqcheck.reference.positional import apply_rope
 
-U64 = np.finfo(np.float64).eps / 2
 POLICY_OPTIONS = ("sinks", "heavy", "recent", "history", "drop", "threshold", "window", "kernel_size", "pooling",
                   "heads")
 RUN_OPTIONS = ("budget", "prefill_len", "rope", "rope_base", "position_offset", "scale")

@@ -23,13 +23,14 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.families.mamba import _rounding, continuation, exact_difference, fractions
+from seqcheck.equiv.convert import numpy_dtype
+from seqcheck.equiv.families.mamba import continuation
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.properties.linear import augmented_state, linear_inputs, rational_linear_inputs, state_pair
 from seqcheck.reference import linear_attention as ref
 from seqcheck.reference._checks import as_real, check_ndim
+from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
-EPS64 = np.finfo(np.float64).eps
 CHUNK_ARGS = ("chunk_size",)
 FEATURE_MAPS = {"elu": ref.elu_feature_map, "identity": ref.identity_feature_map}
 
@@ -109,7 +110,7 @@ def _magnitudes(args: dict, expected: tuple, feature_error: float = 0.0) -> tupl
 def linear_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct causal forms (module docstring); the state per head."""
     T, D = np.shape(args["q"])[1], np.shape(args["q"])[3]
-    factors = (4 * (T + D + 4) * EPS64, 4 * (T + 4) * EPS64)
+    factors = (4 * (T + D + 4) * 2 * U64, 4 * (T + 4) * 2 * U64)
     return tuple(factor * magnitude for factor, magnitude in zip(factors, _magnitudes(args, expected)))
 
 
@@ -145,7 +146,7 @@ def linear_plain(args: dict, dtype) -> tuple:
     """The recurrence with every input and step rounded to ``dtype``: phi(q), phi(k) (as
     ``_feature_map_in_dtype``), z + phi(k), S + phi(k) v^T, phi(q)^T S and phi(q) . z (summed in
     float32), + eps, the reciprocal, the product."""
-    r, total = _rounding(dtype)
+    r, total = rounding(numpy_dtype(dtype))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         name = args.get("feature_map", "elu")
         Q, K, v = (_feature_map_in_dtype(name, r(args["q"]), r), _feature_map_in_dtype(name, r(args["k"]), r),

@@ -24,18 +24,16 @@ reproducer writes it out).
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 from hypothesis import strategies as st
 from scipy.special import expit
 
-from seqcheck.equiv.convert import numpy_dtype, round_to
+from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
+from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
-EPS64 = np.finfo(np.float64).eps
 EXACT = "exact (rational)"
 CHUNK_ARGS = ("chunk_size",)
 TREE_ARGS = ("tree", "rng")
@@ -78,7 +76,7 @@ def _scan_magnitude(args: dict) -> tuple:
     Lambda = exponents.max(initial=0.0)
     if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
         out = 2 * out
-    factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda) * (2 if is_complex else 1)
+    factor = 4 * (T + N + 4) * 2 * U64 * (1 + Lambda) * (2 if is_complex else 1)
     return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state)), (2 if is_complex else 1), exponents
 
 
@@ -129,7 +127,7 @@ def _ssd_magnitude(args: dict) -> tuple:
     T, N = out.shape[1], args["B"].shape[-1]
     exponents = _cumulative_max(logs)
     Lambda = exponents.max(initial=0.0)
-    factor = 4 * (T + N + 4) * EPS64 * (1 + Lambda)
+    factor = 4 * (T + N + 4) * 2 * U64 * (1 + Lambda)
     return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state)), exponents
 
 
@@ -152,27 +150,6 @@ SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m
 
 # ----------------------------------------------------------------------------- plain definitions in a dtype
 
-def _rounding(dtype):
-    """(r, total): r rounds elementwise to ``dtype`` (complex: each part); total(x, axis) sums
-    accumulating in float32 (float64 for a 64-bit dtype) and rounds once, as kernels reduce."""
-    dtype = numpy_dtype(dtype)
-    accumulate = np.float64 if dtype.itemsize >= 8 else np.float32
-
-    def r(x):
-        x = np.asarray(x)
-        if np.iscomplexobj(x):
-            return round_to(x.real, dtype) + 1j * round_to(x.imag, dtype)
-        return round_to(x, dtype)
-
-    def total(x, axis):
-        s = np.sum(x, axis=axis)
-        if np.iscomplexobj(s):
-            return r(round_to(s.real, accumulate) + 1j * round_to(s.imag, accumulate))
-        return r(round_to(s, accumulate))
-
-    return r, total
-
-
 def _channel_coefficient(M, batch: int, T: int, D: int) -> np.ndarray:
     """B or C of the selective scan as (B, T, D, N) for any of its three layouts."""
     M = np.asarray(M)
@@ -187,7 +164,7 @@ def selective_scan_plain(args: dict, dtype) -> tuple:
     """The recurrence with every input, constant and step rounded to ``dtype``: dt (+ bias,
     softplus), dt A, exp, dt u, dt B u, the state update's product and sum, C x (summed in
     float32), 2 Re, D u, silu(z) and the products. Returns float64 holding ``dtype`` values."""
-    r, total = _rounding(dtype)
+    r, total = rounding(numpy_dtype(dtype))
     with np.errstate(over="ignore", invalid="ignore"):
         u, A = r(args["u"]), r(args["A"])
         batch, T, D = u.shape
@@ -218,7 +195,7 @@ def selective_scan_plain(args: dict, dtype) -> tuple:
 def ssd_plain(args: dict, dtype) -> tuple:
     """SSD's recurrence with every input and step rounded to ``dtype``: dt A, exp, dt x, the
     outer product with B, the state update's product and sum, h C (summed in float32)."""
-    r, total = _rounding(dtype)
+    r, total = rounding(numpy_dtype(dtype))
     with np.errstate(over="ignore", invalid="ignore"):
         x, dt, A = r(args["x"]), r(args["dt"]), r(args["A"])
         H = x.shape[2]
@@ -446,17 +423,6 @@ register_claim(Claim(
 
 
 # ----------------------------------------------------------------------------- claims: the scan operator
-
-def exact_difference(actual, expected) -> np.ndarray:
-    """actual - expected elementwise in exact arithmetic, as floats (0 exactly where equal)."""
-    actual, expected = np.broadcast_arrays(np.asarray(actual, dtype=object), np.asarray(expected, dtype=object))
-    return np.vectorize(lambda a, b: 0.0 if a == b else float(a - b), otypes=[float])(actual, expected)
-
-
-def fractions(values, denominator=1) -> np.ndarray:
-    """A float64 array of exactly representable values as Fractions, divided by ``denominator``."""
-    return np.asarray(np.frompyfunc(lambda v: Fraction(v) / denominator, 1, 1)(np.asarray(values)), dtype=object)
-
 
 def _associativity(impl, args: dict) -> tuple:
     e1, e2, e3 = ((fractions(args[f"a{i}"], args["denominator"]), fractions(args[f"b{i}"], args["denominator"]))

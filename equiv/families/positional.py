@@ -13,8 +13,8 @@ import numpy as np
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
 from seqcheck.properties import rope_inputs, rope_matrix_inputs, rope_pair_inputs
 from seqcheck.reference import positional as ref
+from seqcheck.reference.arith import U64
 
-U64 = np.finfo(np.float64).eps / 2
 
 
 def rope_half(x, positions=None, *, base=10000.0, interpolation_factor=1.0):

@@ -67,11 +67,11 @@ from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register
 from seqcheck.properties.ssm import (continuation_inputs, conv_inputs, discretize_inputs, order_inputs,
                                      rational_lti_inputs)
 from seqcheck.reference import ssm as ref
+from seqcheck.reference.arith import U64, accumulator, exact_difference, fractions, rounding
 from seqcheck.reference._checks import as_real, check_ndim
 from seqcheck.reference.ssm.s4 import _dense_bilinear
 from seqcheck.reference.ssm.s4d import _s4d_args
 
-U64 = np.finfo(np.float64).eps / 2
 
 
 # ------------------------------------------------------------------------------------------- LTI
@@ -185,24 +185,16 @@ LTI_FFT_RULE = ("derived float64 bound: 2 max(recurrence E_t, FFT E_t), FFT E_t 
                 "+ (2 eps(T+L) + 3u)(|u|_2 |K|_1 + |u|_1 |K|_2) + 2u |D u_t|")
 
 
-def _rounder(dtype):
-    dtype = numpy_dtype(dtype)
-    accumulate = np.float64 if dtype.itemsize >= 8 else np.float32
-
-    def rnd(x):
-        return np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)
-
-    def acc(x):
-        return np.asarray(x).astype(accumulate)
-
-    return rnd, acc
-
-
 def lti_plain(args: dict, dtype) -> tuple:
     """The recurrence evaluated in ``dtype``: inputs rounded to dtype, each step's Abar x and
     C x accumulated in float32 (float64 for a 64-bit dtype) and rounded once, Bbar u, the sums
     and D u rounded to dtype. Overflow is part of the result."""
-    rnd, acc = _rounder(dtype)
+    rnd = rounding(numpy_dtype(dtype))[0]
+    work = accumulator(numpy_dtype(dtype))
+
+    def acc(x):
+        return np.asarray(x).astype(work)
+
     Abar, Bbar, C = (rnd(x) for x in _system(args))
     u = rnd(args["u"])
     D = np.zeros(C.shape[0]) if args.get("D") is None else rnd(args["D"])
@@ -313,25 +305,13 @@ register_claim(Claim(
 
 # ------------------------------------------------------------------- exact Krylov = impulse response
 
-def _fractions(numerators, den: int = 1) -> np.ndarray:
-    return np.vectorize(lambda v: Fraction(int(v), den), otypes=[object])(numerators)
-
-
-def _exact_difference(values, exact) -> np.ndarray:
-    """values - exact (both Fractions) as floats; a nonzero difference never rounds to 0."""
-    def one(a, b):
-        d = a - b
-        return 0.0 if d == 0 else (float(d) or np.copysign(5e-324, d.numerator))
-    return np.vectorize(one, otypes=[float])(values, exact)
-
-
 def _krylov_exact(impl, args: dict):
-    Abar, Bbar, C = (_fractions(args[name], args["den"]) for name in ("Abar_num", "Bbar_num", "C_num"))
+    Abar, Bbar, C = (fractions(args[name], args["den"]) for name in ("Abar_num", "Bbar_num", "C_num"))
     length = args["length"]
     impulse = np.zeros((1, length, C.shape[0]), dtype=object)
     impulse[:, 0] = Fraction(1)
     response = ref.lti_recurrent(impulse, Abar, Bbar, C)[0].T
-    difference = _exact_difference(impl(Abar, Bbar, C, length), response)
+    difference = exact_difference(impl(Abar, Bbar, C, length), response)
     return (difference,), (np.zeros(difference.shape),)
 
 

@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..arith import accumulator, round_to
 from .._checks import as_real, check_bool, check_layout, finite_real, float_dtype, int_in_range, positive_int
 from ..positional.alibi import _relative_distance
 
@@ -44,10 +45,10 @@ def _rounding_arith(dtype):
     the softmax sum) accumulate in float32 and are rounded once, as in GPU kernels and in
     ``ml_dtypes`` matmul, which returns float32.
     """
-    work = np.dtype(np.float64 if dtype.itemsize == 8 else np.float32)
+    work = accumulator(dtype)
 
     def rnd(x):
-        return np.asarray(x).astype(dtype).astype(work)
+        return round_to(x, dtype).astype(work)
 
     return _Arith(
         work, lambda x: rnd(np.asarray(x, dtype=np.float64)), rnd,

@@ -16,6 +16,7 @@ Two pairings of the D channels are in use, with the same angles:
 
 import numpy as np
 
+from ..arith import round_to
 from .._checks import as_real, check_choice, check_layout, even_positive_int, finite_real, float_dtype
 
 _PAIRINGS = ("half", "interleaved")
@@ -131,7 +132,7 @@ def rope_in_dtype(x, positions=None, *, dtype, base=10000.0, interpolation_facto
     factor = finite_real("interpolation_factor", interpolation_factor, "> 0")
 
     def rnd(value):
-        return np.asarray(value, dtype=np.float64).astype(out_dtype).astype(np.float64)
+        return round_to(value, out_dtype)
 
     inv_freq = rnd(rnd(base) ** rnd(-np.arange(0, d, 2) / d))
     theta = rnd(rnd(rnd(pos) / rnd(factor))[..., None] * inv_freq)[..., None, :]
