@@ -21,12 +21,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from seqcheck.equiv.families.eviction import ambiguous_steps, attended, onset, weight_error
 from seqcheck.properties.eviction import DATA_STYLES, POLICY_NAMES, eviction_data, policy_options
+from seqcheck.reference.arith import U64
 from seqcheck.reference.eviction import POLICIES, argmin_highest_index, simulate_decoding
 from seqcheck.reference.positional import apply_rope
 
 STEPS = 20
 MAX_PROMPT = 6
-from seqcheck.reference.arith import U64
 PROTECTED_RECENT = {"window": lambda p, K: K, "streaming_llm": lambda p, K: K - p.sinks,
                     "h2o": lambda p, K: K - p.heavy, "scissorhands": lambda p, K: p.recent,
                     "tova_kvpress": lambda p, K: 1}
