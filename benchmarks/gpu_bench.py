@@ -28,12 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # torch ports of peers
 
-from seqcheck.gpu.registry import use_simulator_without_gpu  # noqa: E402
+from seqcheck.gpu import use_simulator_without_gpu  # noqa: E402
 
 use_simulator_without_gpu()
 
 from seqcheck import equiv  # noqa: E402
-from seqcheck.gpu import has_gpu, implementations, where  # noqa: E402
+from seqcheck.equiv import implementations  # noqa: E402
+from seqcheck.gpu import has_gpu, where  # noqa: E402
 from seqcheck.gpu.backend import gpu_name  # noqa: E402
 
 SIZES = {

@@ -9,14 +9,15 @@ Public API (a contract other projects call):
   error, not run), ``passed``, ``max_error``, ``budget``, ``examples``, ``counterexample``,
   ``worst_example``, ``reason`` and ``hint``;
 - ``assert_equivalent(actual, key, args, *, dtype=None)`` for a project's own Hypothesis tests;
-- ``claims()``, ``run_claim(key)``, ``replay(...)``, ``replay_claim(...)``, ``load_candidate(spec)``.
+- ``claims()``, ``run_claim(key)``, ``replay(...)``, ``replay_claim(...)``, ``load_candidate(spec)``;
+- ``implementations()`` -> the project's GPU implementations, each checked with ``check``.
 """
 
 from __future__ import annotations
 
 from seqcheck.equiv.check import assert_equivalent, check, replay, replay_claim, run_claim
 from seqcheck.equiv.engine import STATUSES, Comparison, Counterexample, Result, UsageError
-from seqcheck.equiv.registry import Claim, Form, Sweep, all_claims, form_keys, get_form
+from seqcheck.equiv.registry import Claim, Form, Implementation, Sweep, all_claims, form_keys, get_form, implementations
 from seqcheck.equiv.reproduce import load_candidate
 from seqcheck.equiv.families import register_all
 
@@ -40,4 +41,4 @@ def claims() -> list[Claim]:
 
 __all__ = ["forms", "reference", "check", "assert_equivalent", "claims", "run_claim", "replay",
            "replay_claim", "load_candidate", "Result", "UsageError", "STATUSES", "Counterexample", "Comparison", "Claim", "Form",
-           "Sweep", "get_form"]
+           "Sweep", "get_form", "Implementation", "implementations"]

@@ -10,8 +10,14 @@ engine as a user's candidate; every form with an oracle yields the claim ``form 
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
+import importlib.util
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from seqcheck.gpu.backend import where
 
 Outputs = tuple  # a tuple of NumPy arrays, one per output
 
@@ -49,10 +55,13 @@ class Form:
     floor's scale is the output's largest magnitude. ``magnitude_rule`` says it in one line.
     ``axes`` names each output's axes, e.g. (("batch", "time", "head", "channel"),), for the
     index of the worst element in a counterexample.
+    ``inputs(**options)`` is the strategy of valid keyword arguments (``inputs_for(key)``), its
+    keyword-only options documented in an "Options:" section of its docstring.
     """
 
     key: str
     fn: Callable
+    inputs: Callable[..., Any]
     bound: Callable[[dict, Outputs], tuple]
     rule: str
     statement: str = ""
@@ -80,7 +89,6 @@ class Claim:
     """
 
     key: str
-    family: str
     statement: str
     subject: str
     default_impl: Callable
@@ -94,9 +102,47 @@ class Claim:
     requires: tuple[str, ...] = ()
     sweeps: tuple[Sweep, ...] = field(default=())
 
+    @property
+    def family(self) -> str:
+        return self.key.split(".")[0]
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One of the project's GPU implementations of a registered form, declared in the family
+    module of that form and checked with ``seqcheck.equiv.check`` (the call users make).
+
+    ``target`` is ``"module:function"`` inside ``seqcheck.gpu``, loaded only when used (importing
+    seqcheck never imports Numba or CuPy): a function with the form's signature taking and
+    returning NumPy arrays (it moves them to the device itself), so the same entry runs on a GPU,
+    under Numba's CUDA simulator, or, for array-module code, on NumPy.
+    ``inputs(simulated)`` is the strategy of arguments it supports (tiny sizes when simulated).
+    """
+
+    name: str
+    form: str
+    target: str
+    runtime: str  # "numba-cuda" or "cupy"
+    dtypes: tuple[str, ...]
+    inputs: Callable[[bool], Any]
+
+    def load(self) -> Callable:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(f"seqcheck.gpu.{module}"), function)
+
+    def missing(self) -> list[str]:
+        """The modules it needs here that are not installed (CuPy code without a GPU needs none:
+        it runs on NumPy)."""
+        needed = () if where(self.runtime) == "numpy" else RUNTIME_MODULES[self.runtime]
+        return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+RUNTIME_MODULES = {"numba-cuda": ("numba",), "cupy": ("cupy",)}
+
 
 _FORMS: dict[str, Form] = {}
 _CLAIMS: dict[str, Claim] = {}
+_IMPLEMENTATIONS: dict[str, Implementation] = {}
 
 
 def register_form(form: Form) -> Form:
@@ -115,6 +161,21 @@ def register_claim(claim: Claim) -> Claim:
         raise ValueError(f"claim {claim.key!r} is registered twice")
     _CLAIMS[claim.key] = claim
     return claim
+
+
+def register_implementation(implementation: Implementation) -> Implementation:
+    if implementation.name in _IMPLEMENTATIONS:
+        raise ValueError(f"GPU implementation {implementation.name!r} is registered twice")
+    if implementation.form not in _FORMS:
+        raise ValueError(f"GPU implementation {implementation.name!r}: no form {implementation.form!r} "
+                         "is registered (declare it after the form, in the form's family module)")
+    _IMPLEMENTATIONS[implementation.name] = implementation
+    return implementation
+
+
+def implementations() -> list[Implementation]:
+    """Every GPU implementation of the project, sorted by name."""
+    return [_IMPLEMENTATIONS[name] for name in sorted(_IMPLEMENTATIONS)]
 
 
 def form_keys() -> list[str]:
@@ -162,21 +223,29 @@ def as_outputs(result) -> Outputs:
     return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
 
-def _equality_claim(form: Form) -> Claim:
-    from seqcheck.properties import inputs_for
+def mapped(make: Callable[..., Any], convert: Callable[[dict], dict]) -> Callable[..., Any]:
+    """The strategy builder ``make`` with each drawn dict passed through ``convert`` (an
+    adapter's layout): same options, signature and documentation."""
+    @functools.wraps(make)
+    def strategy(**options):
+        return make(**options).map(convert)
 
+    strategy.__signature__ = inspect.signature(make)
+    return strategy
+
+
+def _equality_claim(form: Form) -> Claim:
     def relation(impl, args):
         oracle = get_form(form.oracle)
         return as_outputs(impl(**args)), as_outputs(oracle.fn(**without(args, form.oracle_drop)))
 
     return Claim(
         key=f"{form.key} == {form.oracle}",
-        family=form.key.split(".")[0],
         statement=form.statement or f"{form.key} equals {form.oracle}",
         subject=form.key,
         default_impl=form.fn,
         relation=relation,
-        inputs=lambda: inputs_for(form.key),
+        inputs=form.inputs,
         bound=form.bound,
         rule=form.rule,
         outputs=form.outputs,

@@ -27,10 +27,9 @@ from seqcheck.equiv.budget import Budget
 from seqcheck.equiv.check import check, run_claim
 from seqcheck.equiv.engine import compare
 from seqcheck.equiv.metrics import error_per_position
-from seqcheck.equiv.registry import Claim, all_claims, as_outputs, get_claim
+from seqcheck.equiv.registry import Claim, all_claims, as_outputs, get_claim, implementations
 from seqcheck.equiv.report_render import write_report
-from seqcheck.gpu.backend import gpu_name
-from seqcheck.gpu.registry import implementations, use_simulator_without_gpu, where
+from seqcheck.gpu.backend import gpu_name, use_simulator_without_gpu, where
 from seqcheck.properties import profiles
 
 

@@ -1,7 +1,10 @@
-"""GPU implementations (Numba CUDA kernels, CuPy array-module code), backend detection, and the
-registry through which each is checked with ``seqcheck.equiv.check``."""
+"""GPU implementations (Numba CUDA kernels, CuPy array-module code) and backend detection.
 
-from seqcheck.gpu.backend import gpu_unavailable_reason, has_gpu
-from seqcheck.gpu.registry import Implementation, implementations, where
+Each implementation is declared, with the form it computes and the inputs it takes, in that
+form's family module (``seqcheck.equiv.families``) and checked with ``seqcheck.equiv.check``;
+``seqcheck.equiv.implementations()`` lists them.
+"""
 
-__all__ = ["Implementation", "implementations", "where", "has_gpu", "gpu_unavailable_reason"]
+from seqcheck.gpu.backend import gpu_unavailable_reason, has_gpu, use_simulator_without_gpu, where
+
+__all__ = ["where", "has_gpu", "gpu_unavailable_reason", "use_simulator_without_gpu"]

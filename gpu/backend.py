@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 
 @functools.cache
@@ -36,3 +37,18 @@ def gpu_name() -> str:
     if driver.cuDeviceGet(ctypes.byref(device), 0) != 0 or driver.cuDeviceGetName(name, 256, device) != 0:
         return "gpu"
     return name.value.decode(errors="replace")
+
+
+def where(runtime: str) -> str:
+    """Where an implementation of ``runtime`` ("numba-cuda" or "cupy") runs here: "gpu",
+    "simulator" (Numba's CUDA simulator, no GPU) or "numpy" (CuPy code on its NumPy array
+    module, no GPU)."""
+    if has_gpu():
+        return "gpu"
+    return "simulator" if runtime == "numba-cuda" else "numpy"
+
+
+def use_simulator_without_gpu() -> None:
+    """Turn Numba's CUDA simulator on where no GPU exists; must run before numba.cuda is imported."""
+    if not has_gpu():
+        os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")

@@ -125,11 +125,3 @@ def split_kv_inputs(draw, *, num_splits=None, **options):
     args["num_splits"] = draw(fixed_or(blocks(Tk, extra=2, choices=(1, 2, 3, 4, 7), whole=False) if num_splits is None
                                        else num_splits))
     return args
-
-
-
-STRATEGIES = {
-    "attention.softmax.parallel": attention_inputs,
-    "attention.flash.tiled": flash_inputs,
-    "attention.flash.split_kv": split_kv_inputs,
-}

@@ -272,6 +272,3 @@ def form_inputs(policy: str):
     strategy.__signature__ = signature.replace(parameters=[
         p for name, p in signature.parameters.items() if name not in {"draw", "policy", "named"} | others])
     return strategy
-
-
-STRATEGIES = {f"eviction.{name}.decode": form_inputs(name) for name in POLICY_NAMES}

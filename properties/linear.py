@@ -7,8 +7,8 @@ head dims and the chunk size: "small" (T <= 10, D, M <= 4), "large" (T 15..257 a
 of 16, D, M 32..128, chunks of 16..128 and neighbours) or "default" (each axis large in about
 30 draws of 100); the exact claim's ``rational_linear_inputs`` stays small.
 
-Conventions (seqcheck.equiv.families.linear): the state (S, z) travels as one float64 array
-(B, H, D, M + 1), S in [..., :M] and z in [..., M]: the state of v augmented by a column of ones.
+The initial state is the reference's pair (S (B, H, D, M), z (B, H, D)); the registered forms
+take it as one array [S | z] (B, H, D, M + 1), the adapter of seqcheck.equiv.families.linear.
 """
 
 from __future__ import annotations
@@ -16,20 +16,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import blocks, fixed_or, for_form, generators, head_dims, lengths, random_arrays, sized, tiers
+from seqcheck.properties.arrays import blocks, fixed_or, generators, head_dims, lengths, random_arrays, sized, tiers
 
 FEATURE_MAPS = ("elu", "identity")
-
-
-def augmented_state(S: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The pair (S (B, H, D, M), z (B, H, D)) as one array (B, H, D, M + 1): [S | z]."""
-    return np.concatenate([np.asarray(S), np.asarray(z)[..., None]], axis=-1)
-
-
-def state_pair(state: np.ndarray) -> tuple:
-    """The inverse of ``augmented_state``: (S, z)."""
-    state = np.asarray(state)
-    return state[..., :-1], state[..., -1]
 
 
 @st.composite
@@ -65,7 +54,7 @@ def linear_inputs(
         value_dim: value dimension M.
         feature_map: "elu" (elu + 1) or "identity" (q, k made positive).
         eps: the denominator's epsilon.
-        initial_state: whether to draw an initial state (S, z) as one (B, H, D, M + 1) array.
+        initial_state: whether to draw an initial state (S, z) (the registered forms get it as one (B, H, D, M + 1) array [S | z]).
         return_state: whether to return the final state as well.
         chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..129 near tiles or T+1).
     """
@@ -83,8 +72,7 @@ def linear_inputs(
         rng = draw(generators())
         args["initial_state"] = None
         if draw(fixed_or(initial_state)):
-            args["initial_state"] = augmented_state(rng.standard_normal((Bt, H, D, M)),
-                                                    np.abs(rng.standard_normal((Bt, H, D))))
+            args["initial_state"] = (rng.standard_normal((Bt, H, D, M)), np.abs(rng.standard_normal((Bt, H, D))))
         args["return_state"] = draw(fixed_or(return_state))
     if form == "chunked":
         args["chunk_size"] = draw(fixed_or(blocks(T) if chunk_size is None else chunk_size))
@@ -115,13 +103,6 @@ def rational_linear_inputs(
 
     args = {"q": integers((Bt, T, H, D)), "k": integers((Bt, T, H, D)), "v": integers((Bt, T, H, M)),
             "eps": draw(st.sampled_from([1e-6, 2.0**-10])), "denominator": draw(st.sampled_from([1, 3, 7]))}
-    args["initial_state"] = integers((Bt, H, D, M + 1)) if draw(fixed_or(initial_state)) else None
+    args["initial_state"] = (integers((Bt, H, D, M)), integers((Bt, H, D))) if draw(fixed_or(initial_state)) else None
     args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
     return args
-
-
-STRATEGIES = {
-    "linear.attention.recurrent": for_form(linear_inputs, "recurrent", unused=("chunk_size",)),
-    "linear.attention.parallel": for_form(linear_inputs, "parallel", unused=("chunk_size", "initial_state", "return_state")),
-    "linear.attention.chunked": for_form(linear_inputs, "chunked"),
-}

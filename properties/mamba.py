@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import (TILE_BLOCKS, blocks, fixed_or, for_form, generators, head_dims, lengths,
+from seqcheck.properties.arrays import (TILE_BLOCKS, blocks, fixed_or, generators, head_dims, lengths,
                                         random_arrays, sized, tiers)
 
 LAYOUTS = ("invariant", "shared", "grouped")
@@ -241,13 +241,3 @@ def scan_element_inputs(draw, *, batch=st.integers(1, 2), width=st.integers(1, 4
     args = {f"{name}{i}": _small_integers(rng, shape, 6) for i in (1, 2, 3) for name in ("a", "b")}
     args["denominator"] = draw(st.sampled_from([1, 3, 7]))
     return args
-
-
-STRATEGIES = {
-    "mamba.selective_scan.recurrent": for_form(selective_scan_inputs, "recurrent", unused=("chunk_size", "tree")),
-    "mamba.selective_scan.parallel": for_form(selective_scan_inputs, "parallel", unused=("chunk_size",)),
-    "mamba.selective_scan.chunked": for_form(selective_scan_inputs, "chunked", unused=("tree",)),
-    "mamba.ssd.recurrent": for_form(ssd_inputs, "recurrent", unused=("chunk_size",)),
-    "mamba.ssd.quadratic": for_form(ssd_inputs, "quadratic", unused=("chunk_size", "initial_state", "return_state")),
-    "mamba.ssd.chunked": for_form(ssd_inputs, "chunked"),
-}

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 from hypothesis import strategies as st
@@ -111,12 +110,3 @@ def sinusoidal_inputs(draw, *, size="default", even=True, max_position=4096, seq
 
 EVEN_DIMS = Sized(range(2, 33, 2), HEAD_DIMS, f"2..32 even (large: {', '.join(map(str, HEAD_DIMS))})")
 ANY_DIMS = Sized(range(1, 34), sorted(set(HEAD_DIMS) | {d + 1 for d in HEAD_DIMS}), "1..33 (large: 32..129, even and odd)")
-
-
-STRATEGIES = {
-    "positional.rope.half": rope_inputs,
-    "positional.rope.interleaved": rope_inputs,
-    "positional.alibi.slopes": alibi_inputs,
-    "positional.sinusoidal.interleaved": sinusoidal_inputs,
-    "positional.sinusoidal.concatenated": functools.partial(sinusoidal_inputs, even=False),
-}

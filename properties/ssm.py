@@ -245,14 +245,3 @@ def order_inputs(draw, *, state_size=st.integers(1, 4)):
     rng = draw(generators())
     return {"A": stable_continuous(rng, N), "B": rng.standard_normal(N), "x0": rng.standard_normal(N),
             "u": float(draw(st.sampled_from([0.0, 1.0, -2.5])))}
-
-
-STRATEGIES = {
-    "ssm.lti.recurrent": lti_inputs,
-    "ssm.lti.convolution": lti_conv_inputs,
-    "ssm.lti.fft": lti_conv_inputs,
-    "ssm.s4.krylov_kernel": dplr_inputs,
-    "ssm.s4.dplr_kernel": dplr_inputs,
-    "ssm.s4d.krylov": s4d_inputs,
-    "ssm.s4d.kernel": s4d_inputs,
-}

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from seqcheck.equiv.engine import _no_local_constants
-from seqcheck.gpu.registry import use_simulator_without_gpu
+from seqcheck.gpu import use_simulator_without_gpu
 
 # Numba's CUDA simulator must be chosen before numba.cuda is first imported.
 use_simulator_without_gpu()

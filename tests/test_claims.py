@@ -1,14 +1,14 @@
 """Every registered claim holds for the references, and each is rejected for a mutant."""
 
+import importlib
+import pkgutil
+
 import pytest
 from hypothesis import strategies as st
 
+import mutants
 from mutants import attention as wrong_attention
-from mutants import eviction as wrong_eviction
-from mutants import linear as wrong_linear
-from mutants import mamba as wrong_mamba
 from mutants import positional as wrong_positional
-from mutants import ssm as wrong_ssm
 from seqcheck import equiv
 from seqcheck.properties import inputs_for
 
@@ -22,8 +22,17 @@ def test_claim_holds_for_the_reference(key):
     assert result.examples > 0
 
 
-MUTANTS = {**wrong_attention.MUTANTS, **wrong_positional.MUTANTS, **wrong_ssm.MUTANTS, **wrong_mamba.MUTANTS,
-           **wrong_linear.MUTANTS, **wrong_eviction.MUTANTS}
+def discovered_mutants() -> dict:
+    """claim key -> mutant, from the ``MUTANTS`` table of every module in tests/mutants/."""
+    found: dict = {}
+    for info in pkgutil.iter_modules(mutants.__path__):
+        table = getattr(importlib.import_module(f"mutants.{info.name}"), "MUTANTS", {})
+        assert not set(table) & set(found), f"mutants/{info.name}.py repeats {set(table) & set(found)}"
+        found.update(table)
+    return found
+
+
+MUTANTS = discovered_mutants()
 
 
 def test_every_claim_has_a_mutant():

@@ -112,7 +112,7 @@ def test_a_claim_whose_dependency_is_missing_is_not_run_and_its_sweeps_neither(t
 
 def test_a_gpu_row_whose_runtime_is_missing_is_not_run(tmp_path, monkeypatch):
     from seqcheck.equiv.report import run_report
-    from seqcheck.gpu import registry
+    from seqcheck.equiv import registry
 
     monkeypatch.setitem(registry.RUNTIME_MODULES, "numba-cuda", ("no_module_named_like_this",))
     records = run_report(out=tmp_path, only="numba_cuda.selective_scan[float32]", workers=1,

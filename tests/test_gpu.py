@@ -4,7 +4,8 @@ under Numba's CUDA simulator (tiny sizes) or on NumPy (CuPy array-module code) o
 import pytest
 
 from seqcheck import equiv
-from seqcheck.gpu import implementations, where
+from seqcheck.equiv import implementations
+from seqcheck.gpu import where
 
 CASES = [(impl, dtype) for impl in implementations() for dtype in impl.dtypes]
 

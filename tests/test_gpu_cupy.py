@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mutants import gpu_cupy as wrong
 from seqcheck import equiv
 from seqcheck.gpu import conv_cupy, eviction_cupy, ssd_cupy
-from seqcheck.gpu.registry import implementations
+from seqcheck.equiv import implementations
 from seqcheck.gpu.xp import array_module, to_host
 from seqcheck.reference.eviction import argmin_highest_index, topk_lowest_index
 

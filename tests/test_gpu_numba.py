@@ -24,7 +24,8 @@ import pytest
 
 from mutants import gpu_numba as mutants
 from seqcheck import equiv
-from seqcheck.gpu import implementations, where
+from seqcheck.equiv import implementations
+from seqcheck.gpu import where
 
 GPU_DIR = Path(__file__).parent.parent / "gpu"
 IMPLEMENTATIONS = {impl.name: impl for impl in implementations()}

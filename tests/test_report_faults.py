@@ -29,9 +29,9 @@ def test_a_killed_worker_a_hung_job_and_a_raising_job_are_errors_and_the_rest_co
 
 def _broken_claims(monkeypatch):
     base = equiv.claims()[0]
-    raising = replace(base, key="broken.strategy_raises", family="broken", sweeps=(),
+    raising = replace(base, key="broken.strategy_raises", sweeps=(),
                       inputs=lambda: st.just(1).map(lambda _: 1 / 0))
-    empty = replace(base, key="broken.draws_nothing", family="broken", sweeps=(),
+    empty = replace(base, key="broken.draws_nothing", sweeps=(),
                     inputs=lambda: base.inputs().filter(lambda args: False))
     for claim in (raising, empty):
         monkeypatch.setitem(registry._CLAIMS, claim.key, claim)

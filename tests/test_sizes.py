@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from kernels import fixed_tile_flash as tiles
 from seqcheck import equiv
 from seqcheck.properties import SIZES, inputs_for, options, options_markdown
-from seqcheck.properties import _STRATEGIES, _option_names
+from seqcheck import equiv
+from seqcheck.properties.describe import _documented, option_names
 from seqcheck.properties.arrays import HEAD_DIMS, TILE_BLOCKS, TILE_LENGTHS
 
 KEY = "attention.flash.tiled"
@@ -161,10 +162,13 @@ def test_exact_strategies_take_no_size():
 
 # ----------------------------------------------------------------------------- options and their docs
 
-@pytest.mark.parametrize("key", sorted(_STRATEGIES))
+FORMS = equiv.forms()
+
+
+@pytest.mark.parametrize("key", FORMS)
 def test_options_lists_every_accepted_option_with_a_description(key):
     listed = options(key)
-    assert set(listed) == _option_names(_STRATEGIES[key])
+    assert set(listed) == option_names(equiv.get_form(key).inputs)
     for name, line in listed.items():
         assert line.name == name and line.description and line.default
         assert str(line) == f"{line.description} (default: {line.default})"
@@ -172,9 +176,7 @@ def test_options_lists_every_accepted_option_with_a_description(key):
 
 
 def _signature_default(key, name):
-    from seqcheck.properties import _documented
-
-    return next(parameter.default for option, parameter, _ in _documented(_STRATEGIES[key]) if option == name)
+    return next(parameter.default for option, parameter, _ in _documented(equiv.get_form(key).inputs) if option == name)
 
 
 def test_options_of_an_unknown_form_is_a_key_error():
@@ -183,8 +185,8 @@ def test_options_of_an_unknown_form_is_a_key_error():
 
 
 def test_size_is_an_option_wherever_a_size_makes_sense():
-    sized = {key for key in _STRATEGIES if "size" in options(key)}
-    assert sized == set(_STRATEGIES) - {"positional.alibi.slopes"}
+    sized = {key for key in FORMS if "size" in options(key)}
+    assert sized == set(FORMS) - {"positional.alibi.slopes"}
 
 
 DOC = Path(__file__).parent.parent / "docs" / "inputs.md"
@@ -207,8 +209,8 @@ def _documented_options() -> dict:
 
 def test_the_docs_list_exactly_the_options_of_every_form():
     documented = _documented_options()
-    assert sorted(documented) == sorted(_STRATEGIES)
-    for key in _STRATEGIES:
+    assert sorted(documented) == FORMS
+    for key in FORMS:
         assert documented[key] == set(options(key)), key
 
 

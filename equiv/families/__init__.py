@@ -1,13 +1,20 @@
-"""One module per mechanism family: its forms, derived bounds, claims and report sweeps.
+"""One module per mechanism family: its forms (each with its inputs, bound and oracle), its
+claims, adapters and report sweeps, and the GPU implementations of its forms.
 
-A new family adds a module here and its name to ``FAMILIES``; nothing else in ``equiv`` changes.
+Families are found by discovery: every module here whose name does not start with ``_`` is
+imported once and registers what it declares. A new family is one new module; nothing else in
+``equiv`` changes.
 """
 
 import importlib
+import pkgutil
 
-FAMILIES = ("attention", "positional", "ssm", "mamba", "linear", "eviction")
+
+def family_names() -> list[str]:
+    """The family modules, sorted."""
+    return sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
 
 
 def register_all() -> None:
-    for name in FAMILIES:
+    for name in family_names():
         importlib.import_module(f"{__name__}.{name}")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.properties import attention_inputs, flash_inputs
+from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
+                                     register_implementation, without)
+from seqcheck.properties.attention import attention_inputs, flash_inputs, split_kv_inputs, windows
 from seqcheck.reference import attention as ref
 from seqcheck.reference.arith import U64
 
@@ -124,6 +125,7 @@ SWEEP_BLOCK = Sweep("block", "block size (T=256, B=1, H=4, D=64, causal)", (1, 4
 register_form(Form(
     key="attention.softmax.parallel",
     fn=ref.softmax_attention,
+    inputs=attention_inputs,
     bound=attention_bound,
     rule=ATTENTION_RULE,
     statement="softmax attention, the definition: softmax(scale q k^T + bias, masked) v",
@@ -138,6 +140,7 @@ register_form(Form(
 register_form(Form(
     key="attention.flash.tiled",
     fn=ref.flash_attention,
+    inputs=flash_inputs,
     bound=attention_bound,
     rule=ATTENTION_RULE,
     statement="FlashAttention's tiled online softmax equals softmax attention for every block size and mask",
@@ -152,6 +155,7 @@ register_form(Form(
 register_form(Form(
     key="attention.flash.split_kv",
     fn=ref.split_kv_attention,
+    inputs=split_kv_inputs,
     bound=attention_bound,
     rule=ATTENTION_RULE,
     statement="split-KV attention (partials merged by their log-sum-exp) equals one softmax",
@@ -172,7 +176,6 @@ def _repeat_kv(args: dict) -> dict:
 
 register_claim(Claim(
     key="attention.softmax.gqa",
-    family="attention",
     statement="grouped-query attention equals multi-head attention with each kv head repeated for its group",
     subject="attention.softmax.parallel",
     default_impl=ref.softmax_attention,
@@ -216,7 +219,6 @@ def _shift_bound(args: dict, expected: tuple) -> tuple:
 
 register_claim(Claim(
     key="attention.softmax.row_shift",
-    family="attention",
     statement="adding a constant to a row of scores leaves the output unchanged and shifts the lse by it",
     subject="attention.softmax.parallel",
     default_impl=ref.softmax_attention,
@@ -239,7 +241,6 @@ def _mpmath_difference(impl, args: dict):
 
 register_claim(Claim(
     key="attention.flash.mpmath",
-    family="attention",
     statement="FlashAttention's tiling is exact: at 50 digits it equals softmax attention to the precision's bound",
     subject="attention.flash.tiled (mpmath)",
     default_impl=ref.flash_attention_mp,
@@ -276,7 +277,6 @@ def _where_conventions_coincide(args: dict) -> dict:
 
 register_claim(Claim(
     key="attention.softmax.torch_sdpa",
-    family="attention",
     statement="softmax attention equals torch's scaled_dot_product_attention in float64 where the conventions coincide",
     subject="attention.softmax.parallel",
     default_impl=ref.softmax_attention,
@@ -286,4 +286,28 @@ register_claim(Claim(
     bound=attention_bound,
     rule=ATTENTION_RULE,
     requires=("torch",),
+))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+def _flash_numba_inputs(simulated: bool):
+    """No ALiBi, no softcap. Simulated: B=1, T <= 6, H <= 4, D <= 4, tiles of 2 or 4 (so rows and
+    keys span several ragged tiles); on a GPU: T <= 200, D <= 64, tiles of 16 or 32."""
+    tiny = dict(batch=1, q_len=st.integers(1, 6), k_len=st.integers(1, 6), kv_heads=st.integers(1, 2),
+                group=st.integers(1, 2), head_dim=st.integers(1, 4),
+                block_q=st.sampled_from([2, 4]), block_k=st.sampled_from([2, 4]))
+    moderate = dict(batch=st.integers(1, 2), q_len=st.integers(1, 200), k_len=st.integers(1, 200),
+                    kv_heads=st.integers(1, 2), group=st.integers(1, 4), head_dim=st.integers(1, 64),
+                    window=windows(64), block_q=st.sampled_from([16, 32]), block_k=st.sampled_from([16, 32]))
+    return flash_inputs(alibi_slopes=None, softcap=None, **(tiny if simulated else moderate))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.flash_attention",
+    form="attention.flash.tiled",
+    target="flash_numba:flash_attention",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_flash_numba_inputs,
 ))

@@ -54,8 +54,9 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.budget import Budget
 from seqcheck.equiv.engine import compare
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.properties.eviction import (POLICY_NAMES, decode_inputs, eviction_data, layered_inputs,
+from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
+                                     register_implementation, without)
+from seqcheck.properties.eviction import (POLICY_NAMES, decode_inputs, eviction_data, form_inputs, layered_inputs,
                                           remove_one_inputs, rerotation_inputs, selection_inputs)
 from seqcheck.properties.arrays import generators
 from seqcheck.reference.attention import softmax_attention
@@ -297,6 +298,7 @@ for _name in POLICY_NAMES:
     register_form(Form(
         key=f"eviction.{_name}.decode",
         fn=_fn,
+        inputs=form_inputs(_name),
         bound=functools.partial(lambda name, args, expected: trajectory_bound(name, args), _name),
         rule=TRAJECTORY_RULE,
         statement=f"{FORM_STATEMENTS[_name]}; outputs over the bounded cache and the kept sets, step by step",
@@ -436,7 +438,6 @@ def _cache_size(impl, args):
 
 register_claim(Claim(
     key="eviction.cache_size",
-    family="eviction",
     statement="after every step the cache holds min(t + 1, K) tokens (by the budget rule: Scissorhands drops "
               "several at once, SnapKV compresses the prompt only) and no evicted token comes back "
               "(S_t is a subset of S_{t-1} plus {t})",
@@ -463,7 +464,6 @@ def _full_budget(impl, args):
 
 register_claim(Claim(
     key="eviction.full_budget_exact",
-    family="eviction",
     statement="with a budget K >= T nothing is evicted and every policy's output equals causal attention at "
               "the absolute positions, to the float64 bound, for every RoPE mode and prefill",
     subject="eviction simulate_decoding",
@@ -485,7 +485,6 @@ def _renormalised(impl, args):
 
 register_claim(Claim(
     key="eviction.renormalised",
-    family="eviction",
     statement="the output over a kept set equals the full causal softmax renormalised over that set "
               "(C_t = kept_{t-1} plus t), keys at their absolute positions",
     subject="eviction simulate_decoding",
@@ -514,7 +513,6 @@ MASS_RULE = ("derived bound |o - o_full| <= 2 eps_t vmax (eps_t the evicted atte
 
 register_claim(Claim(
     key="eviction.mass_bound",
-    family="eviction",
     statement="the error against full attention is at most twice the evicted attention mass times max|v|: "
               "|o_t - o_full_t| <= 2 eps_t max|v|, eps_t = 1 - sum over C_t of the full softmax",
     subject="eviction simulate_decoding",
@@ -560,7 +558,6 @@ def _remove_one_bound(args: dict, rhs: tuple) -> tuple:
 
 register_claim(Claim(
     key="eviction.remove_one",
-    family="eviction",
     statement="removing one token j from a cache changes the output by p_j / (1 - p_j) (o - v_j)",
     subject="eviction cache_attention (softmax_attention over a kept set)",
     default_impl=cache_attention,
@@ -595,7 +592,6 @@ def _tova_replay(impl, args):
 
 register_claim(Claim(
     key="eviction.tova.argmin",
-    family="eviction",
     statement="TOVA keeps exactly the top K of the head-averaged last attention row (one eviction: its argmin, "
               "ties to the highest index), never evicts its argmax, and keeps one set for every head (G = 1); "
               "near-ties (gaps <= 4Hu) are ambiguous",
@@ -630,7 +626,6 @@ def _tova_permuted(impl, args):
 
 register_claim(Claim(
     key="eviction.tova.permutation",
-    family="eviction",
     statement="TOVA's selection does not depend on the order of the heads or of the cache's slots "
               "(slot-ordered cache, token indices carried along); near-ties (gaps <= 4Hu) are ambiguous",
     subject="eviction tova_select",
@@ -659,7 +654,6 @@ def _window_family(impl, args):
 
 register_claim(Claim(
     key="eviction.window_equivalences",
-    family="eviction",
     statement="Window == TOVA scored by position == H2O with no heavy hitters == StreamingLLM with no sinks "
               "(kept sets and outputs, bit for bit)",
     subject="eviction simulate_decoding",
@@ -690,7 +684,6 @@ def _sinks(impl, args):
 
 register_claim(Claim(
     key="eviction.streaming_sinks",
-    family="eviction",
     statement="StreamingLLM never evicts a sink once seen (j < s kept at every t >= j), always keeps the "
               "K - s most recent tokens, and with s = 0 is Window",
     subject="eviction simulate_decoding",
@@ -733,7 +726,6 @@ def _translation(impl, args):
 
 register_claim(Claim(
     key="eviction.pre_shift_translation",
-    family="eviction",
     statement="with StreamingLLM's position shift (rope='pre_shift') every output depends only on the cache's "
               "contents: it equals attention over the cached tokens at slots 0..n-1, whatever the absolute "
               "positions (translation invariance)",
@@ -754,7 +746,6 @@ def _rerotation(impl, args):
 
 register_claim(Claim(
     key="eviction.rerotation",
-    family="eviction",
     statement="re-rotating a key cached at position p to slot i composes: R(i - p) R(p) k = R(i) k, also for "
               "i < p (a key moved to an earlier slot after an eviction)",
     subject="positional apply_rope",
@@ -815,7 +806,6 @@ def _h2o_bound(args: dict, rhs: tuple) -> tuple:
 
 register_claim(Claim(
     key="eviction.h2o_scores",
-    family="eviction",
     statement="H2O's accumulated scores never decrease, per head sum over every token ever seen to the number "
               "of queries processed, select the top K by the tie rule after the recent window, which is "
               "always kept",
@@ -853,7 +843,6 @@ def _independent_bound(args: dict, rhs: tuple) -> tuple:
 
 register_claim(Claim(
     key="eviction.batch_independent",
-    family="eviction",
     statement="batch elements and layers are independent: one run over (L, B) equals L * B runs of one",
     subject="eviction simulate_layers",
     default_impl=decode_layers,
@@ -904,7 +893,6 @@ def _shift_inputs(draw):
 
 register_claim(Claim(
     key="eviction.logit_shift",
-    family="eviction",
     statement="adding a constant to a head's logits (per query row) changes no selection and no output",
     subject="eviction simulate_decoding",
     default_impl=decode,
@@ -980,7 +968,6 @@ def quality_bound(args: dict, rhs: tuple) -> tuple:
 for _name in POLICY_NAMES:
     register_claim(Claim(
         key=f"eviction.quality.{_name}",
-        family="eviction",
         statement=f"{FORM_STATEMENTS[_name]}: its error against full attention, max over positions relative to "
                   "max|v|, stays within twice the largest evicted attention mass (the report plots both against "
                   "the budget fraction: B=1, H=4, D=64, prompt T/8, no RoPE)",
@@ -997,4 +984,17 @@ for _name in POLICY_NAMES:
                   f"budget fraction, {label} (T={QUALITY_T})",
                   QUALITY_FRACTIONS, functools.partial(quality_args, _name, data), seed=quality_seed(data))
             for data, label in QUALITY_DATA.items()),
+    ))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+for _name in ("tova", "h2o", "window"):
+    register_implementation(Implementation(
+        name=f"cupy.{_name}_select",
+        form=f"eviction.{_name}.decode",
+        target=f"eviction_cupy:{_name}_decode",
+        runtime="cupy",
+        dtypes=("float64",),  # selection is compared exactly; the attention stays float64
+        inputs=functools.partial(lambda form, simulated: form(), form_inputs(_name)),
     ))

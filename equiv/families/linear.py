@@ -24,9 +24,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.families.mamba import continuation
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.properties.linear import augmented_state, linear_inputs, rational_linear_inputs, state_pair
+from seqcheck.equiv.relations import continuation
+from seqcheck.equiv.registry import Claim, Form, Sweep, mapped, register_claim, register_form, without
+from seqcheck.properties.arrays import for_form
+from seqcheck.properties.linear import linear_inputs, rational_linear_inputs
 from seqcheck.reference import linear_attention as ref
 from seqcheck.reference._checks import as_real, check_ndim
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
@@ -36,6 +37,23 @@ FEATURE_MAPS = {"elu": ref.elu_feature_map, "identity": ref.identity_feature_map
 
 
 # ----------------------------------------------------------------------------- adapters
+
+def augmented_state(S: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The pair (S (B, H, D, M), z (B, H, D)) as one array (B, H, D, M + 1): [S | z]."""
+    return np.concatenate([np.asarray(S), np.asarray(z)[..., None]], axis=-1)
+
+
+def state_pair(state: np.ndarray) -> tuple:
+    """The inverse of ``augmented_state``: (S, z)."""
+    state = np.asarray(state)
+    return state[..., :-1], state[..., -1]
+
+
+def _augmented_inputs(args: dict) -> dict:
+    """Drawn arguments with the initial state pair (S, z) as the forms take it, [S | z]."""
+    state = args.get("initial_state")
+    return args if state is None else {**args, "initial_state": augmented_state(*state)}
+
 
 def _pair(state):
     """The augmented initial state [S | z] as the reference's pair (S, z), checked by name."""
@@ -182,10 +200,13 @@ SWEEP_T = (16, 64, 256, 1024)
 # ----------------------------------------------------------------------------- forms
 
 DATA = ("q", "k", "v")
+RECURRENT_INPUTS = mapped(for_form(linear_inputs, "recurrent", unused=("chunk_size",)), _augmented_inputs)
+CHUNKED_INPUTS = mapped(for_form(linear_inputs, "chunked"), _augmented_inputs)
 
 register_form(Form(
     key="linear.attention.recurrent",
     fn=linear_attention_recurrent,
+    inputs=RECURRENT_INPUTS,
     bound=linear_bound,
     rule=RULE,
     statement="causal linear attention, the definition: S_t = S_{t-1} + phi(k_t) v_t^T, z_t = z_{t-1} + phi(k_t), "
@@ -201,6 +222,7 @@ register_form(Form(
 register_form(Form(
     key="linear.attention.parallel",
     fn=ref.linear_attention_parallel,
+    inputs=for_form(linear_inputs, "parallel", unused=("chunk_size", "initial_state", "return_state")),
     bound=linear_bound,
     rule=RULE,
     statement="causal linear attention as a masked quadratic form equals its recurrence",
@@ -213,6 +235,7 @@ register_form(Form(
 register_form(Form(
     key="linear.attention.chunked",
     fn=linear_attention_chunked,
+    inputs=CHUNKED_INPUTS,
     bound=linear_bound,
     rule=RULE,
     statement="chunked causal linear attention (intra-chunk quadratic, inter-chunk state) equals its recurrence",
@@ -230,13 +253,12 @@ register_form(Form(
 
 register_claim(Claim(
     key="linear.attention.continuation",
-    family="linear",
     statement="linear attention continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
               "at every split point",
     subject="linear.attention.chunked",
     default_impl=linear_attention_chunked,
     relation=lambda impl, args: continuation(impl, args, ("q", "k", "v")),
-    inputs=lambda: linear_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
+    inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
     bound=lambda args, expected: linear_bound(args, tuple(e[..., 0] for e in expected)),
     rule=RULE,
     outputs=("out", "state"),
@@ -256,12 +278,11 @@ def _steps(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="linear.attention.step",
-    family="linear",
     statement="T decoding steps (RecurrentLinearAttention, one call each) equal one recurrent pass",
     subject="linear.attention.step",
     default_impl=ref.linear_attention_step,
     relation=_steps,
-    inputs=lambda: linear_inputs(form="recurrent", return_state=True),
+    inputs=lambda: RECURRENT_INPUTS(return_state=True),
     bound=linear_bound,
     rule=RULE,
     outputs=("out", "state"),
@@ -271,7 +292,7 @@ register_claim(Claim(
 def _exact(impl, args: dict) -> tuple:
     den = args["denominator"]
     q, k, v = (fractions(args[name], den) for name in ("q", "k", "v"))
-    state0 = None if args["initial_state"] is None else fractions(args["initial_state"], den)
+    state0 = args["initial_state"] and augmented_state(*(fractions(part, den) for part in args["initial_state"]))
     options = {"feature_map": "identity", "eps": args["eps"]}
     want, want_state = linear_attention_recurrent(q, k, v, **options, initial_state=state0, return_state=True)
     got, got_state = impl(q, k, v, chunk_size=args["chunk_size"], **options, initial_state=state0, return_state=True)
@@ -283,7 +304,6 @@ def _exact(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="linear.attention.exact",
-    family="linear",
     statement="with the identity feature map, the chunked, parallel and recurrent forms are exactly equal on "
               "rationals (outputs and state, every chunk size, signed features)",
     subject="linear.attention.chunked",

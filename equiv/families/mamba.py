@@ -29,7 +29,11 @@ from hypothesis import strategies as st
 from scipy.special import expit
 
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
+                                     register_implementation, without)
+from seqcheck.equiv.relations import continuation
+from seqcheck.gpu.backend import where
+from seqcheck.properties.arrays import for_form
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
@@ -238,10 +242,13 @@ SWEEP_CHUNK = (1, 4, 16, 64, 256)
 # ----------------------------------------------------------------------------- forms
 
 SCAN_DATA = ("u", "delta", "B", "C", "z")
+SCAN_RECURRENT_INPUTS = for_form(selective_scan_inputs, "recurrent", unused=("chunk_size", "tree"))
+SSD_CHUNKED_INPUTS = for_form(ssd_inputs, "chunked")
 
 register_form(Form(
     key="mamba.selective_scan.recurrent",
     fn=ref.selective_scan_recurrent,
+    inputs=SCAN_RECURRENT_INPUTS,
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="Mamba's selective scan, the definition: x_t = exp(dt_t A) x_{t-1} + dt_t B_t u_t, y_t = C_t x_t",
@@ -256,6 +263,7 @@ register_form(Form(
 register_form(Form(
     key="mamba.selective_scan.parallel",
     fn=ref.selective_scan_parallel,
+    inputs=for_form(selective_scan_inputs, "parallel", unused=("chunk_size",)),
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="the parallel (associative) scan equals the selective scan's recurrence, for every tree",
@@ -270,6 +278,7 @@ register_form(Form(
 register_form(Form(
     key="mamba.selective_scan.chunked",
     fn=ref.selective_scan_chunked,
+    inputs=for_form(selective_scan_inputs, "chunked", unused=("tree",)),
     bound=scan_bound,
     rule=SCAN_RULE,
     statement="the chunked selective scan (closed form per chunk, state passed on) equals the recurrence",
@@ -287,6 +296,7 @@ SSD_DATA = ("x", "dt", "B", "C")
 register_form(Form(
     key="mamba.ssd.recurrent",
     fn=ref.ssd_recurrent,
+    inputs=for_form(ssd_inputs, "recurrent", unused=("chunk_size",)),
     bound=ssd_bound,
     rule=SSD_RULE,
     statement="Mamba-2's SSD, the definition: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t",
@@ -301,6 +311,7 @@ register_form(Form(
 register_form(Form(
     key="mamba.ssd.quadratic",
     fn=ref.ssd_quadratic,
+    inputs=for_form(ssd_inputs, "quadratic", unused=("chunk_size", "initial_state", "return_state")),
     bound=ssd_bound,
     rule=SSD_RULE,
     statement="SSD's quadratic (masked attention) form (L o C B^T)(dt X) equals its recurrence",
@@ -313,6 +324,7 @@ register_form(Form(
 register_form(Form(
     key="mamba.ssd.chunked",
     fn=ref.ssd_chunked,
+    inputs=SSD_CHUNKED_INPUTS,
     bound=ssd_bound,
     rule=SSD_RULE,
     statement="SSD's chunked algorithm (ssd_minimal_discrete's four steps) equals its recurrence, every chunk size",
@@ -328,27 +340,6 @@ register_form(Form(
 
 # ----------------------------------------------------------------------------- claims: state continuation
 
-def continuation(impl, args: dict, timed: tuple) -> tuple:
-    """Run all T steps at once, and split at every point s (1 <= s < T): the first s steps, then
-    the rest from the carried state. Outputs stack the splits along a last axis."""
-    T = args[timed[0]].shape[1]
-    full_out, full_state = impl(**{**args, "return_state": True})
-
-    def part(sl):
-        return {name: value[:, sl] if name in timed and value is not None else value for name, value in args.items()}
-
-    outs, states = [], []
-    for s in range(1, T):
-        y1, h1 = impl(**{**part(slice(None, s)), "return_state": True})
-        y2, h2 = impl(**{**part(slice(s, None)), "initial_state": h1, "return_state": True})
-        outs.append(np.concatenate([np.asarray(y1), np.asarray(y2)], axis=1))
-        states.append(np.asarray(h2))
-    splits = len(outs)
-    full_out, full_state = np.asarray(full_out), np.asarray(full_state)
-    return ((np.stack(outs, axis=-1), np.stack(states, axis=-1)),
-            (np.repeat(full_out[..., None], splits, axis=-1), np.repeat(full_state[..., None], splits, axis=-1)))
-
-
 def _scan_timed(args: dict) -> tuple:
     return ("u", "delta", "z") + tuple(name for name in ("B", "C") if np.ndim(args[name]) > 2)
 
@@ -360,7 +351,6 @@ def _unstacked(bound):
 
 register_claim(Claim(
     key="mamba.selective_scan.continuation",
-    family="mamba",
     statement="the selective scan continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
               "at every split point",
     subject="mamba.selective_scan.chunked",
@@ -374,7 +364,6 @@ register_claim(Claim(
 
 register_claim(Claim(
     key="mamba.ssd.continuation",
-    family="mamba",
     statement="SSD continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, at every split",
     subject="mamba.ssd.chunked",
     default_impl=ref.ssd_chunked,
@@ -410,7 +399,6 @@ def _scan_steps(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.selective_scan.step",
-    family="mamba",
     statement="T decoding steps (selective_scan_step, selective_state_update's reference) equal one scan",
     subject="mamba.selective_scan.step",
     default_impl=ref.selective_scan_step,
@@ -437,7 +425,6 @@ def _associativity(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.scan.associative",
-    family="mamba",
     statement="scan_combine is associative, exactly: both bracketings of three steps equal the composed "
               "affine step x -> a3 (a2 (a1 x + b1) + b2) + b3",
     subject="mamba.scan_combine",
@@ -457,7 +444,6 @@ def _tree_shapes(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.scan.tree_shape",
-    family="mamba",
     statement="the parallel selective scan gives the same result for a balanced and for random trees",
     subject="mamba.selective_scan.parallel",
     default_impl=ref.selective_scan_parallel,
@@ -493,7 +479,6 @@ def _ssd_exact(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.ssd.exact",
-    family="mamba",
     statement="with rational decays, SSD's chunked, quadratic and recurrent forms are exactly equal "
               "(outputs and final state, every chunk size)",
     subject="mamba.ssd.chunked",
@@ -524,7 +509,6 @@ def _ssd_as_selective_scan(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.ssd.selective_scan",
-    family="mamba",
     statement="SSD equals Mamba's selective scan with A repeated over the head's P channels and N states",
     subject="mamba.ssd.recurrent",
     default_impl=ref.ssd_recurrent,
@@ -560,7 +544,6 @@ def _ssd_as_gla(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.ssd.gated_linear_attention",
-    family="mamba",
     statement="SSD equals simple gated linear attention with q = C, k = B, v = dt x and log-decay dt A",
     subject="mamba.ssd.quadratic",
     default_impl=ref.ssd_quadratic,
@@ -581,7 +564,6 @@ def _large_decays(impl, args: dict) -> tuple:
 
 register_claim(Claim(
     key="mamba.ssd.large_decay_finite",
-    family="mamba",
     statement="with |dt A| up to 1e4 per step every SSD form stays finite and equal (segment sums are masked "
               "before the exp; mamba issues #352, #558)",
     subject="mamba.ssd.chunked",
@@ -592,4 +574,42 @@ register_claim(Claim(
     bound=lambda args, expected: ssd_bound(args, expected[:1]) + ssd_bound(args, expected[:1]),
     rule=SSD_RULE,
     outputs=("chunked", "quadratic"),
+))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+def _scan_numba_inputs(simulated: bool):
+    """Real A only. Simulated: B=1, T <= 10 (chunks of 4), D <= 4, N <= 4; on a GPU: T <= 200,
+    D <= 64, N <= 16 (chunks of 32, 64 channels per block)."""
+    tiny = dict(batch=1, seq_len=st.integers(1, 10), channels=st.integers(1, 4), state_dim=st.integers(1, 4))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), channels=st.integers(1, 64),
+                    state_dim=st.integers(1, 16))
+    return SCAN_RECURRENT_INPUTS(complex_A=False, **(tiny if simulated else moderate))
+
+
+def _cupy_ssd_inputs(simulated: bool):
+    """A given (no ``decay=``: the form's strategy never draws it). On NumPy the form's tiny
+    sizes (T <= 10, every chunk size 1..T+1); on a GPU T <= 96, P <= 16, N <= 16, H <= 4."""
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 96), heads=st.integers(1, 4),
+                    head_dim=st.integers(1, 16), state_dim=st.integers(1, 16))
+    return SSD_CHUNKED_INPUTS(**(moderate if where("cupy") == "gpu" else {}))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.selective_scan",
+    form="mamba.selective_scan.recurrent",
+    target="scan_numba:selective_scan",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_scan_numba_inputs,
+))
+
+register_implementation(Implementation(
+    name="cupy.ssd_chunked",
+    form="mamba.ssd.chunked",
+    target="ssd_cupy:ssd_chunked",
+    runtime="cupy",
+    dtypes=("float32", "float16"),
+    inputs=_cupy_ssd_inputs,
 ))

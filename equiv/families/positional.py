@@ -8,10 +8,13 @@ forms differ by at most twice that.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
-from seqcheck.properties import rope_inputs, rope_matrix_inputs, rope_pair_inputs
+from seqcheck.properties.positional import (alibi_inputs, rope_inputs, rope_matrix_inputs, rope_pair_inputs,
+                                            sinusoidal_inputs)
 from seqcheck.reference import positional as ref
 from seqcheck.reference.arith import U64
 
@@ -64,7 +67,7 @@ def rope_magnitude(args: dict, expected: tuple) -> tuple:
 
 
 for pairing, fn in (("half", rope_half), ("interleaved", rope_interleaved)):
-    register_form(Form(key=f"positional.rope.{pairing}", fn=fn, bound=rope_bound, rule=ROPE_RULE,
+    register_form(Form(key=f"positional.rope.{pairing}", fn=fn, inputs=rope_inputs, bound=rope_bound, rule=ROPE_RULE,
                        statement=f"rotary position embedding, {pairing} pairing",
                        plain=_rope_plain(pairing), magnitude=rope_magnitude,
                        magnitude_rule="each position's max over pairs of (|x_a| + |x_b|)(1 + |theta_ti|)",
@@ -72,7 +75,7 @@ for pairing, fn in (("half", rope_half), ("interleaved", rope_interleaved)):
 
 
 register_form(Form(
-    key="positional.alibi.slopes", fn=ref.alibi_slopes,
+    key="positional.alibi.slopes", fn=ref.alibi_slopes, inputs=alibi_inputs,
     bound=lambda args, expected: (4 * U64 * np.abs(expected[0]),),
     rule="4u |slope| (one power, one product)", statement="ALiBi head slopes (any head count)",
     time_axis=0))
@@ -88,6 +91,7 @@ def _sinusoidal(layout):
 for layout in ("interleaved", "concatenated"):
     register_form(Form(
         key=f"positional.sinusoidal.{layout}", fn=_sinusoidal(layout),
+        inputs=sinusoidal_inputs if layout == "interleaved" else functools.partial(sinusoidal_inputs, even=False),
         bound=lambda args, expected: (2 * U64 * (3 * np.abs(args["positions"]) + 2),),
         rule="derived float64 bound: 2u (3 |position_t| + 2)",
         statement=f"sinusoidal position encoding, {layout} sin/cos layout", time_axis=0))
@@ -119,7 +123,6 @@ def _relative_sweep(position: int, rng) -> dict:
 
 register_claim(Claim(
     key="positional.rope.relative",
-    family="positional",
     statement="RoPE's query-key dot product depends only on the position difference",
     subject="positional.rope (apply_rope)",
     default_impl=ref.apply_rope,
@@ -141,7 +144,6 @@ def _composition(impl, args: dict):
 
 register_claim(Claim(
     key="positional.rope.composition",
-    family="positional",
     statement="RoPE rotations compose: R_m R_n = R_{m+n}",
     subject="positional.rope (rope_matrix)",
     default_impl=ref.rope_matrix,
@@ -161,7 +163,6 @@ def _pairings(impl, args: dict):
 
 register_claim(Claim(
     key="positional.rope.pairings",
-    family="positional",
     statement="the half and interleaved RoPE pairings agree up to the fixed channel permutation",
     subject="positional.rope (apply_rope)",
     default_impl=ref.apply_rope,

@@ -61,11 +61,14 @@ from fractions import Fraction
 
 import numpy as np
 import scipy.signal
+from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.properties.ssm import (continuation_inputs, conv_inputs, discretize_inputs, order_inputs,
-                                     rational_lti_inputs)
+from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
+                                     register_implementation, without)
+from seqcheck.gpu.backend import where
+from seqcheck.properties.ssm import (continuation_inputs, conv_inputs, discretize_inputs, dplr_inputs,
+                                     lti_conv_inputs, lti_inputs, order_inputs, rational_lti_inputs, s4d_inputs)
 from seqcheck.reference import ssm as ref
 from seqcheck.reference.arith import U64, accumulator, exact_difference, fractions, rounding
 from seqcheck.reference._checks import as_real, check_ndim
@@ -225,6 +228,7 @@ LTI_DATA = ("u",)
 register_form(Form(
     key="ssm.lti.recurrent",
     fn=ref.lti_recurrent,
+    inputs=lti_inputs,
     bound=lti_bound,
     rule=LTI_RULE,
     statement="the LTI recurrence x_t = Abar x_{t-1} + Bbar u_t, y_t = C x_t + D u_t, the definition",
@@ -239,6 +243,7 @@ register_form(Form(
 register_form(Form(
     key="ssm.lti.convolution",
     fn=lti_convolution,
+    inputs=lti_conv_inputs,
     bound=lti_bound,
     rule=LTI_RULE,
     statement="the direct causal convolution with the Krylov kernel K_l = C Abar^l Bbar equals the recurrence",
@@ -251,6 +256,7 @@ register_form(Form(
 register_form(Form(
     key="ssm.lti.fft",
     fn=lti_fft,
+    inputs=lti_conv_inputs,
     bound=lti_fft_bound,
     rule=LTI_FFT_RULE,
     statement="the FFT convolution (padded to T + L) with the Krylov kernel equals the recurrence",
@@ -290,7 +296,6 @@ def _continuation_bound(args: dict, expected: tuple) -> tuple:
 
 register_claim(Claim(
     key="ssm.lti.state_continuation",
-    family="ssm",
     statement=("running [u1; u2; ...] from x_{-1} equals running each piece from the state the previous "
                "one returned, for every set of split points (all of them: T single steps)"),
     subject="ssm.lti.recurrent",
@@ -317,7 +322,6 @@ def _krylov_exact(impl, args: dict):
 
 register_claim(Claim(
     key="ssm.lti.krylov_exact",
-    family="ssm",
     statement=("the Krylov kernel K_l = C Abar^l Bbar (lti_kernel) equals the recurrence's impulse response "
                "(lti_recurrent) exactly, in rational arithmetic"),
     subject="ssm.lti kernel (lti_kernel)",
@@ -356,7 +360,6 @@ def _length_sweep(L: int, rng) -> dict:
 
 register_claim(Claim(
     key="ssm.conv.fft_every_length",
-    family="ssm",
     statement="fft_conv equals causal_conv for every kernel length L, shorter or longer than the signal",
     subject="fft_conv",
     default_impl=ref.fft_conv,
@@ -512,6 +515,7 @@ DPLR_RULE = ("derived float64 bound: 2 max(Krylov sum_j ||Abar^(l-j)|| (g |||Aba
 register_form(Form(
     key="ssm.s4.krylov_kernel",
     fn=ref.s4_krylov_kernel,
+    inputs=dplr_inputs,
     bound=dplr_bound,
     rule=DPLR_RULE,
     statement="the S4 kernel as the Krylov kernel of the dense bilinear system, the definition",
@@ -522,6 +526,7 @@ register_form(Form(
 register_form(Form(
     key="ssm.s4.dplr_kernel",
     fn=ref.s4_dplr_kernel,
+    inputs=dplr_inputs,
     bound=dplr_bound,
     rule=DPLR_RULE,
     statement=("S4's DPLR kernel (truncated generating function at the roots of unity, Cauchy sums, rank-1 "
@@ -587,6 +592,7 @@ S4D_RULE = ("derived float64 bound: 4 sum_m |C| (2|dBbar| rho^l + |Bbar| |d Abar
 register_form(Form(
     key="ssm.s4d.krylov",
     fn=s4d_krylov_kernel,
+    inputs=s4d_inputs,
     bound=s4d_bound,
     rule=S4D_RULE,
     statement="the S4D kernel as the Krylov kernel of the conjugate-doubled diagonal system, the definition",
@@ -597,6 +603,7 @@ register_form(Form(
 register_form(Form(
     key="ssm.s4d.kernel",
     fn=ref.s4d_kernel,
+    inputs=s4d_inputs,
     bound=s4d_bound,
     rule=S4D_RULE,
     statement="S4D's Vandermonde kernel 2 Re sum_n C Bbar Abar^l (conjugate halving) equals the Krylov kernel",
@@ -661,7 +668,6 @@ def discretize_bound(args: dict, expected: tuple) -> tuple:
 
 register_claim(Claim(
     key="ssm.discretize.scipy",
-    family="ssm",
     statement=("discretize equals scipy.signal.cont2discrete for every method: forward_euler ('euler'), "
                "backward_euler ('backward_diff'), bilinear, gbt (alpha) and zoh"),
     subject="discretize",
@@ -703,7 +709,6 @@ def _observed_orders(impl, args: dict):
 
 register_claim(Claim(
     key="ssm.discretize.order",
-    family="ssm",
     statement=("halving the step halves the global error of forward and backward Euler and quarters that of "
                "the bilinear transform (orders 1, 1, 2), measured against ZOH, exact for a constant input"),
     subject="discretize",
@@ -718,4 +723,23 @@ register_claim(Claim(
     exactness="convergence order (tolerance 0.25)",
     outputs=("order",),
     time_axis=0,
+))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+def _cupy_fft_inputs(simulated: bool):
+    """Every system kind, shared or per-channel Abar, with or without D. On NumPy the form's
+    tiny sizes (T <= 12, N <= 6); on a GPU T <= 256, N <= 16."""
+    moderate = dict(seq_len=st.integers(1, 256), channels=st.integers(1, 4), state_size=st.integers(1, 16))
+    return lti_conv_inputs(**(moderate if where("cupy") == "gpu" else {}))
+
+
+register_implementation(Implementation(
+    name="cupy.lti_fft",
+    form="ssm.lti.fft",
+    target="conv_cupy:lti_fft",
+    runtime="cupy",
+    dtypes=("float32", "float16"),
+    inputs=_cupy_fft_inputs,
 ))

@@ -6,8 +6,7 @@ Small NumPy functions with the form's signature (the state as seqcheck's adapter
 
 import numpy as np
 
-from seqcheck.equiv.families.linear import linear_attention_chunked
-from seqcheck.properties.linear import augmented_state, state_pair
+from seqcheck.equiv.families.linear import augmented_state, linear_attention_chunked, state_pair
 from seqcheck.reference.linear_attention import elu_feature_map, identity_feature_map, linear_attention_step
 
 PHI = {"elu": elu_feature_map, "identity": identity_feature_map}
