@@ -12,7 +12,6 @@ from hypothesis import given, settings, strategies as st
 from kernels import fixed_tile_flash as tiles
 from seqcheck import equiv
 from seqcheck.properties import SIZES, inputs_for, options, options_markdown
-from seqcheck import equiv
 from seqcheck.properties.describe import _documented, option_names
 from seqcheck.properties.arrays import HEAD_DIMS, TILE_BLOCKS, TILE_LENGTHS
 
