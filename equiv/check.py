@@ -50,7 +50,7 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     dtype_name = "float64" if working is None else working.name
     rule = form.rule if working is None else baseline_rule(form, working)
     seed_value = _seed(seed)
-    unavailable = _backend_problem(backend)
+    unavailable = _backend_problem(backend, working)
     if unavailable is not None:
         return Result(key=key, status="error", max_error=float("nan"), budget=float("nan"), worst_ratio=float("nan"),
                       examples=0, seed=seed_value, dtype=dtype_name, backend=backend, rule=rule,
@@ -127,7 +127,7 @@ def run_claim(claim: Claim | str, *, impl=None, max_examples=None, seed=None, ti
         time_axis=claim.time_axis,
         max_examples=max_examples,
         seed=_seed(seed),
-        dtype="float64" if claim.exactness == "float64 bound" else claim.exactness,
+        dtype="float64",  # a claim computes in float64 (its exactness, if any, is in claim.exactness and the rule)
         backend="numpy",
         reproducer=lambda args: reproducer_source(
             title=f"seqcheck counterexample to the claim {claim.key}", call=call, args=args, candidate=impl),
@@ -242,13 +242,21 @@ def _epsilon(x) -> float | None:
         return None
 
 
-def _backend_problem(backend: str) -> tuple[str, str] | None:
-    """Why ``backend`` cannot run here, and the fix; None when it can."""
+def _backend_problem(backend: str, working=None) -> tuple[str, str] | None:
+    """Why ``backend`` cannot run here (for the working precision ``working``; None: float64),
+    and the fix; None when it can."""
     package = _LIBRARIES[backend]
     if importlib.util.find_spec(package) is None:
         return (f"backend {backend!r} needs {package}, which is not installed",
                 {"torch": "pip install 'seqcheck[torch]'", "cupy": "pip install 'seqcheck[cuda]' on a machine with a "
-                 "CUDA GPU", "jax": "pip install jax"}.get(package, f"install {package}"))
+                 "CUDA GPU", "jax": "pip install 'seqcheck[jax]'"}.get(package, f"install {package}"))
+    if backend == "jax" and (working is None or working.itemsize == 8):
+        import jax
+
+        if not jax.config.jax_enable_x64:  # jnp would silently make the float64 inputs float32
+            return ("backend 'jax' with float64 inputs needs JAX's 64-bit mode, which is off: JAX would "
+                    "compute in float32", "call jax.config.update('jax_enable_x64', True) before checking, or "
+                    "check in a dtype the candidate computes in (dtype='float32')")
     if backend == "torch:cuda":
         import torch
 

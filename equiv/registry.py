@@ -74,8 +74,6 @@ class Form:
     outputs: tuple[str, ...] = ("out",)
     time_axis: int = 1
     axes: tuple = ()
-    baseline_factor: float = 4.0
-    floor_ulps: float = 4.0
     sweeps: tuple[Sweep, ...] = ()
 
 

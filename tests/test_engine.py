@@ -10,8 +10,7 @@ from hypothesis import given
 
 from seqcheck import equiv
 from seqcheck.equiv.convert import to_backend, to_numpy
-from seqcheck.equiv.metrics import (abs_error, error_per_position, max_abs_error, rel_frobenius_error,
-                                    ulp_distance)
+from seqcheck.equiv.metrics import abs_error, error_per_position
 from seqcheck.properties import inputs_for
 
 PLAIN = dict(window=None, key_padding_mask=None, alibi_slopes=None, softcap=None, return_lse=False)
@@ -21,7 +20,6 @@ def test_nan_or_inf_where_the_reference_is_finite_is_an_infinite_error():
     expected = np.array([1.0, 1.0, -np.inf, -np.inf])
     actual = np.array([1.0, np.nan, -np.inf, 0.0])
     assert abs_error(actual, expected).tolist() == [0.0, np.inf, 0.0, np.inf]
-    assert rel_frobenius_error(actual, expected) == np.inf
 
 
 def test_complex_errors_are_moduli_not_real_parts():
@@ -37,14 +35,8 @@ def test_one_corrupted_row_shows_per_position_but_hides_in_the_norm():
     per_position = error_per_position(actual, expected, time_axis=1)
     assert per_position.shape == (512,)
     assert np.argmax(per_position) == 300 and per_position[299] == 0
-    assert rel_frobenius_error(actual, expected) < 1e-5
-    assert max_abs_error(actual, expected) == pytest.approx(1e-3)
-
-
-def test_ulp_distance_counts_units_in_the_last_place():
-    one = np.array([1.0])
-    assert ulp_distance(one + 3 * 2.0**-23, one, "float32")[0] == pytest.approx(3)
-    assert ulp_distance(one + 2.0**-7, one, "bfloat16")[0] == pytest.approx(1)
+    assert np.linalg.norm(actual - expected) / np.linalg.norm(expected) < 1e-5
+    assert per_position.max() == pytest.approx(1e-3)
 
 
 def torch_sdpa(q, k, v, *, scale=None, causal=False, **unused):
