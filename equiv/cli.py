@@ -64,9 +64,9 @@ def main(argv=None) -> int:
         except ReportArgumentError as error:
             print(f"seqcheck report: {error}", file=sys.stderr)
             return 2
-        from seqcheck.equiv.report_render import base_status
+        from seqcheck.equiv.report_records import base_status
 
-        return 1 if any(base_status(record["status"]) in ("failed", "error") for record in records) else 0
+        return 1 if any(base_status(record.status) in ("failed", "error") for record in records) else 0
     if options.command == "options":
         from seqcheck.properties import options as form_options
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.util
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from seqcheck.equiv.check import check, run_claim
 from seqcheck.equiv.engine import compare
 from seqcheck.equiv.metrics import error_per_position
 from seqcheck.equiv.registry import Claim, all_claims, as_outputs, get_claim, implementations
+from seqcheck.equiv.report_records import Found, Point, Record, Series
 from seqcheck.equiv.report_render import write_report
 from seqcheck.gpu.backend import gpu_name, use_simulator_without_gpu, where
 from seqcheck.properties import profiles
@@ -75,7 +77,7 @@ def run_report(out="report", profile="dev", only=None, progress=print, workers=N
     meta = {"profile": profile, "seqcheck_version": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform(), "started": started.isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - clock, "workers": workers,
-            "devices": sorted({record["device"] for record in records})}
+            "devices": sorted({record.device for record in records})}
     paths = write_report(records, out, meta)
     progress(f"wrote {paths['html']}, {paths['json']}, {paths['md']}")
     return {"paths": paths, "records": records}
@@ -121,14 +123,13 @@ def _run_jobs(jobs: list, workers: int, profile: str, job_timeout: float, run=No
                                      getattr(error, "traceback", "") or "")
 
 
-def job_error(job: tuple, reason: str, details: str = "") -> dict:
+def job_error(job: tuple, reason: str, details: str = "") -> Record | Point:
     """The record of a job that could not finish: an error, with the reason."""
     if job[0] == "sweep":
-        return {"error": float("nan"), "budget": float("nan"), "mean_error": float("nan"), "seconds": 0.0,
-                "job_error": reason}
+        return Point(error=float("nan"), budget=float("nan"), mean_error=float("nan"), seconds=0.0, job_error=reason)
     kind, key, *rest = job
     head = _claim_head(get_claim(key)) if kind == "claim" else _gpu_head(_implementation(key), rest[0])
-    return {**head, **_unmeasured("error", f"the job {reason}", "", details.strip())}
+    return dataclasses.replace(head, **_unmeasured("error", f"the job {reason}", "", details.strip()))
 
 
 @contextlib.contextmanager
@@ -170,30 +171,31 @@ def _implementation(name: str):
     return next(impl for impl in implementations() if impl.name == name)
 
 
-def _progress_line(job: tuple, result: dict) -> str:
-    if job[0] == "sweep" and "job_error" in result:
-        return f"ERROR   {job[1]}: sweep point {job[3]}: the job {result['job_error']}"
+def _progress_line(job: tuple, result: Record | Point) -> str:
+    if job[0] == "sweep" and result.job_error is not None:
+        return f"ERROR   {job[1]}: sweep point {job[3]}: the job {result.job_error}"
     if job[0] == "sweep":
         sweep = get_claim(job[1]).sweeps[job[2]]
-        return (f"swept   {job[1]}: {sweep.label} = {sweep.values[job[3]]:g}: error {result['error']:.2g} "
-                f"against budget {result['budget']:.2g} ({result['seconds']:.1f} s)")
+        return (f"swept   {job[1]}: {sweep.label} = {sweep.values[job[3]]:g}: error {result.error:.2g} "
+                f"against budget {result.budget:.2g} ({result.seconds:.1f} s)")
     key = job[1] if job[0] == "claim" else gpu_key(job[1], job[2])
-    return f"{result['status'].upper():7} {key}: {_summary(result)} ({result['seconds']:.1f} s)"
+    return f"{result.status.upper():7} {key}: {_summary(result)} ({result.seconds:.1f} s)"
 
 
-def _with_sweeps(record: dict, claim: Claim, done: dict) -> dict:
+def _with_sweeps(record: Record, claim: Claim, done: dict) -> Record:
     """The claim's record with its sweeps gathered from their points (and their time added)."""
-    sweeps, seconds = [], record["seconds"]
-    for s, sweep in enumerate(claim.sweeps if record["status"] != "not run" else ()):
+    sweeps, seconds = [], record.seconds
+    for s, sweep in enumerate(claim.sweeps if record.status != "not run" else ()):
         points = [done[("sweep", claim.key, s, v)] for v in range(len(sweep.values))]
-        seconds += sum(point["seconds"] for point in points)
-        sweeps.append({"param": sweep.param, "label": sweep.label, "values": list(sweep.values), "seed": sweep.seed,
-                       **{name: [point[name] for point in points] for name in ("error", "budget", "mean_error")}})
-        broken = [f"{sweep.param} = {value:g}: the job {point['job_error']}"
-                  for value, point in zip(sweep.values, points) if "job_error" in point]
-        if broken and record["status"] == "passed":
-            record = {**record, "status": "error", "reason": "sweep point " + "; ".join(broken)}
-    return {**record, "sweeps": sweeps, "seconds": seconds}
+        seconds += sum(point.seconds for point in points)
+        sweeps.append(Series(param=sweep.param, label=sweep.label, values=tuple(sweep.values), seed=sweep.seed,
+                             error=tuple(p.error for p in points), budget=tuple(p.budget for p in points),
+                             mean_error=tuple(p.mean_error for p in points)))
+        broken = [f"{sweep.param} = {value:g}: the job {point.job_error}"
+                  for value, point in zip(sweep.values, points) if point.job_error is not None]
+        if broken and record.status == "passed":
+            record = dataclasses.replace(record, status="error", reason="sweep point " + "; ".join(broken))
+    return dataclasses.replace(record, sweeps=tuple(sweeps), seconds=seconds)
 
 
 def _missing(claim: Claim) -> list[str]:
@@ -201,45 +203,45 @@ def _missing(claim: Claim) -> list[str]:
     return [name for name in claim.requires if importlib.util.find_spec(name) is None]
 
 
-def _claim_head(claim: Claim) -> dict:
+def _claim_head(claim: Claim) -> Record:
     """What a claim's record says before it runs."""
-    return {"key": claim.key, "family": claim.family, "claim": claim.statement, "exactness": claim.exactness,
-            "dtype": "float64", "backend": "numpy", "device": "cpu", "seed": claim_seed(claim.key)}
+    return Record(key=claim.key, family=claim.family, claim=claim.statement, exactness=claim.exactness,
+                  dtype="float64", backend="numpy", device="cpu", seed=claim_seed(claim.key))
 
 
-def claim_record(claim: Claim) -> dict:
+def claim_record(claim: Claim) -> Record:
     record = _claim_head(claim)
     if missing := _missing(claim):
-        return {**record, **_not_run(missing, claim.rule)}
-    return {**record, **_outcome(run_claim(claim, seed=record["seed"]), claim.rule)}
+        return dataclasses.replace(record, **_not_run(missing, claim.rule))
+    return dataclasses.replace(record, **_outcome(run_claim(claim, seed=record.seed), claim.rule))
 
 
 def gpu_key(name: str, dtype: str) -> str:
     return f"gpu.{name}[{dtype}]"
 
 
-def gpu_record(impl, dtype: str) -> dict:
+def gpu_record(impl, dtype: str) -> Record:
     """A GPU implementation checked with ``equiv.check``, as a user's kernel would be; under the
     simulator (or NumPy, for CuPy code without a GPU) with tiny inputs, and then its status says
     so ("passed (simulator)"), so no row reads as verified on a GPU that was not."""
     place = where(impl.runtime)
     record = _gpu_head(impl, dtype)
     if missing := impl.missing():
-        return {**record, **_not_run(missing, "")}
+        return dataclasses.replace(record, **_not_run(missing, ""))
     result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
-                   seed=record["seed"], max_examples=5 if place == "simulator" else None, progress=False)
+                   seed=record.seed, max_examples=5 if place == "simulator" else None, progress=False)
     outcome = _outcome(result, result.rule)
     if place != "gpu" and outcome["status"] in ("passed", "failed"):
         outcome["status"] = f"{outcome['status']} ({place})"
-    return {**record, **outcome}
+    return dataclasses.replace(record, **outcome)
 
 
-def _gpu_head(impl, dtype: str) -> dict:
+def _gpu_head(impl, dtype: str) -> Record:
     """What a GPU row's record says before it runs."""
     place, key = where(impl.runtime), gpu_key(impl.name, dtype)
-    return {"key": key, "family": "gpu", "claim": f"{impl.runtime} {impl.name} computes {impl.form}",
-            "exactness": "float64 bound" if dtype == "float64" else f"{dtype} baseline budget", "dtype": dtype,
-            "backend": impl.runtime, "device": place if place != "gpu" else gpu_name(), "seed": claim_seed(key)}
+    return Record(key=key, family="gpu", claim=f"{impl.runtime} {impl.name} computes {impl.form}",
+                  exactness="float64 bound" if dtype == "float64" else f"{dtype} baseline budget", dtype=dtype,
+                  backend=impl.runtime, device=place if place != "gpu" else gpu_name(), seed=claim_seed(key))
 
 
 def _not_run(missing: list[str], rule: str) -> dict:
@@ -248,22 +250,21 @@ def _not_run(missing: list[str], rule: str) -> dict:
 
 def _unmeasured(status: str, reason: str, rule: str, hint: str = "") -> dict:
     """The outcome fields of a record with nothing measured: not run, or a job that broke."""
-    return {"status": status, "reason": reason, "hint": hint, "examples": 0, "shapes": {},
-            "budget": {"rule": rule, "value": None}, "max_error": None, "worst_ratio": None,
-            "counterexample": None, "sweeps": [], "seconds": 0.0}
+    return {"status": status, "reason": reason, "hint": hint, "budget_rule": rule}
 
 
 def _outcome(result, rule: str) -> dict:
+    """The outcome fields of a record from a check's Result."""
     measured = result.status in ("passed", "failed")
     reason = result.counterexample.message if result.status == "failed" else (result.reason or None)
     return {"status": result.status, "reason": reason, "hint": result.hint, "examples": result.examples,
-            "shapes": result.shapes, "budget": {"rule": rule, "value": result.budget if measured else None},
+            "shapes": result.shapes, "budget_rule": rule, "budget": result.budget if measured else None,
             "max_error": result.max_error if measured else None,
             "worst_ratio": result.worst_ratio if measured else None, "counterexample": _counterexample(result),
-            "sweeps": [], "seconds": result.seconds}
+            "seconds": result.seconds}
 
 
-def sweep_point(claim: Claim, sweep, index: int, seed: int) -> dict:
+def sweep_point(claim: Claim, sweep, index: int, seed: int) -> Point:
     """The sweep at its ``index``-th value: the worst error against its budget, and the mean over
     positions of the first output's error (how a whole sequence fares, not only its worst row).
     The data come from ``sweep.seed`` when the sweep fixes one, else from the claim's ``seed``."""
@@ -271,23 +272,22 @@ def sweep_point(claim: Claim, sweep, index: int, seed: int) -> dict:
     args = sweep.make_args(sweep.values[index], np.random.default_rng(seed if sweep.seed is None else sweep.seed))
     lhs, rhs = (as_outputs(side) for side in claim.relation(claim.default_impl, args))
     verdict = compare(lhs, rhs, Budget(as_outputs(claim.bound(args, rhs)), claim.rule), claim.outputs, claim.time_axis)
-    return {"error": verdict.max_error, "budget": verdict.budget,
-            "mean_error": float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))),
-            "seconds": time.perf_counter() - started}
+    return Point(error=verdict.max_error, budget=verdict.budget,
+                 mean_error=float(np.mean(error_per_position(lhs[0], rhs[0], claim.time_axis))),
+                 seconds=time.perf_counter() - started)
 
 
-def _counterexample(result) -> dict | None:
+def _counterexample(result) -> Found | None:
     found = result.counterexample
     if found is None:
         return None
-    return {"args": _describe(found.args), "message": found.message, "reproducer": found.reproducer}
+    return Found(args=_describe(found.args), message=found.message, reproducer=found.reproducer)
 
 
-def _summary(record: dict) -> str:
-    if record["status"] in ("not run", "error"):
-        return record["reason"]
-    return (f"{record['examples']} examples, worst error {record['max_error']:.2g} "
-            f"against budget {record['budget']['value']:.2g}")
+def _summary(record: Record) -> str:
+    if record.status in ("not run", "error"):
+        return record.reason
+    return f"{record.examples} examples, worst error {record.max_error:.2g} against budget {record.budget:.2g}"
 
 
 def _describe(args: dict) -> str:

@@ -1,6 +1,6 @@
 """Render the equivalence report (index.html, report.json, report.md) from claim records.
 
-A record is one claim's result, as described in DESIGN.md ("The report"). Plots are drawn with
+A record is one claim's result (``report_records.Record``, DESIGN.md "The report"). Plots are drawn with
 matplotlib's object API on an Agg canvas, so no global backend or pyplot state is touched.
 """
 
@@ -21,10 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from seqcheck.equiv.report_records import Record, Series, base_status, report_json, summary
+
 TITLE = "seqcheck equivalence report"
-STATUSES = ("passed", "failed", "error", "not run")
-"""A record's status is one of these, or for a GPU row not run on a GPU one of them followed by
-where it ran: "passed (simulator)", "failed (numpy)"; counts group them by the first word(s)."""
 BUDGET_EXPLANATION = (
     "How to read the budget: the budget is the error a correct implementation may have, derived "
     "from the algorithm (its rule is given with each claim); the table shows it at the position "
@@ -99,7 +98,7 @@ class Plot:
         return "plot-" + Path(self.path).stem
 
 
-def write_report(records: list[dict], out_dir: str | Path, meta: dict) -> dict[str, Path]:
+def write_report(records: list[Record], out_dir: str | Path, meta: dict) -> dict[str, Path]:
     """Write index.html, report.json, report.md and plots/*.png into out_dir; return their paths."""
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -131,20 +130,8 @@ def _write_atomically(path: Path, text: str | None = None, figure: Figure | None
 # ---------------------------------------------------------------------------------------- JSON
 
 
-def _render_json(records: list[dict], meta: dict) -> str:
-    report = {"meta": _json_safe(meta), "claims": _json_safe(records)}
-    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-
-
-def _json_safe(value):
-    """value with every non-finite float written "inf", "-inf" or "nan" (JSON has no literal)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
+def _render_json(records: list[Record], meta: dict) -> str:
+    return json.dumps(report_json(records, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 # ---------------------------------------------------------------------------- shared wording
@@ -152,15 +139,6 @@ def _json_safe(value):
 
 def _format_number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
-
-
-def _budget_value(record: dict) -> float | None:
-    return (record["budget"] or {}).get("value")
-
-
-def _ratio_exceeded(record: dict) -> bool:
-    ratio = record["worst_ratio"]
-    return ratio is not None and not ratio <= 1
 
 
 def _format_duration(seconds: float) -> str:
@@ -183,30 +161,22 @@ def _meta_parts(meta: dict) -> list[str]:
     ]
 
 
-def base_status(status: str) -> str:
-    """"passed (simulator)" -> "passed"."""
-    return status.split(" (")[0]
+def _status_counts(records: list[Record]) -> dict[str, int]:
+    counts = summary(records)
+    counts.pop("records")
+    return counts
 
 
-def _status_counts(records: list[dict]) -> dict[str, int]:
-    return {status: sum(base_status(r["status"]) == status for r in records) for status in STATUSES}
-
-
-def _counts_text(records: list[dict]) -> str:
+def _counts_text(records: list[Record]) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in _status_counts(records).items())
     return f"{len(records)} claims: {counts}"
 
 
-def _families(records: list[dict]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
+def _families(records: list[Record]) -> dict[str, list[Record]]:
+    grouped: dict[str, list[Record]] = {}
     for record in records:
-        grouped.setdefault(record["family"], []).append(record)
+        grouped.setdefault(record.family, []).append(record)
     return grouped
-
-
-def _failure_message(record: dict) -> str:
-    counterexample = record["counterexample"]
-    return (counterexample and counterexample["message"]) or record["reason"] or ""
 
 
 def _slug(text: str) -> str:
@@ -216,14 +186,14 @@ def _slug(text: str) -> str:
 # ------------------------------------------------------------------------------------- plots
 
 
-def _draw_plots(records: list[dict], out: Path) -> list[Plot]:
-    swept = [record for record in records if record["sweeps"]]
-    styles = {record["key"]: _claim_style(i) for i, record in enumerate(swept)}
+def _draw_plots(records: list[Record], out: Path) -> list[Plot]:
+    swept = [record for record in records if record.sweeps]
+    styles = {record.key: _claim_style(i) for i, record in enumerate(swept)}
     plots = [
         _draw_param_plot(param, entries, styles, out)
         for param, entries in _sweeps_by_param(records).items()
     ]
-    plots += [_draw_claim_plot(r, styles[r["key"]], out) for r in swept if len(r["sweeps"]) > 1]
+    plots += [_draw_claim_plot(r, styles[r.key], out) for r in swept if len(r.sweeps) > 1]
     return plots
 
 
@@ -233,17 +203,17 @@ def _claim_style(index: int) -> tuple[tuple[float, float, float], str]:
     return colour, marker
 
 
-def _sweeps_by_param(records: list[dict]) -> dict[str, list[tuple[str, dict]]]:
-    grouped: dict[str, list[tuple[str, dict]]] = {}
+def _sweeps_by_param(records: list[Record]) -> dict[str, list[tuple[str, Series]]]:
+    grouped: dict[str, list[tuple[str, Series]]] = {}
     for record in records:
-        for sweep in record["sweeps"]:
-            grouped.setdefault(sweep["param"], []).append((record["key"], sweep))
+        for sweep in record.sweeps:
+            grouped.setdefault(sweep.param, []).append((record.key, sweep))
     return grouped
 
 
-def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, out: Path) -> Plot:
+def _draw_param_plot(param: str, entries: list[tuple[str, Series]], styles: dict, out: Path) -> Plot:
     sweeps = [sweep for _, sweep in entries]
-    label = " / ".join(dict.fromkeys(_split_label(sweep["label"])[0] for sweep in sweeps))
+    label = " / ".join(dict.fromkeys(_split_label(sweep.label)[0] for sweep in sweeps))
     title = f"Error and budget against {label}"
     floor = _zero_floor(sweeps)
     compared = _same_data(sweeps)
@@ -265,17 +235,17 @@ def _draw_param_plot(param: str, entries: list[tuple[str, dict]], styles: dict, 
     return Plot(path, title, caption, tuple(dict.fromkeys(k for k, _ in entries)))
 
 
-def _same_data(sweeps: list[dict]) -> bool:
+def _same_data(sweeps: list[Series]) -> bool:
     """Several claims swept over the same data (one shared seed): their errors compare them."""
-    seeds = {sweep.get("seed") for sweep in sweeps}
-    return len(sweeps) > 1 and len(seeds) == 1 and None not in seeds and all("mean_error" in s for s in sweeps)
+    seeds = {sweep.seed for sweep in sweeps}
+    return len(sweeps) > 1 and len(seeds) == 1 and None not in seeds and all(s.mean_error is not None for s in sweeps)
 
 
-def _plot_comparison(axes, entries: list[tuple[str, dict]], styles: dict, label: str) -> None:
+def _plot_comparison(axes, entries: list[tuple[str, Series]], styles: dict, label: str) -> None:
     """The mean error over positions of each claim, linear axes: how the claims rank on the same data."""
     for key, sweep in entries:
         colour, marker = styles[key]
-        axes.plot(np.asarray(sweep["values"], dtype=float), np.asarray(sweep["mean_error"], dtype=float),
+        axes.plot(np.asarray(sweep.values, dtype=float), np.asarray(sweep.mean_error, dtype=float),
                   linestyle="-", marker=marker, markersize=4, color=colour)
     _swept_x_axis(axes, [sweep for _, sweep in entries])
     axes.set_ylim(bottom=0)
@@ -285,30 +255,30 @@ def _plot_comparison(axes, entries: list[tuple[str, dict]], styles: dict, label:
     axes.grid(True, which="major", color="0.9")
 
 
-def _draw_claim_plot(record: dict, style: tuple, out: Path) -> Plot:
-    sweeps = record["sweeps"]
+def _draw_claim_plot(record: Record, style: tuple, out: Path) -> Plot:
+    sweeps = record.sweeps
     floor = _zero_floor(sweeps)
     figure = Figure(figsize=(4.2 * len(sweeps), 4.2), layout="constrained")
     for axes, sweep in zip(figure.subplots(1, len(sweeps), squeeze=False)[0], sweeps):
         _plot_sweep(axes, sweep, style, floor)
-        _decorate_axes(axes, sweep["label"], f"against {sweep['label']}", floor, [sweep])
-    figure.suptitle(record["key"], fontsize=10)
+        _decorate_axes(axes, sweep.label, f"against {sweep.label}", floor, [sweep])
+    figure.suptitle(record.key, fontsize=10)
     figure.legend(handles=_line_style_handles(), loc="outside lower center", ncols=2, fontsize=8,
                   frameon=False)
-    path = f"plots/claim_{_slug(record['key'])}.png"
+    path = f"plots/claim_{_slug(record.key)}.png"
     _save(figure, out / path)
-    title = f"All sweeps of {record['key']}"
-    return Plot(path, title, _caption(sweeps, floor), (record["key"],))
+    title = f"All sweeps of {record.key}"
+    return Plot(path, title, _caption(sweeps, floor), (record.key,))
 
 
-def _plot_sweep(axes, sweep: dict, style: tuple, floor: float) -> None:
+def _plot_sweep(axes, sweep: Series, style: tuple, floor: float) -> None:
     """Worst error solid, mean error dotted, budget dashed in the claim's colour; exact zeros
     drawn hollow at floor."""
     colour, marker = style
-    x = np.asarray(sweep["values"], dtype=float)
-    lines = ((sweep["error"], "-", marker), (sweep["budget"], "--", None))
-    if "mean_error" in sweep:
-        lines += ((sweep["mean_error"], ":", None),)
+    x = np.asarray(sweep.values, dtype=float)
+    lines = ((sweep.error, "-", marker), (sweep.budget, "--", None))
+    if sweep.mean_error is not None:
+        lines += ((sweep.mean_error, ":", None),)
     for series, linestyle, line_marker in lines:
         y = np.asarray(series, dtype=float)
         zero = y == 0
@@ -318,7 +288,7 @@ def _plot_sweep(axes, sweep: dict, style: tuple, floor: float) -> None:
                   markerfacecolor="none", markeredgecolor=colour)
 
 
-def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[dict]) -> None:
+def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[Series]) -> None:
     _swept_x_axis(axes, sweeps)
     axes.set_yscale("log")
     axes.set_xlabel(label)
@@ -331,9 +301,9 @@ def _decorate_axes(axes, label: str, title: str, floor: float, sweeps: list[dict
                       textcoords="offset points", ha="left", va="center", fontsize=8, color="0.4")
 
 
-def _swept_x_axis(axes, sweeps: list[dict]) -> None:
+def _swept_x_axis(axes, sweeps: list[Series]) -> None:
     """A log x axis ticked at exactly the swept values."""
-    values = sorted({float(v) for sweep in sweeps for v in sweep["values"]})
+    values = sorted({float(v) for sweep in sweeps for v in sweep.values})
     axes.set_xscale("log")
     axes.set_xticks(values, labels=[f"{v:g}" for v in values])
     axes.set_xticks([], minor=True)
@@ -345,8 +315,8 @@ def _split_label(label: str) -> tuple[str, str]:
     return head, setting.rstrip(")")
 
 
-def _legend_entry(key: str, sweep: dict) -> str:
-    setting = _split_label(sweep["label"])[1]
+def _legend_entry(key: str, sweep: Series) -> str:
+    setting = _split_label(sweep.label)[1]
     return f"{key} ({setting})" if setting else key
 
 
@@ -363,14 +333,14 @@ def _line_style_handles() -> list[Line2D]:
     ]
 
 
-def _series(sweeps: list[dict]) -> np.ndarray:
+def _series(sweeps: list[Series]) -> np.ndarray:
     return np.concatenate(
-        [np.asarray(sweep[name], dtype=float) for sweep in sweeps for name in ("error", "budget", "mean_error")
-         if name in sweep]
+        [np.asarray(series, dtype=float) for sweep in sweeps for series in (sweep.error, sweep.budget, sweep.mean_error)
+         if series is not None]
     )
 
 
-def _zero_floor(sweeps: list[dict]) -> float:
+def _zero_floor(sweeps: list[Series]) -> float:
     """A power of ten one decade below the smallest positive value: where exact zeros are drawn."""
     values = _series(sweeps)
     positive = values[np.isfinite(values) & (values > 0)]
@@ -379,15 +349,15 @@ def _zero_floor(sweeps: list[dict]) -> float:
     return 10.0 ** (math.floor(math.log10(positive.min())) - 1)
 
 
-def _count_zeros(sweeps: list[dict]) -> int:
+def _count_zeros(sweeps: list[Series]) -> int:
     return int(np.sum(_series(sweeps) == 0))
 
 
-def _count_non_finite(sweeps: list[dict]) -> int:
+def _count_non_finite(sweeps: list[Series]) -> int:
     return int(np.sum(~np.isfinite(_series(sweeps))))
 
 
-def _caption(sweeps: list[dict], floor: float) -> str:
+def _caption(sweeps: list[Series], floor: float) -> str:
     parts = ["Log-log; solid lines are the measured error, dashed lines the budget."]
     if _count_zeros(sweeps):
         parts.append(
@@ -406,7 +376,7 @@ def _save(figure: Figure, path: Path) -> None:
 # -------------------------------------------------------------------------------------- HTML
 
 
-def _render_html(records: list[dict], meta: dict, plots: list[Plot]) -> str:
+def _render_html(records: list[Record], meta: dict, plots: list[Plot]) -> str:
     sections = [
         f"<h1>{TITLE}</h1>",
         f'<p class="meta">{html.escape(" · ".join(_meta_parts(meta)))}</p>',
@@ -437,7 +407,7 @@ def _claim_anchor(key: str) -> str:
     return "claim-" + _slug(key)
 
 
-def _html_summary(records: list[dict]) -> str:
+def _html_summary(records: list[Record]) -> str:
     counts = " ".join(
         _html_status(status, f"{n} {status}")
         for status, n in _status_counts(records).items()
@@ -451,118 +421,114 @@ def _html_summary(records: list[dict]) -> str:
     )
 
 
-def _html_summary_row(record: dict) -> str:
+def _html_summary_row(record: Record) -> str:
     claim = (
-        f'<a href="#{_claim_anchor(record["key"])}">{_html_key(record["key"])}</a>'
-        f'<div class="note">{html.escape(record["claim"])}</div>'
+        f'<a href="#{_claim_anchor(record.key)}">{_html_key(record.key)}</a>'
+        f'<div class="note">{html.escape(record.claim)}</div>'
     )
-    status = _html_status(record["status"])
-    if record["status"] in ("not run", "error") and record["reason"]:
-        status += f'<div class="note">{html.escape(record["reason"])}</div>'
-    ratio_class = "num over" if _ratio_exceeded(record) else "num"
+    status = _html_status(record.status)
+    if record.status in ("not run", "error") and record.reason:
+        status += f'<div class="note">{html.escape(record.reason)}</div>'
+    ratio_class = "num over" if record.ratio_exceeded else "num"
     cells = [
         f"<td>{claim}</td>",
-        f"<td>{html.escape(record['family'])}</td>",
+        f"<td>{html.escape(record.family)}</td>",
         f"<td>{status}</td>",
-        f"<td>{html.escape(record['exactness'])}</td>",
+        f"<td>{html.escape(record.exactness)}</td>",
         f"<td>{html.escape(_dtype_backend_device(record))}</td>",
-        f'<td class="num">{record["examples"]}</td>',
-        f'<td class="{ratio_class}">{_format_number(record["max_error"])}</td>',
-        f'<td class="num" title="{html.escape(_budget_rule(record))}">'
-        f"{_format_number(_budget_value(record))}</td>",
-        f'<td class="{ratio_class}">{_format_number(record["worst_ratio"])}</td>',
-        f'<td class="num">{record["seconds"]:.2f}</td>',
+        f'<td class="num">{record.examples}</td>',
+        f'<td class="{ratio_class}">{_format_number(record.max_error)}</td>',
+        f'<td class="num" title="{html.escape(record.budget_rule)}">'
+        f"{_format_number(record.budget)}</td>",
+        f'<td class="{ratio_class}">{_format_number(record.worst_ratio)}</td>',
+        f'<td class="num">{record.seconds:.2f}</td>',
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 
 
-def _dtype_backend_device(record: dict) -> str:
-    return f"{record['dtype']} / {record['backend']} / {record['device']}"
-
-
-def _budget_rule(record: dict) -> str:
-    return (record["budget"] or {}).get("rule") or ""
+def _dtype_backend_device(record: Record) -> str:
+    return f"{record.dtype} / {record.backend} / {record.device}"
 
 
 def _format_shapes(shapes: dict) -> str:
     return ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items()) or "—"
 
 
-def _html_family(family: str, members: list[dict], plots: list[Plot]) -> str:
+def _html_family(family: str, members: list[Record], plots: list[Plot]) -> str:
     articles = "\n".join(_html_claim_details(record, plots) for record in members)
     return f'<h2 id="family-{_slug(family)}">Family: {html.escape(family)}</h2>\n{articles}'
 
 
-def _html_claim_details(record: dict, plots: list[Plot]) -> str:
+def _html_claim_details(record: Record, plots: list[Plot]) -> str:
     details = {
-        "Exactness": html.escape(record["exactness"]),
-        "Budget rule": html.escape(_budget_rule(record)) or "—",
-        "Budget at worst": _format_number(_budget_value(record)),
-        "Worst error": _format_number(record["max_error"]),
-        "Error / budget": _format_number(record["worst_ratio"]),
+        "Exactness": html.escape(record.exactness),
+        "Budget rule": html.escape(record.budget_rule) or "—",
+        "Budget at worst": _format_number(record.budget),
+        "Worst error": _format_number(record.max_error),
+        "Error / budget": _format_number(record.worst_ratio),
         "dtype / backend / device": html.escape(_dtype_backend_device(record)),
-        "Seed, examples": f"{record['seed']}, {record['examples']}",
-        "Worst example shapes": html.escape(_format_shapes(record["shapes"])),
-        "Seconds": f"{record['seconds']:.2f}",
+        "Seed, examples": f"{record.seed}, {record.examples}",
+        "Worst example shapes": html.escape(_format_shapes(record.shapes)),
+        "Seconds": f"{record.seconds:.2f}",
     }
-    if record["reason"]:
-        details["Reason"] = html.escape(record["reason"])
-    if record.get("hint"):
-        details["Hint"] = html.escape(record["hint"])
-    if base_status(record["status"]) == "failed":
-        details["Counterexample"] = f'<a href="#cx-{_slug(record["key"])}">below</a>'
-    if links := [p for p in plots if record["key"] in p.claim_keys]:
+    if record.reason:
+        details["Reason"] = html.escape(record.reason)
+    if record.hint:
+        details["Hint"] = html.escape(record.hint)
+    if base_status(record.status) == "failed":
+        details["Counterexample"] = f'<a href="#cx-{_slug(record.key)}">below</a>'
+    if links := [p for p in plots if record.key in p.claim_keys]:
         details["Plots"] = ", ".join(
             f'<a href="#{p.anchor}">{html.escape(p.title)}</a>' for p in links
         )
     rows = "\n".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in details.items())
     return (
-        f'<article id="{_claim_anchor(record["key"])}">\n'
-        f'<h3>{_html_key(record["key"])} {_html_status(record["status"])}</h3>\n'
-        f'<p>{html.escape(record["claim"])}</p>\n<dl>\n{rows}\n</dl>\n'
+        f'<article id="{_claim_anchor(record.key)}">\n'
+        f'<h3>{_html_key(record.key)} {_html_status(record.status)}</h3>\n'
+        f'<p>{html.escape(record.claim)}</p>\n<dl>\n{rows}\n</dl>\n'
         f"{_html_sweep_tables(record)}</article>"
     )
 
 
-def _sweep_rows(sweep: dict) -> list[tuple[str, str, str, str]]:
-    means = sweep.get("mean_error", [None] * len(sweep["values"]))
+def _sweep_rows(sweep: Series) -> list[tuple[str, str, str, str]]:
+    means = sweep.mean_error if sweep.mean_error is not None else [None] * len(sweep.values)
     return [(f"{value:g}" if isinstance(value, (int, float)) else str(value), _format_number(error),
              _format_number(mean), _format_number(budget))
-            for value, error, mean, budget in zip(sweep["values"], sweep["error"], means, sweep["budget"])]
+            for value, error, mean, budget in zip(sweep.values, sweep.error, means, sweep.budget)]
 
 
-def _html_sweep_tables(record: dict) -> str:
+def _html_sweep_tables(record: Record) -> str:
     """The values behind the plots: one small table (value, error, budget) per sweep of the claim."""
     tables = []
-    for sweep in record["sweeps"]:
-        head = html.escape(_split_label(sweep["label"])[0])
+    for sweep in record.sweeps:
+        head = html.escape(_split_label(sweep.label)[0])
         rows = "".join(f'<tr><td class="num">{html.escape(value)}</td><td class="num">{error}</td>'
                        f'<td class="num">{mean}</td><td class="num">{budget}</td></tr>'
                        for value, error, mean, budget in _sweep_rows(sweep))
-        tables.append(f'<table class="sweep"><caption>{html.escape(sweep["label"])}</caption>'
+        tables.append(f'<table class="sweep"><caption>{html.escape(sweep.label)}</caption>'
                       f"<thead><tr><th>{head}</th><th>Worst error</th><th>Mean error</th><th>Budget</th></tr></thead>"
                       f"<tbody>{rows}</tbody></table>\n")
     return "".join(tables)
 
 
-def _html_counterexamples(records: list[dict]) -> str:
-    failed = [r for r in records if base_status(r["status"]) == "failed"]
+def _html_counterexamples(records: list[Record]) -> str:
+    failed = [r for r in records if base_status(r.status) == "failed"]
     if not failed:
         return ""
     return "<h2>Counterexamples</h2>\n" + "\n".join(_html_counterexample(r) for r in failed)
 
 
-def _html_counterexample(record: dict) -> str:
+def _html_counterexample(record: Record) -> str:
     parts = [
-        f'<h3 id="cx-{_slug(record["key"])}">{_html_key(record["key"])}</h3>',
-        f"<pre>{html.escape(_failure_message(record))}</pre>",
+        f'<h3 id="cx-{_slug(record.key)}">{_html_key(record.key)}</h3>',
+        f"<pre>{html.escape(record.failure_message)}</pre>",
     ]
-    if counterexample := record["counterexample"]:
+    if counterexample := record.counterexample:
         parts += [
             "<p>Shrunk arguments:</p>",
-            f"<pre>{html.escape(counterexample['args'])}</pre>",
+            f"<pre>{html.escape(counterexample.args)}</pre>",
             "<p>Reproducer (runs on its own):</p>",
-            f"<pre>{html.escape(counterexample['reproducer'])}</pre>",
+            f"<pre>{html.escape(counterexample.reproducer)}</pre>",
         ]
     return "\n".join(parts)
 
@@ -581,12 +547,12 @@ def _html_plots(plots: list[Plot]) -> str:
 # ---------------------------------------------------------------------------------- Markdown
 
 
-def _render_markdown(records: list[dict], meta: dict, plots: list[Plot]) -> str:
+def _render_markdown(records: list[Record], meta: dict, plots: list[Plot]) -> str:
     lines = [
         f"# {TITLE}", "", " · ".join(_meta_parts(meta)), "", f"**{_counts_text(records)}**", "",
         BUDGET_EXPLANATION, "", *_markdown_table(records), *_markdown_sweeps(records),
     ]
-    if failed := [r for r in records if base_status(r["status"]) == "failed"]:
+    if failed := [r for r in records if base_status(r.status) == "failed"]:
         lines += ["", "## Counterexamples"]
         for record in failed:
             lines += _markdown_counterexample(record)
@@ -597,35 +563,35 @@ def _render_markdown(records: list[dict], meta: dict, plots: list[Plot]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(records: list[dict]) -> list[str]:
+def _markdown_table(records: list[Record]) -> list[str]:
     header = "| " + " | ".join(SUMMARY_HEADERS) + " |"
     alignments = ("---:" if h in NUMERIC_HEADERS else "---" for h in SUMMARY_HEADERS)
     separator = "|" + "|".join(alignments) + "|"
     return [header, separator, *(_markdown_row(r) for r in records)]
 
 
-def _markdown_sweeps(records: list[dict]) -> list[str]:
+def _markdown_sweeps(records: list[Record]) -> list[str]:
     """The values behind the plots: per claim with sweeps, one table (value, error, budget) each."""
-    swept = [record for record in records if record["sweeps"]]
+    swept = [record for record in records if record.sweeps]
     lines = ["", "## Sweeps"] if swept else []
     for record in swept:
-        lines += ["", f"### `{record['key']}`"]
-        for sweep in record["sweeps"]:
-            head = _markdown_cell(_split_label(sweep["label"])[0])
-            lines += ["", f"*{_markdown_cell(sweep['label'])}*", "", f"| {head} | Worst error | Mean error | Budget |",
+        lines += ["", f"### `{record.key}`"]
+        for sweep in record.sweeps:
+            head = _markdown_cell(_split_label(sweep.label)[0])
+            lines += ["", f"*{_markdown_cell(sweep.label)}*", "", f"| {head} | Worst error | Mean error | Budget |",
                       "|---:|---:|---:|---:|"]
             lines += [f"| {value} | {error} | {mean} | {budget} |" for value, error, mean, budget in _sweep_rows(sweep)]
     return lines
 
 
-def _markdown_row(record: dict) -> str:
-    status = {"failed": "**failed**", "not run": f"not run: {record['reason']}",
-              "error": f"**error**: {record['reason']}"}.get(record["status"], record["status"])
+def _markdown_row(record: Record) -> str:
+    status = {"failed": "**failed**", "not run": f"not run: {record.reason}",
+              "error": f"**error**: {record.reason}"}.get(record.status, record.status)
     cells = [
-        f"`{record['key']}`", record["family"], status, record["exactness"],
-        _dtype_backend_device(record), str(record["examples"]), _format_number(record["max_error"]),
-        _format_number(_budget_value(record)), _format_number(record["worst_ratio"]),
-        f"{record['seconds']:.2f}",
+        f"`{record.key}`", record.family, status, record.exactness,
+        _dtype_backend_device(record), str(record.examples), _format_number(record.max_error),
+        _format_number(record.budget), _format_number(record.worst_ratio),
+        f"{record.seconds:.2f}",
     ]
     return "| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |"
 
@@ -634,11 +600,11 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown_counterexample(record: dict) -> list[str]:
-    lines = ["", f"### `{record['key']}`", "", *_markdown_fence(_failure_message(record), "text")]
-    if counterexample := record["counterexample"]:
-        lines += ["", "Shrunk arguments:", "", *_markdown_fence(counterexample["args"], "text")]
-        lines += ["", "Reproducer:", "", *_markdown_fence(counterexample["reproducer"], "python")]
+def _markdown_counterexample(record: Record) -> list[str]:
+    lines = ["", f"### `{record.key}`", "", *_markdown_fence(record.failure_message, "text")]
+    if counterexample := record.counterexample:
+        lines += ["", "Shrunk arguments:", "", *_markdown_fence(counterexample.args, "text")]
+        lines += ["", "Reproducer:", "", *_markdown_fence(counterexample.reproducer, "python")]
     return lines
 
 

@@ -106,8 +106,8 @@ def test_a_claim_whose_dependency_is_missing_is_not_run_and_its_sweeps_neither(t
     monkeypatch.setitem(registry._CLAIMS, absent.key, absent)
     lines = []
     record, = run_report(out=tmp_path, only=absent.key, workers=1, progress=lines.append)["records"]
-    assert record["status"] == "not run" and "no_module_named_like_this" in record["reason"]
-    assert record["sweeps"] == [] and len(lines) == 2  # the claim's line and "wrote ..."
+    assert record.status == "not run" and "no_module_named_like_this" in record.reason
+    assert record.sweeps == () and len(lines) == 2  # the claim's line and "wrote ..."
 
 
 def test_a_gpu_row_whose_runtime_is_missing_is_not_run(tmp_path, monkeypatch):
@@ -117,4 +117,4 @@ def test_a_gpu_row_whose_runtime_is_missing_is_not_run(tmp_path, monkeypatch):
     monkeypatch.setitem(registry.RUNTIME_MODULES, "numba-cuda", ("no_module_named_like_this",))
     records = run_report(out=tmp_path, only="numba_cuda.selective_scan[float32]", workers=1,
                          progress=lambda line: None)["records"]
-    assert [(r["status"], r["reason"]) for r in records] == [("not run", "no_module_named_like_this is not installed")]
+    assert [(r.status, r.reason) for r in records] == [("not run", "no_module_named_like_this is not installed")]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from seqcheck.equiv.report_records import SCHEMA_VERSION, Record
 from seqcheck.equiv.report_render import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -24,6 +25,7 @@ META = {
 
 
 def _record(key, status, **overrides):
+    """A record as report.json holds it, read back as a Record."""
     record = {
         "key": key,
         "family": key.split(".")[0],
@@ -44,7 +46,7 @@ def _record(key, status, **overrides):
         "sweeps": [],
         "seconds": 1.23,
     }
-    return record | overrides
+    return Record.from_json(record | overrides)
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +112,19 @@ def test_writes_the_three_files(written, out_dir):
 def test_json_round_trips_with_non_finite_floats_as_strings(written, records):
     report = json.loads(written["json"].read_text(), parse_constant=_reject_constant)
     assert report["meta"] == META
-    assert [claim["key"] for claim in report["claims"]] == [r["key"] for r in records]
+    assert [claim["key"] for claim in report["claims"]] == [r.key for r in records]
     failed = report["claims"][1]
     assert (failed["max_error"], failed["worst_ratio"]) == ("inf", "nan")
     assert failed["sweeps"][0]["error"] == [1e-3, "inf"]
-    assert report["claims"][0] == records[0]
+    assert report["claims"][0] == records[0].to_json()
+    assert [Record.from_json(claim) for claim in report["claims"]][:1] == records[:1]  # NaN != NaN in the others
+    assert Record.from_json(failed).to_json() == failed
+
+
+def test_json_has_a_schema_version_and_summary_counts(written):
+    report = json.loads(written["json"].read_text())
+    assert report["schema_version"] == SCHEMA_VERSION
+    assert report["summary"] == {"records": 3, "passed": 1, "failed": 1, "error": 0, "not run": 1}
 
 
 def test_html_escapes_counterexamples(written):
@@ -144,7 +154,7 @@ def test_markdown_table_has_one_row_per_record(written, records):
     start = lines.index(next(line for line in lines if line.startswith("| Claim")))
     table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2:]))
     assert len(table) == len(records)
-    assert all(f"`{r['key']}`" in row for r, row in zip(records, table))
+    assert all(f"`{r.key}`" in row for r, row in zip(records, table))
     assert "```python" in written["md"].read_text()
     assert "](plots/sweep_T.png)" in written["md"].read_text()
 
