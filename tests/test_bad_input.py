@@ -143,6 +143,12 @@ def _decode(B, T, H, Hkv, D, Dv):
 DECODE = dict(B=1, T=4, H=2, Hkv=1, D=2, Dv=3)
 
 
+def _decode_form(**sizes):
+    args = _decode(**sizes)
+    del args["policy"], args["return_rows"]
+    return args
+
+
 def _with(build, **extra):
     return lambda s: {**build(**s), **extra}
 
@@ -268,6 +274,26 @@ CASES = {
     "eviction.H2O": Case(lambda s: dict(heavy=1), {}),
     "eviction.Scissorhands": Case(lambda s: dict(recent=1, history=2, drop=1, threshold="position"), {}),
     "eviction.SnapKV": Case(lambda s: dict(window=2, kernel_size=3, pooling="maxpool", heads="kv"), {}),
+    "eviction.TOVAByPosition": Case(lambda s: {}, {}),
+    "eviction.make_policy": Case(lambda s: dict(policy="h2o", heavy=1), {}),
+    "eviction.decode": Case(lambda s: {**_decode(**s), "policy": "h2o", "heavy": 1}, DECODE, ("B", "T")),
+    "eviction.decode_layers": Case(
+        lambda s: dict(q=normal(s["L"], s["B"], s["T"], s["H"], s["D"]), k=normal(s["L"], s["B"], s["T"], 1, s["D"]),
+                       v=normal(s["L"], s["B"], s["T"], 1, s["Dv"], seed=1), policy="tova", budget=2),
+        dict(L=2, B=1, T=3, H=2, D=2, Dv=2), ("L", "B", "T")),
+    **{f"eviction.{name}_decode": Case(_with(_decode_form, **parameters), DECODE, ("B", "T"))
+       for name, parameters in (("window", {}), ("streaming_llm", {"sinks": 1}), ("tova", {}), ("tova_kvpress", {}),
+                                ("h2o", {"heavy": 1}), ("scissorhands", {"recent": 1, "history": 2}),
+                                ("snapkv", {"window": 1}))},
+    "eviction.cache_attention": Case(
+        lambda s: dict(q=normal(s["B"], s["T"], s["H"], s["D"]), k=normal(s["B"], s["n"], 1, s["D"], seed=1),
+                       v=normal(s["B"], s["n"], 1, s["Dv"], seed=2),
+                       keep=np.tile(np.arange(s["n"]) % 2 == 0, (s["B"], 1)), scale=0.5),
+        dict(B=1, T=2, H=2, D=2, n=3, Dv=2), ("B", "T", "n")),
+    "eviction.tova_select": Case(
+        lambda s: dict(probs=np.abs(normal(s["B"], s["H"], s["n"])),
+                       positions=np.tile(np.roll(np.arange(s["n"]), 1), (s["B"], 1)), budget=2),
+        dict(B=1, H=2, n=3), ("B",)),
 }
 
 
@@ -313,8 +339,8 @@ def mutations(value, parameter) -> list:
 # Function names are ``__qualname__``s (a registered form that is a reference shares its entries);
 # patterns are fnmatch's. An allowed mutation may run, or raise an error that names the argument.
 SOFTMAX = ("softmax_attention", "flash_attention", "split_kv_attention", "attention_in_dtype",
-           "softmax_attention_mp", "flash_attention_mp")
-DECODE_FNS = ("simulate_decoding", "*_decode")
+           "softmax_attention_mp", "flash_attention_mp", "cache_attention")
+DECODE_FNS = ("simulate_decoding", "decode", "*_decode")
 ALLOWED = {
     # complex numbers where the mechanism is defined for them
     ("discretize", "[AB]", "complex"): "discretisation is defined for complex systems",
@@ -358,10 +384,11 @@ ALLOWED = {
     ("selective_scan_step", "[BC]_t", "ndim-1"): "(B, G, N) -> (G, N): can read as the layout (B, N)",
     ("linear_attention_parallel", "q", "axis 1 +1"): "non-causal: T is independent of the key length S",
     ("linear_attention_*", "v", "axis 3 +1"): "any value dim M (when no initial state fixes it)",
-    ("simulate_layers", "q", "axis 3 +1"): "H need only be a multiple of Hkv",
-    ("simulate_layers", "v", "axis 4 +1"): "any Dv",
+    **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
+    **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},
     **{(f, "q", "axis 1 +1"): "Tq is independent of Tk" for f in SOFTMAX},
+    ("tova_select", "probs", "axis 1 +1"): "any head count (TOVA averages over heads)",
     **{(f, "v", "axis 3 +1"): "any Dv" for f in SOFTMAX + DECODE_FNS},
 }
 
@@ -484,7 +511,7 @@ def test_empty_axes(case_name, size):
         assert got.shape == want, f"{size}=0: output {i} has shape {got.shape}, expected {want}"
     if initial and len(unchanged) == len(initial) and size in ("T",):
         for i, state in zip(unchanged, initial):
-            np.testing.assert_array_equal(out0[i], state, err_msg=f"T=0: the returned state is the initial state")
+            np.testing.assert_array_equal(out0[i], state, err_msg="T=0: the returned state is the initial state")
 
 
 def _same(a, b) -> bool:

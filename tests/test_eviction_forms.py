@@ -9,7 +9,7 @@ import pytest
 
 from mutants import eviction as wrong_eviction
 from seqcheck import equiv
-from seqcheck.equiv.families import eviction as family
+from seqcheck.equiv.families.eviction import measures, quality
 from seqcheck.properties import inputs_for
 from seqcheck.properties.eviction import POLICY_NAMES
 from seqcheck.reference.eviction import TOVA, simulate_decoding
@@ -66,11 +66,11 @@ def test_exact_ties_may_resolve_either_way_but_nothing_else_is_loosened():
     other_tie = functools.partial(tova_loop, ties_to_lowest=False)
     assert not np.array_equal(other_tie(**args)[1], equiv.reference("eviction.tova.decode")(**args)[1])
     assert equiv.replay(other_tie, "eviction.tova.decode", args).passed
-    out_bound, kept_bound = family.trajectory_bound("tova", args)
+    out_bound, kept_bound = measures.trajectory_bound("tova", args)
     assert (kept_bound[:3] == 0).all() and np.isinf(kept_bound[3:]).all()  # first eviction at t = 3
     assert np.isfinite(out_bound[:4]).all() and np.isinf(out_bound[4:]).all()
     random_keys = {**args, "k": rng.standard_normal((1, 8, 1, 2))}
-    assert not family.ambiguous_steps("tova", random_keys).any()
+    assert not measures.ambiguous_steps("tova", random_keys).any()
     assert not equiv.replay(functools.partial(tova_loop, evict_highest=True), "eviction.tova.decode",
                             random_keys).passed
 
@@ -79,29 +79,29 @@ def test_ambiguity_follows_each_policy_score():
     rng = np.random.default_rng(1)
     args = {"q": rng.standard_normal((1, 10, 2, 2)), "k": np.zeros((1, 10, 2, 2)),
             "v": rng.standard_normal((1, 10, 2, 1)), "budget": 4, "prefill_len": 0}
-    assert not family.ambiguous_steps("window", args).any()
-    assert not family.ambiguous_steps("streaming_llm", {**args, "sinks": 1}).any()
+    assert not measures.ambiguous_steps("window", args).any()
+    assert not measures.ambiguous_steps("streaming_llm", {**args, "sinks": 1}).any()
     random_keys = {**args, "k": rng.standard_normal((1, 10, 2, 2))}
-    assert not family.ambiguous_steps("h2o", {**random_keys, "heavy": 2}).any()
+    assert not measures.ambiguous_steps("h2o", {**random_keys, "heavy": 2}).any()
     # Scissorhands' integer counts: with uniform rows every weight equals the "uniform" threshold
     # (a count that may go either way), never the "position" one (1/(s+1) < 1/n_s after an eviction).
     scissors = {**args, "recent": 1, "history": 3}
-    assert family.ambiguous_steps("scissorhands", {**scissors, "threshold": "uniform"}).any()
+    assert measures.ambiguous_steps("scissorhands", {**scissors, "threshold": "uniform"}).any()
     res = simulate_decoding(args["q"], args["k"], args["v"], policy=TOVA(), budget=4, return_rows=True)
-    assert family.ambiguous_steps("tova", args, res).any()
+    assert measures.ambiguous_steps("tova", args, res).any()
 
 
 @pytest.mark.parametrize("key", [claim.key for claim in equiv.claims() if claim.key.startswith("eviction.quality")])
 def test_the_quality_sweeps_stay_within_their_budgets(key, monkeypatch):
-    """The report's sweeps at a smaller T (the report runs T = family.QUALITY_T)."""
+    """The report's sweeps at a smaller T (the report runs T = quality.QUALITY_T)."""
     name = key.rsplit(".", 1)[1]
-    for data in family.QUALITY_DATA:
-        series = family.quality_series(name, data, length=128, seed=0)
+    for data in quality.QUALITY_DATA:
+        series = quality.quality_series(name, data, length=128, seed=0)
         assert all(e <= b for e, b in zip(series["error"], series["budget"])), series
         assert series["error"][-1] < 1e-12  # the whole sequence fits: full attention
 
 
 def test_a_wrong_quality_run_is_caught_by_its_sweep_relation():
-    args = family.quality_args("tova", "random", 1.0, np.random.default_rng(0), length=64)  # nothing evicted
-    lhs, rhs = family._quality(wrong_eviction.newest_token_not_attended, args)
-    assert np.abs(lhs[0] - rhs[0]).max() > family.quality_bound(args, rhs)[0]
+    args = quality.quality_args("tova", "random", 1.0, np.random.default_rng(0), length=64)  # nothing evicted
+    lhs, rhs = quality._quality(wrong_eviction.newest_token_not_attended, args)
+    assert np.abs(lhs[0] - rhs[0]).max() > quality.quality_bound(args, rhs)[0]

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from hypothesis import strategies as st
 
 from seqcheck import equiv
 from seqcheck.equiv import engine

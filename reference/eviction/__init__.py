@@ -1,4 +1,5 @@
-"""Float64 references for KV-cache eviction: policies and a token-by-token decoding simulator."""
+"""Float64 references for KV-cache eviction: policies, a token-by-token decoding simulator, and
+decoding by policy name (the registered forms)."""
 
 from .policies import (
     H2O,
@@ -14,8 +15,40 @@ from .policies import (
     topk_lowest_index,
 )
 from .simulator import DecodeResult, simulate_decoding, simulate_layers
+from .decoding import (
+    DECODERS,
+    POLICY_OPTIONS,
+    TOVAByPosition,
+    cache_attention,
+    decode,
+    decode_layers,
+    h2o_decode,
+    make_policy,
+    scissorhands_decode,
+    snapkv_decode,
+    streaming_llm_decode,
+    tova_decode,
+    tova_kvpress_decode,
+    tova_select,
+    window_decode,
+)
 
 __all__ = [
+    "DECODERS",
+    "POLICY_OPTIONS",
+    "TOVAByPosition",
+    "cache_attention",
+    "decode",
+    "decode_layers",
+    "h2o_decode",
+    "make_policy",
+    "scissorhands_decode",
+    "snapkv_decode",
+    "streaming_llm_decode",
+    "tova_decode",
+    "tova_kvpress_decode",
+    "tova_select",
+    "window_decode",
     "H2O",
     "POLICIES",
     "TOVA",

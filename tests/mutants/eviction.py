@@ -9,7 +9,8 @@ Each takes the signature of the claim's implementation and changes only the poli
 
 import numpy as np
 
-from seqcheck.equiv.families.eviction import POLICY_OPTIONS, attended, decode, decode_layers, tova_select
+from seqcheck.equiv.families.eviction import attended
+from seqcheck.reference.eviction import POLICY_OPTIONS, decode, decode_layers, tova_select
 from seqcheck.reference.eviction import H2O, TOVA, StreamingLLM, Window, simulate_decoding, simulate_layers
 from seqcheck.reference.positional import apply_rope
 
