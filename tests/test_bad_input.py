@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import numbers
+import pkgutil
 import re
 from fnmatch import fnmatch
 from typing import Callable, NamedTuple
@@ -31,11 +32,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from seqcheck import equiv
+from seqcheck import equiv, reference
 from seqcheck.properties import inputs_for
 from seqcheck.reference.eviction import H2O, TOVA, Policy
 
-SUBPACKAGES = ("attention", "positional", "ssm", "mamba", "linear_attention", "eviction")
+SUBPACKAGES = sorted(info.name for info in pkgutil.iter_modules(reference.__path__) if info.ispkg)
+"""Every mechanism's subpackage of seqcheck.reference (found, so a new family is walked without an edit)."""
 
 # ----------------------------------------------------------------------------- discovery
 
