@@ -3,7 +3,7 @@ low-precision dtype, and exact (rational) differences.
 
 ``U64`` is the float64 unit roundoff u = 2^-53 (machine epsilon is 2u): every float64 bound
 is written in it. ``round_to``/``rounding`` evaluate a definition as a kernel computing in a
-dtype does (the baseline of the low-precision budget, DESIGN.md "Tolerance"): elementwise
+dtype does (the baseline of the low-precision budget, docs/tolerance.md): elementwise
 results correctly rounded to the dtype, reductions accumulated in float32 (float64 for a 64-bit
 dtype) and rounded once. ``fractions``/``exact_difference`` serve the claims checked in exact
 rational arithmetic.
@@ -68,10 +68,13 @@ def exact_difference(actual, expected) -> np.ndarray:
     """``actual - expected`` elementwise in exact arithmetic (Fractions, ints or floats), as
     float64: 0 exactly where they are equal, and never 0 where they differ (a difference below
     the smallest subnormal comes back as +-5e-324), so an exact claim cannot pass by rounding.
-    A NaN or infinite entry gives the float difference (NaN or infinite: a failure)."""
+    An entry NaN or infinite on one side only gives the float difference (NaN or infinite: a
+    failure); the same infinity on both sides is equal (0)."""
     actual, expected = np.broadcast_arrays(np.asarray(actual, dtype=object), np.asarray(expected, dtype=object))
 
     def one(a, b):
+        if a == b:  # the same number, or the same infinity
+            return 0.0
         try:
             difference = Fraction(a) - Fraction(b)
         except (ValueError, OverflowError):  # a NaN or an infinity: not a rational

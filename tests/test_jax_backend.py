@@ -31,9 +31,10 @@ def off_by_one(q, k, v, **options):
 
 @pytest.fixture
 def x64():
+    before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     yield
-    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_enable_x64", before)
 
 
 INPUTS = inputs_for("attention.softmax.parallel", **PLAIN)

@@ -1,4 +1,4 @@
-"""The one-way layers of DESIGN.md, checked with import-linter (contracts in pyproject.toml).
+"""The one-way layers (docs/contributing.md), checked with import-linter (contracts in pyproject.toml).
 
 grimp, import-linter's graph builder, finds a package's modules by walking its folder, and
 seqcheck's subpackages live in top-level folders mapped by setuptools' package-dir; so the test
@@ -6,6 +6,7 @@ stages the package tree as symlinks (``seqcheck/<layer>`` -> ``<layer>/``) and l
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,9 @@ def staged_package(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def lint(tmp_path: Path, config: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(staged_package(tmp_path))}
+def lint(tmp_path: Path, config: Path, staged: bool = True) -> subprocess.CompletedProcess:
+    """import-linter on the tree staged in ``tmp_path`` (staged here unless ``staged`` is False)."""
+    env = {**os.environ, "PYTHONPATH": str(staged_package(tmp_path) if staged else tmp_path)}
     return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(config)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
 
@@ -38,21 +40,24 @@ def test_the_layers_contracts_are_kept(tmp_path):
     assert "Contracts: 3 kept, 0 broken." in result.stdout, result.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
-    """The check can fail: the contracts run against a copy of the tree in which one module of
-    gpu imports properties (what gpu/catalog.py did before the families declared their kernels)."""
+@pytest.mark.parametrize("layer, module, source, broken", [
+    ("gpu", "upward.py", "from seqcheck.properties import arrays\n", "seqcheck.gpu.upward -> seqcheck.properties.arrays"),
+    ("equiv", "families/borrower.py", "from seqcheck.equiv.families import mamba\n",
+     "seqcheck.equiv.families.borrower -> seqcheck.equiv.families.mamba"),
+    ("reference", "strategies.py", "import hypothesis\n", "seqcheck.reference.strategies -> hypothesis"),
+])
+def test_each_contract_can_fail(tmp_path, layer, module, source, broken):
+    """Each contract is run against a copy of the tree with one offending module added: gpu
+    importing properties (what gpu/catalog.py did), one family importing another (linear from
+    mamba did), a reference importing Hypothesis."""
     staged = staged_package(tmp_path)
-    gpu = staged / "seqcheck" / "gpu"
-    gpu.unlink()
-    gpu.mkdir()
-    for source in (ROOT / "gpu").glob("*.py"):
-        (gpu / source.name).write_text(source.read_text())
-    (gpu / "upward.py").write_text("from seqcheck.properties import arrays\n")
-    env = {**os.environ, "PYTHONPATH": str(staged)}
-    result = subprocess.run([str(LINT_IMPORTS), "--no-cache", str(ROOT / "pyproject.toml")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)
+    copy = staged / "seqcheck" / layer
+    copy.unlink()
+    shutil.copytree(ROOT / layer, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / module).write_text(source)
+    result = lint(tmp_path, ROOT / "pyproject.toml", staged=False)
     assert result.returncode == 1
-    assert "seqcheck.gpu.upward -> seqcheck.properties.arrays" in result.stdout
+    assert broken in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -28,6 +28,7 @@ import numpy as np
 from hypothesis import strategies as st
 from scipy.special import expit
 
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
                                      register_implementation, without)
@@ -55,12 +56,6 @@ def _dt(args: dict) -> np.ndarray:
     return dt
 
 
-def _per_channel_max(state_magnitude: np.ndarray) -> np.ndarray:
-    """Max over batch and the state axes of a (B, C, ...) magnitude: one value per channel C."""
-    other = (0,) + tuple(range(2, state_magnitude.ndim))
-    return state_magnitude.max(axis=other)
-
-
 def _scan_magnitude(args: dict) -> tuple:
     """(factor, m_t per position, state magnitude per channel): the selective scan run on
     magnitudes, the size of the terms each output sums (module docstring)."""
@@ -76,27 +71,12 @@ def _scan_magnitude(args: dict) -> tuple:
     if args.get("z") is not None:
         out = out * np.abs(args["z"] * expit(args["z"]))
     T, N = out.shape[1], A.shape[1]
-    exponents = _cumulative_max(np.abs(_dt(args))[..., None] * np.abs(A))  # (T,): max sum_{s<=t} |dt_s A|
+    exponents = cumulative_max(np.abs(_dt(args))[..., None] * np.abs(A))  # (T,): max sum_{s<=t} |dt_s A|
     Lambda = exponents.max(initial=0.0)
     if is_complex:  # |2 Re(C . x)| <= 2 sum |C| |x|; complex products round each part
         out = 2 * out
     factor = 4 * (T + N + 4) * 2 * U64 * (1 + Lambda) * (2 if is_complex else 1)
-    return factor, out.max(axis=(0, 2)), _per_channel_max(np.abs(state)), (2 if is_complex else 1), exponents
-
-
-def _cumulative_max(logs: np.ndarray) -> np.ndarray:
-    """max over every axis but time (axis 1) of the running sums along time of ``logs``."""
-    running = np.cumsum(logs, axis=1)
-    return running.max(axis=tuple(a for a in range(running.ndim) if a != 1)) if running.size else np.zeros(logs.shape[1])
-
-
-def _with_exponents(out: np.ndarray, state: np.ndarray, exponents: np.ndarray) -> tuple:
-    """The floor's two parts per output: m_t in the dtype's roundoff, and exponent_t m_t in the
-    accumulation's (float32 for the low dtypes): kernels form the decays' exponents, cumulative
-    sums of dt A, in float32 whatever their inputs, and a rounded exponent moves its decay by that
-    roundoff times the exponent."""
-    last = exponents[-1] if exponents.size else 0.0
-    return (out, exponents * out), (state, last * state)
+    return factor, out.max(axis=(0, 2)), per_axis_max(np.abs(state)), (2 if is_complex else 1), exponents
 
 
 def scan_bound(args: dict, expected: tuple) -> tuple:
@@ -106,11 +86,11 @@ def scan_bound(args: dict, expected: tuple) -> tuple:
 
 
 def scan_magnitude(args: dict, expected: tuple) -> tuple:
-    """The low-precision floor's scale (``_with_exponents``): m_t, and m_t times
+    """The low-precision floor's scale (``with_exponents``): m_t, and m_t times
     max sum_{s<=t} |dt_s A| for the decays computed from a rounded exponent (a cumulative sum,
     as chunked kernels compute it); x2 for complex A."""
     _, out, state, multiple, exponents = _scan_magnitude(args)
-    return _with_exponents(multiple * out, multiple * state, exponents)[:len(expected)]
+    return with_exponents(multiple * out, multiple * state, exponents)[:len(expected)]
 
 
 SCAN_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the scan of magnitudes "
@@ -129,10 +109,10 @@ def _ssd_magnitude(args: dict) -> tuple:
     out, state = ref.ssd_recurrent(np.abs(args["x"]), np.abs(args["dt"]), A, np.abs(args["B"]), np.abs(args["C"]),
                                    decay=decay, initial_state=None if h0 is None else np.abs(h0), return_state=True)
     T, N = out.shape[1], args["B"].shape[-1]
-    exponents = _cumulative_max(logs)
+    exponents = cumulative_max(logs)
     Lambda = exponents.max(initial=0.0)
     factor = 4 * (T + N + 4) * 2 * U64 * (1 + Lambda)
-    return factor, out.max(axis=(0, 2, 3)), _per_channel_max(np.abs(state)), exponents
+    return factor, out.max(axis=(0, 2, 3)), per_axis_max(np.abs(state)), exponents
 
 
 def ssd_bound(args: dict, expected: tuple) -> tuple:
@@ -145,7 +125,7 @@ def ssd_magnitude(args: dict, expected: tuple) -> tuple:
     """The low-precision floor's scale: m_t, and m_t times the decays' running exponent, as
     ``scan_magnitude``."""
     _, out, state, exponents = _ssd_magnitude(args)
-    return _with_exponents(out, state, exponents)[:len(expected)]
+    return with_exponents(out, state, exponents)[:len(expected)]
 
 
 SSD_RULE = ("derived float64 bound: 4(T+N+4) eps (1 + max sum_t |dt_t A|) m_t, m_t the SSD of magnitudes "

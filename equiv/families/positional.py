@@ -19,7 +19,6 @@ from seqcheck.reference import positional as ref
 from seqcheck.reference.arith import U64
 
 
-
 def rope_half(x, positions=None, *, base=10000.0, interpolation_factor=1.0):
     """RoPE with GPT-NeoX / Hugging Face pairing (i, i + D/2)."""
     return ref.apply_rope(x, positions, base=base, interpolation_factor=interpolation_factor, pairing="half")

@@ -37,9 +37,11 @@ def test_the_float_difference_mutant_rounds_a_tiny_difference_to_zero():
     assert not sign_is_kept(float_difference)
 
 
-def test_exact_difference_of_a_nan_or_inf_fails():
+def test_exact_difference_of_a_nan_or_inf_fails_and_equal_infinities_agree():
     assert np.isnan(exact_difference([np.nan], [Fraction(1)])[0])
     assert np.isinf(exact_difference([np.inf], [Fraction(1)])[0])
+    assert np.isnan(exact_difference([np.nan], [np.nan])[0])
+    assert exact_difference([-np.inf], [-np.inf])[0] == 0
 
 
 def test_fractions_divide_exactly():

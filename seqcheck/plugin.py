@@ -2,6 +2,10 @@
 
 Choose a profile with ``pytest --hypothesis-profile=NAME`` (dev, ci, thorough, sim); without
 one, ``ci`` is loaded when the CI variable is set and ``dev`` otherwise.
+
+It lives in the root package, above the layers: it reads ``properties`` (the profiles) and
+``gpu`` (backend detection) and nothing of ``equiv``, so pytest starts without registering every
+family.
 """
 
 from __future__ import annotations
