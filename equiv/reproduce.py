@@ -18,6 +18,7 @@ import inspect
 import math
 import sys
 import sysconfig
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,7 @@ def _label(obj) -> str:
     name = getattr(obj, "__qualname__", None) or type(obj).__name__
     try:
         where = f" from {inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
-    except (TypeError, OSError):
+    except (TypeError, OSError, SyntaxError, tokenize.TokenError):  # no source, or a "file" that is not Python
         where = ""
     return f"{name}{where}"
 

@@ -126,6 +126,17 @@ def _linear(B, T, H, D, M, state=True):
 LINEAR = dict(B=1, T=3, H=1, D=2, M=2)
 
 
+def _retention(B, T, H, K, V, state=True):
+    args = dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2),
+                gamma=np.linspace(0.5, 0.9, H))
+    if state:
+        args.update(initial_state=normal(B, H, K, V, seed=3), return_state=True)
+    return args
+
+
+RETENTION = dict(B=1, T=3, H=2, K=2, V=3)
+
+
 def _lti(B, T, Dch, N):
     return dict(u=normal(B, T, Dch), Abar=0.5 * normal(Dch, N, N, seed=1), Bbar=normal(Dch, N, seed=2),
                 C=normal(Dch, N, seed=3), D=normal(Dch, seed=4))
@@ -261,6 +272,15 @@ CASES = {
                        state=(positive(s["B"], s["H"], s["D"], s["M"]), positive(s["B"], s["H"], s["D"])),
                        feature_map="elu", eps=1e-6),
         dict(B=1, H=1, D=2, M=2), ("B",)),
+    # retention
+    "retention.retention_parallel": Case(lambda s: _retention(**s, state=False), RETENTION, ("B", "T")),
+    "retention.retention_recurrent": Case(lambda s: _retention(**s), RETENTION, ("B", "T")),
+    "retention.retention_chunked": Case(_with(_retention, chunk_size=2), RETENTION, ("B", "T")),
+    "retention.retention_step": Case(
+        lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
+                       v_t=normal(s["B"], s["H"], s["V"], seed=2), gamma=np.linspace(0.5, 0.9, s["H"]),
+                       state=normal(s["B"], s["H"], s["K"], s["V"], seed=3)),
+        dict(B=1, H=2, K=2, V=3), ("B",)),
     # eviction
     "eviction.simulate_decoding": Case(lambda s: _decode(**s), DECODE, ("B", "T")),
     "eviction.simulate_layers": Case(
@@ -386,6 +406,7 @@ ALLOWED = {
     ("selective_scan_step", "[BC]_t", "ndim-1"): "(B, G, N) -> (G, N): can read as the layout (B, N)",
     ("linear_attention_parallel", "q", "axis 1 +1"): "non-causal: T is independent of the key length S",
     ("linear_attention_*", "v", "axis 3 +1"): "any value dim M (when no initial state fixes it)",
+    ("retention_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},

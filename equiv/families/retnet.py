@@ -1,0 +1,284 @@
+"""RetNet's retention (Sun et al. 2023): forms, derived float64 bounds, claims, sweeps.
+
+The float64 bound (u = 2**-53, eps = 2u). Every form computes o_t as a sum over m <= t of terms
+gamma^(t-m) (q_t . k_m) v_m (and gamma^(t+1) q_t S_0): the recurrence accumulates them one step
+at a time, the parallel and chunked forms as matrix products over K, then over a chunk's or the
+sequence's steps, and the state is carried between chunks. A decay gamma^n computed by n
+multiplications, by a power, or as exp of a sum of n logarithms (as log-space kernels do) is
+within n u (1 + |log gamma|) of gamma^n relatively, so two correct forms differ at t by at most
+
+    4 (T + K + 4) eps (1 + Lambda) m_t,   Lambda = T max_h |log gamma_h| (0 for gamma = 0)
+
+where m_t is the recurrence run on |q|, |k|, |v|, |S_0| (the size of the terms summed),
+maximised over batch, heads and values. The state gets the same factor times the magnitudes'
+state, per head.
+
+The registered forms are the references themselves (``seqcheck.reference.retention``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
+from seqcheck.equiv.convert import numpy_dtype
+from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.equiv.relations import continuation
+from seqcheck.properties.arrays import for_form
+from seqcheck.properties.retention import rational_retention_inputs, retention_inputs
+from seqcheck.reference import retention as ref
+from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
+from seqcheck.reference.mamba import ssd_recurrent
+
+CHUNK_ARGS = ("chunk_size",)
+DATA = ("q", "k", "v")
+
+
+# ----------------------------------------------------------------------------- bound
+
+def _log_decays(args: dict, T: int) -> np.ndarray:
+    """|log gamma_h| (0 for gamma = 0, whose powers are exactly 0) as (1, T, H), one per step."""
+    gamma = np.asarray(args["gamma"], dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logs = np.where(gamma > 0, np.abs(np.log(np.where(gamma > 0, gamma, 1.0))), 0.0)
+    return np.broadcast_to(logs, (1, T, gamma.shape[0]))
+
+
+def _magnitude(args: dict) -> tuple:
+    """(factor, m_t per position, state magnitude per head, running exponent per position)."""
+    S0 = args.get("initial_state")
+    out, state = ref.retention_recurrent(np.abs(args["q"]), np.abs(args["k"]), np.abs(args["v"]), args["gamma"],
+                                         initial_state=None if S0 is None else np.abs(S0), return_state=True)
+    T, K = np.shape(args["q"])[1], np.shape(args["q"])[3]
+    exponents = cumulative_max(_log_decays(args, T))
+    factor = 4 * (T + K + 4) * 2 * U64 * (1 + exponents.max(initial=0.0))
+    return factor, out.max(axis=(0, 2, 3)) if out.size else np.zeros(T), per_axis_max(np.abs(state)), exponents
+
+
+def retention_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct retention forms (module docstring); the state per head."""
+    factor, out, state, _ = _magnitude(args)
+    return (factor * out, factor * state)[:len(expected)]
+
+
+def retention_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: m_t, and m_t times the decays' running exponent (a kernel
+    forming gamma^n as exp(n log gamma) in float32), as the SSD's."""
+    _, out, state, exponents = _magnitude(args)
+    return with_exponents(out, state, exponents)[:len(expected)]
+
+
+RULE = ("derived float64 bound: 4(T+K+4) eps (1 + T max|log gamma|) m_t, m_t the recurrence on magnitudes; "
+        "state: the same factor times the magnitudes' state per head")
+
+
+def retention_plain(args: dict, dtype) -> tuple:
+    """The recurrence with every input and step rounded to ``dtype``: gamma S, k v^T, their sum,
+    q S (summed in float32)."""
+    r, total = rounding(numpy_dtype(dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        q, k, v, gamma = (r(args[name]) for name in ("q", "k", "v", "gamma"))
+        S0 = args.get("initial_state")
+        S = np.zeros(q.shape[:1] + q.shape[2:] + v.shape[3:]) if S0 is None else r(S0)
+        outs = []
+        for t in range(q.shape[1]):
+            S = r(r(gamma[None, :, None, None] * S) + r(k[:, t, :, :, None] * v[:, t, :, None, :]))
+            outs.append(total(r(q[:, t, :, :, None] * S), -2))
+    out = np.stack(outs, axis=1) if outs else np.zeros(q.shape[:3] + v.shape[3:])
+    return (out, S) if args.get("return_state") else (out,)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
+    """The report's sweeps: B=1, H=4, K=V=64, torchscale's gammas 1 - 2^(-5-h), final state returned."""
+    batch, H, K = 1, 4, 64
+    return {"q": rng.standard_normal((batch, T, H, K)), "k": rng.standard_normal((batch, T, H, K)) / np.sqrt(K),
+            "v": rng.standard_normal((batch, T, H, K)), "gamma": 1 - 2.0 ** (-5 - np.arange(H, dtype=np.float64)),
+            "initial_state": None, "return_state": True, "chunk_size": chunk_size}
+
+
+SWEEP_T = (16, 64, 256, 1024)
+
+# ----------------------------------------------------------------------------- forms
+
+RECURRENT_INPUTS = for_form(retention_inputs, "recurrent", unused=("chunk_size",))
+CHUNKED_INPUTS = for_form(retention_inputs, "chunked")
+
+register_form(Form(
+    key="retnet.retention.recurrent",
+    fn=ref.retention_recurrent,
+    inputs=RECURRENT_INPUTS,
+    bound=retention_bound,
+    rule=RULE,
+    statement="retention, the definition: S_n = gamma S_{n-1} + k_n^T v_n, o_n = q_n S_n",
+    plain=retention_plain,
+    magnitude=retention_magnitude,
+    magnitude_rule="each position's m_t, the recurrence on magnitudes, plus float32's ulp at (t+1) max|log gamma| "
+                   "m_t (the decays' exponents; state: the same with the magnitudes' state)",
+    data_args=DATA,
+    outputs=("out", "state"),
+))
+
+register_form(Form(
+    key="retnet.retention.parallel",
+    fn=ref.retention_parallel,
+    inputs=for_form(retention_inputs, "parallel", unused=("chunk_size", "initial_state", "return_state")),
+    bound=retention_bound,
+    rule=RULE,
+    statement="retention's parallel form ((Q K^T) o D) V, D_nm = gamma^(n-m), equals its recurrence",
+    oracle="retnet.retention.recurrent",
+    data_args=DATA,
+    sweeps=(Sweep("T", "sequence length T (H=4, K=V=64)", SWEEP_T,
+                  lambda T, rng: without(_sweep_args(T, rng), CHUNK_ARGS + ("initial_state", "return_state"))),),
+))
+
+register_form(Form(
+    key="retnet.retention.chunked",
+    fn=ref.retention_chunked,
+    inputs=CHUNKED_INPUTS,
+    bound=retention_bound,
+    rule=RULE,
+    statement="chunkwise retention (parallel within a chunk, the state across chunks) equals its recurrence, "
+              "for every chunk size, dividing T or not",
+    oracle="retnet.retention.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=DATA,
+    outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (chunks of 64, H=4, K=V=64)", SWEEP_T, lambda T, rng: _sweep_args(T, rng)),
+            Sweep("chunk_size", "chunk size (T=256, H=4, K=V=64)", (1, 4, 16, 64, 256),
+                  lambda c, rng: _sweep_args(256, rng, chunk_size=c))),
+))
+
+
+# ----------------------------------------------------------------------------- claims
+
+def _unstacked(bound):
+    """A bound for outputs stacked along a last axis of splits: the same per position."""
+    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
+
+
+register_claim(Claim(
+    key="retnet.retention.continuation",
+    statement="retention continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, at every "
+              "split point",
+    subject="retnet.retention.chunked",
+    default_impl=ref.retention_chunked,
+    relation=lambda impl, args: continuation(impl, args, DATA),
+    inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
+    bound=_unstacked(retention_bound),
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _steps(impl, args: dict) -> tuple:
+    """T calls of retention_step against one recurrent pass."""
+    full = ref.retention_recurrent(**{**args, "return_state": True})
+    state, outs = args["initial_state"], []
+    for t in range(args["q"].shape[1]):
+        out, state = impl(args["q"][:, t], args["k"][:, t], args["v"][:, t], args["gamma"], state=state)
+        outs.append(np.asarray(out))
+    outs = np.stack(outs, axis=1) if outs else full[0]
+    return (outs, full[1] if state is None else state), full
+
+
+register_claim(Claim(
+    key="retnet.retention.step",
+    statement="T decoding steps (retention_step, one call each) equal one recurrent pass",
+    subject="retnet.retention.step",
+    default_impl=ref.retention_step,
+    relation=_steps,
+    inputs=lambda: RECURRENT_INPUTS(return_state=True),
+    bound=retention_bound,
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _rational(args: dict) -> dict:
+    """The exact claims' arguments as Fractions: q, k, v, S_0 over ``denominator``, gamma as given."""
+    den = args["denominator"]
+    state = args["initial_state"]
+    return {"q": fractions(args["q"], den), "k": fractions(args["k"], den), "v": fractions(args["v"], den),
+            "gamma": fractions(args["gamma_numerator"], args["gamma_denominator"]),
+            "initial_state": None if state is None else fractions(state, den)}
+
+
+def _exact(impl, args: dict) -> tuple:
+    exact = _rational(args)
+    want, want_state = ref.retention_recurrent(**exact, return_state=True)
+    got, got_state = impl(**exact, chunk_size=args["chunk_size"], return_state=True)
+    no_state = without(exact, ("initial_state",))
+    parallel = ref.retention_parallel(**no_state)
+    lhs = (exact_difference(got, want), exact_difference(parallel, ref.retention_recurrent(**no_state)),
+           exact_difference(got_state, want_state))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="retnet.retention.exact",
+    statement="with rational q, k, v, S_0 and gamma (0 and 1 included), the chunked, parallel and recurrent forms "
+              "are exactly equal (outputs and state, every chunk size)",
+    subject="retnet.retention.chunked",
+    default_impl=ref.retention_chunked,
+    relation=_exact,
+    inputs=rational_retention_inputs,
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness="exact (rational)",
+    outputs=("chunked - recurrent", "parallel - recurrent", "state"),
+))
+
+
+def _as_ssd(impl, args: dict) -> tuple:
+    """Retention against Mamba-2's SSD with the decays given: x = v, B = k, C = q, dt = 1, a_t = gamma,
+    one group per head; SSD's state (B, H, P, N) is retention's transposed."""
+    exact = _rational(args)
+    out, state = impl(**exact, return_state=True)
+    batch, T, H, _ = exact["q"].shape
+    S0 = exact["initial_state"]
+    ssd_out, ssd_state = ssd_recurrent(exact["v"], fractions(np.ones((batch, T, H))), None, exact["k"], exact["q"],
+                                       decay=np.broadcast_to(exact["gamma"], (batch, T, H)),
+                                       initial_state=None if S0 is None else np.swapaxes(S0, -1, -2),
+                                       return_state=True)
+    lhs = (exact_difference(out, ssd_out), exact_difference(state, np.swapaxes(ssd_state, -1, -2)))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="retnet.retention.ssd",
+    statement="retention is Mamba-2's SSD with a constant decay per head (x = v, B = k, C = q, dt = 1, a_t = gamma): "
+              "exactly equal on rationals, outputs and state",
+    subject="retnet.retention.recurrent",
+    default_impl=ref.retention_recurrent,
+    relation=_as_ssd,
+    inputs=lambda: rational_retention_inputs(chunk_size=1),
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness="exact (rational)",
+    outputs=("retention - SSD", "state"),
+))
+
+
+def _extreme_decays(impl, args: dict) -> tuple:
+    """The chunked form at gamma in {0, 1e-3, 0.5, 1 - 1e-4, 1} and T up to 8192 (one chunk size of
+    64 or 257), against the recurrence: finite where it is, within the bound."""
+    return impl(**args), ref.retention_recurrent(**without(args, CHUNK_ARGS))
+
+
+register_claim(Claim(
+    key="retnet.retention.extreme_decays",
+    statement="at gamma 0, 1e-3, 1 - 1e-4 and 1 and T up to 8192 the chunked form stays finite and equals the "
+              "recurrence within the bound",
+    subject="retnet.retention.chunked",
+    default_impl=ref.retention_chunked,
+    relation=_extreme_decays,
+    inputs=lambda: retention_inputs(form="chunked", decay="extreme", batch=1, heads=st.integers(1, 3), key_dim=2,
+                                    value_dim=2, seq_len=st.sampled_from([1, 2, 63, 64, 65, 1000, 8192]),
+                                    chunk_size=st.sampled_from([64, 257]), return_state=True),
+    bound=retention_bound,
+    rule=RULE,
+    outputs=("out", "state"),
+))
