@@ -137,6 +137,14 @@ def _retention(B, T, H, K, V, state=True):
 RETENTION = dict(B=1, T=3, H=2, K=2, V=3)
 
 
+def _gla(B, T, H, K, V, state=True):
+    args = dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2),
+                g=-positive(B, T, H, K, seed=4), scale=0.5)
+    if state:
+        args.update(initial_state=normal(B, H, K, V, seed=3), return_state=True)
+    return args
+
+
 def _lti(B, T, Dch, N):
     return dict(u=normal(B, T, Dch), Abar=0.5 * normal(Dch, N, N, seed=1), Bbar=normal(Dch, N, seed=2),
                 C=normal(Dch, N, seed=3), D=normal(Dch, seed=4))
@@ -281,6 +289,15 @@ CASES = {
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), gamma=np.linspace(0.5, 0.9, s["H"]),
                        state=normal(s["B"], s["H"], s["K"], s["V"], seed=3)),
         dict(B=1, H=2, K=2, V=3), ("B",)),
+    # gated linear attention
+    "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
+    "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
+    "gla.gla_chunked": Case(_with(_gla, chunk_size=2), RETENTION, ("B", "T")),
+    "gla.gla_step": Case(
+        lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
+                       v_t=normal(s["B"], s["H"], s["V"], seed=2), g_t=-positive(s["B"], s["H"], s["K"], seed=4),
+                       state=normal(s["B"], s["H"], s["K"], s["V"], seed=3), scale=0.5),
+        dict(B=1, H=2, K=2, V=3), ("B",)),
     # eviction
     "eviction.simulate_decoding": Case(lambda s: _decode(**s), DECODE, ("B", "T")),
     "eviction.simulate_layers": Case(
@@ -407,6 +424,7 @@ ALLOWED = {
     ("linear_attention_parallel", "q", "axis 1 +1"): "non-causal: T is independent of the key length S",
     ("linear_attention_*", "v", "axis 3 +1"): "any value dim M (when no initial state fixes it)",
     ("retention_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("gla_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},

@@ -1,0 +1,160 @@
+"""Gated linear attention (GLA: Yang et al. 2024, "Gated Linear Attention Transformers with
+Hardware-Efficient Training", arXiv:2312.06635), per head, with a decay per key channel:
+
+    S_t = diag(a_t) S_{t-1} + k_t^T v_t,   o_t = (scale q_t) S_t      (S_{-1} = S_0)
+
+a_t = exp(g_t) in [0, 1] from the log-decay g_t <= 0 (-inf resets the state), q, k (B, T, H, K),
+v (B, T, H, V), g (B, T, H, K), or (B, T, H) for one decay per head ("simple GLA", which
+broadcasts over K); state S (B, H, K, V); scale defaults to K^-1/2. The chunked form, per chunk
+with P_ij = prod_{j<s<=i} a_s (per key channel) and Q_i = prod_{start<=s<=i} a_s:
+
+    o_i = scale (q_i o Q_i) S_prev + sum_{j<=i} scale (q_i o P_ij) . k_j v_j
+    S   = diag(Q_last) S_prev + sum_j (k_j o P_last,j)^T v_j
+
+and the parallel form is one chunk of T steps. Segment products come from segment sums of g
+(``reference.mamba.segsum``: running sums, never a difference of two prefix sums), so g near
+-inf underflows to 0 where ``exp(cumsum(g)_i - cumsum(g)_j)`` gives inf - inf = NaN.
+
+Matches ``fla-org/flash-linear-attention: fla/ops/gla/naive.py naive_recurrent_gla`` (gk is g,
+q scaled by K^-1/2) and ``fla/ops/simple_gla/naive.py`` for g (B, T, H). Differences: float64;
+a ``scale`` argument for GLA as well; any chunk size (fla's naive chunk pads T to a multiple);
+the stable segment sums above (fla's naive chunked form takes cumsum differences).
+
+Exact mode: give the decays themselves, ``decay=`` a_t in [0, 1] instead of g; if any input is
+an object array everything becomes ``fractions.Fraction`` (``scale`` must then be given, a
+rational) and the result is exact.
+"""
+
+from fractions import Fraction
+
+import numpy as np
+
+from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, finite_real, positive_int
+from ..mamba.ssd import segprod, segsum
+
+
+def _heads_first(a):
+    return np.swapaxes(a, 1, 2)  # (B, T, H, .) -> (B, H, T, .)
+
+
+class _GLA:
+    """Prepared arguments, heads first: q (scaled), k, v (B, H, T, .), the decays per key channel
+    as ``log`` (float64 log-decays) or ``linear`` (a_t itself, float64 or Fraction) (B, H, K, T),
+    and S0 (B, H, K, V)."""
+
+    def __init__(self, q, k, v, g, decay, scale, initial_state,
+                 names=("q", "k", "v", "initial_state", "g", "decay")):
+        nq, nk, nv, nstate, ng, ndecay = names
+        q, k, v = (as_real(n, a, exact_ok=True) for n, a in ((nq, q), (nk, k), (nv, v)))
+        batch, T, H, K = check_layout(nq, q, "(B, T, H, K)")
+        check_shape(nk, k, q.shape, "(B, T, H, K)", match=nq)
+        check_layout(nv, v, "(B, T, H, V)")
+        check_shape(nv, v, q.shape[:3] + v.shape[3:], "(B, T, H, V)", match=nq)
+        if (g is None) == (decay is None):
+            raise TypeError(f"give exactly one of {ng} (log-decays) and {ndecay} (the decays themselves)")
+        name, rates = (ng, g) if decay is None else (ndecay, decay)
+        log = decay is None
+        rates = as_real(name, rates, exact_ok=not log)
+        if rates.shape == (batch, T, H):
+            rates = np.broadcast_to(rates[..., None], q.shape)
+        check_shape(name, rates, q.shape, "(B, T, H, K) or (B, T, H)", match=nq)
+        state = (np.zeros((batch, H, K, v.shape[3])) if initial_state is None
+                 else as_real(nstate, initial_state, exact_ok=True))
+        check_shape(nstate, state, (batch, H, K, v.shape[3]), "(B, H, K, V)", match=f"{nq} and {nv}")
+        arrays = {nq: q, nk: k, nv: v, name: rates, nstate: state}
+        self.exact = any(a.dtype == object for a in arrays.values())
+        if self.exact:
+            if log:
+                raise TypeError(f"exact (object) inputs need {ndecay}= (rational decays), not log-decays {ng}")
+            if scale is None:
+                raise TypeError("exact (object) inputs need a rational scale (K^-1/2 is not one): pass scale")
+            arrays = {n: as_fractions(n, a) for n, a in arrays.items()}
+            scale = Fraction(scale)
+            if not all(0 <= a <= 1 for a in arrays[name].flat):
+                raise ValueError(f"{name} must lie in [0, 1]")
+        else:
+            arrays = {n: a.astype(np.float64) for n, a in arrays.items()}
+            scale = K ** -0.5 if scale is None else finite_real("scale", scale)
+            r = arrays[name]
+            if log and (np.isnan(r).any() or (r > 0).any()):
+                raise ValueError(f"{name} must hold log-decays <= 0 (-inf resets the state); got a value > 0 or NaN")
+            if not log and not ((r >= 0) & (r <= 1)).all():
+                raise ValueError(f"{name} must lie in [0, 1]")
+        q, k, v, rates, self.S0 = arrays.values()
+        self.q, self.k, self.v = (_heads_first(a) for a in (q * scale, k, v))
+        self.rates = np.moveaxis(_heads_first(rates), -1, 2)  # (B, H, K, T)
+        self.log = log
+
+    def steps(self, t):
+        """a_t (B, H, K)."""
+        return np.exp(self.rates[..., t]) if self.log else self.rates[..., t]
+
+    def within(self, start, stop):
+        """(P (B, H, K, c, c) = prod_{j<s<=i} a_s, Q (B, H, K, c) = prod_{start<=s<=i} a_s) over steps [start, stop)."""
+        rates = self.rates[..., start:stop]
+        if self.log:
+            return np.exp(segsum(rates)), np.exp(np.cumsum(rates, axis=-1))
+        return segprod(rates), np.cumprod(rates, axis=-1)
+
+
+def _recurrent(p: _GLA):
+    S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
+    for t in range(p.q.shape[2]):
+        S = p.steps(t)[..., None] * S + p.k[:, :, t, :, None] * p.v[:, :, t, None, :]
+        outs.append(np.einsum("bhk,bhkv->bhv", p.q[:, :, t], S)[:, None])
+    return np.concatenate(outs, axis=1), S
+
+
+def _chunked(p: _GLA, chunk_size):
+    S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
+    for start in range(0, p.q.shape[2], chunk_size):
+        stop = min(start + chunk_size, p.q.shape[2])
+        qc, kc, vc = (a[:, :, start:stop] for a in (p.q, p.k, p.v))  # (B, H, c, .)
+        P, Q = p.within(start, stop)
+        scores = np.einsum("bhik,bhkij,bhjk->bhij", qc, P, kc)  # 0 above the diagonal: P is
+        cross = (qc * np.swapaxes(Q, -1, -2)) @ S
+        outs.append(_heads_first(scores @ vc + cross))
+        S = Q[..., -1, None] * S + np.swapaxes(kc * np.swapaxes(P[..., -1, :], -1, -2), -1, -2) @ vc
+    return np.concatenate(outs, axis=1), S
+
+
+def gla_recurrent(q, k, v, g=None, *, decay=None, scale=None, initial_state=None, return_state=False):
+    """S_t = diag(a_t) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, one step at a time
+    (``naive_recurrent_gla``). Returns o (B, T, H, V), and the final state (B, H, K, V) with
+    ``return_state``."""
+    check_bool("return_state", return_state)
+    out, S = _recurrent(_GLA(q, k, v, g, decay, scale, initial_state))
+    return (out, S) if return_state else out
+
+
+def gla_chunked(q, k, v, g=None, *, chunk_size, decay=None, scale=None, initial_state=None, return_state=False):
+    """GLA by chunks of ``chunk_size`` steps (the last one may be shorter): within a chunk the
+    quadratic form with stable segment products, across chunks the state (module docstring).
+    Same result as the recurrent form up to rounding, exactly on Fractions."""
+    check_bool("return_state", return_state)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    out, S = _chunked(_GLA(q, k, v, g, decay, scale, initial_state), chunk_size)
+    return (out, S) if return_state else out
+
+
+def gla_parallel(q, k, v, g=None, *, decay=None, scale=None):
+    """o_i = sum_{j<=i} scale (q_i o P_ij) . k_j v_j over the whole sequence, P_ij = prod_{j<s<=i} a_s
+    (one chunk of T steps, no state). Memory O(B H K T^2)."""
+    p = _GLA(q, k, v, g, decay, scale, None)
+    return _chunked(p, max(p.q.shape[2], 1))[0]
+
+
+def gla_step(q_t, k_t, v_t, g_t=None, *, state, decay_t=None, scale=None):
+    """One decoding step from ``state`` (B, H, K, V) (None: zeros); q_t, k_t (B, H, K), v_t (B, H, V),
+    g_t (B, H, K) or (B, H) (or decay_t). Returns (o_t (B, H, V), state)."""
+    q_t, k_t, v_t = (as_real(n, a, exact_ok=True) for n, a in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)))
+    check_layout("q_t", q_t, "(B, H, K)", ("B",))
+    check_shape("k_t", k_t, q_t.shape, "(B, H, K)", match="q_t")
+    check_layout("v_t", v_t, "(B, H, V)", ("B",))
+    check_shape("v_t", v_t, q_t.shape[:2] + v_t.shape[2:], "(B, H, V)", match="q_t")
+    timed = (None if x is None else as_real(n, x, exact_ok=True)[:, None]
+             for n, x in (("g_t", g_t), ("decay_t", decay_t)))
+    p = _GLA(q_t[:, None], k_t[:, None], v_t[:, None], *timed, scale, state,
+             names=("q_t", "k_t", "v_t", "state", "g_t", "decay_t"))
+    out, state = _recurrent(p)
+    return out[:, 0], state
