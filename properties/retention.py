@@ -105,3 +105,41 @@ def rational_retention_inputs(
     args["initial_state"] = integers((Bt, H, K, V)) if draw(fixed_or(initial_state)) else None
     args["chunk_size"] = draw(fixed_or(st.integers(1, T + 1) if chunk_size is None else chunk_size))
     return args
+
+
+@st.composite
+def msr_inputs(
+    draw,
+    *,
+    form="recurrent",
+    size="default",
+    batch=st.integers(1, 2),
+    seq_len=lengths(10),
+    heads=st.integers(1, 3),
+    key_dim=st.sampled_from([2, 4, 6]),
+    value_dim=head_dims(4),
+    eps=0.0,
+    chunk_size=None,
+):
+    """Keyword arguments of multi-scale retention as torchscale computes it: q, k (B, T, H, K),
+    K even (the rotation turns pairs), v (B, T, H, V), the RMSNorm's eps.
+
+    Options:
+        size: size tier of T, V and the chunk size: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: sequence length T.
+        heads: heads H (gamma_h = 1 - 2^(-5-h)).
+        key_dim: key dimension K of q and k, even.
+        value_dim: value dimension V.
+        eps: the per-head RMSNorm's eps (0: the forms agree; torchscale's default 1e-6 breaks the agreement).
+        chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..129 near tiles or T+1).
+    """
+    if form not in ("recurrent", "parallel", "chunked"):
+        raise ValueError(f"form: expected 'recurrent', 'parallel' or 'chunked', got {form!r}")
+    tier = draw(tiers(size))
+    Bt, T, H, K, V = (draw(sized(s, tier)) for s in (batch, seq_len, heads, key_dim, value_dim))
+    args = {**draw(random_arrays({"q": (Bt, T, H, K), "k": (Bt, T, H, K), "v": (Bt, T, H, V)})),
+            "eps": draw(fixed_or(eps))}
+    if form == "chunked":
+        args["chunk_size"] = draw(fixed_or(blocks(T) if chunk_size is None else chunk_size))
+    return args

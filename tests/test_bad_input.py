@@ -137,6 +137,10 @@ def _retention(B, T, H, K, V, state=True):
 RETENTION = dict(B=1, T=3, H=2, K=2, V=3)
 
 
+def _msr(B, T, H, K, V):
+    return dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2))
+
+
 def _gla(B, T, H, K, V, state=True):
     args = dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2),
                 g=-positive(B, T, H, K, seed=4), scale=0.5)
@@ -289,6 +293,12 @@ CASES = {
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), gamma=np.linspace(0.5, 0.9, s["H"]),
                        state=normal(s["B"], s["H"], s["K"], s["V"], seed=3)),
         dict(B=1, H=2, K=2, V=3), ("B",)),
+    "retention.msr_parallel": Case(_with(_msr, eps=0.0), RETENTION, ("B", "T")),
+    "retention.msr_recurrent": Case(_with(_msr, eps=0.0), RETENTION, ("B", "T")),
+    "retention.msr_chunked": Case(_with(_msr, eps=1e-6, chunk_size=2), RETENTION, ("B", "T")),
+    "retention.msr_decays": Case(lambda s: dict(heads=3), {}),
+    "retention.msr_rotate": Case(lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["K"]), positions=np.arange(s["T"])),
+                                 dict(B=1, T=3, H=2, K=2), ("B", "T")),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
@@ -425,6 +435,8 @@ ALLOWED = {
     ("linear_attention_*", "v", "axis 3 +1"): "any value dim M (when no initial state fixes it)",
     ("retention_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("gla_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("msr_*", "v", "axis 3 +1"): "any value dim V",
+    ("msr_rotate", "x", "axis [02] +1"): "any batch and head count",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},

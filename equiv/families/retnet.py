@@ -26,7 +26,7 @@ from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.equiv.relations import continuation
 from seqcheck.properties.arrays import for_form
-from seqcheck.properties.retention import rational_retention_inputs, retention_inputs
+from seqcheck.properties.retention import msr_inputs, rational_retention_inputs, retention_inputs
 from seqcheck.reference import retention as ref
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 from seqcheck.reference.mamba import ssd_recurrent
@@ -282,3 +282,77 @@ register_claim(Claim(
     rule=RULE,
     outputs=("out", "state"),
 ))
+
+
+# ----------------------------------------------------------------------------- multi-scale retention (torchscale)
+#
+# Each of torchscale's forms computes row n as c_n (x_n + d_n), x the retention output on the
+# rotated, scaled q, k, c_n > 0 its normalisation, d_n its rounding: the retention bound times m_n
+# plus 16u m_n for the normalising scales (each a few correctly rounded operations, applied to the
+# inner and cross parts alike), and the per-head RMSNorm y = x / sqrt(mean(x^2) + eps) removes c_n
+# when eps = 0. |N(x + d) - N(x)| <= 2 |d| / rms(x), so two correct forms differ by at most
+# 2 (F m_n + 16u m_n) / rms(x_n) + 4u per element (the norm's own rounding; |y| <= sqrt(V)).
+
+def _msr_core(args: dict) -> tuple:
+    """(x, m): the retention output on the rotated, scaled q, k and its magnitudes, (B, T, H, V)."""
+    q, k = np.asarray(args["q"], dtype=np.float64), np.asarray(args["k"], dtype=np.float64)
+    positions, K = np.arange(q.shape[1]), q.shape[3]
+    qr, kr = ref.msr_rotate(q, positions), ref.msr_rotate(k * K ** -0.5, positions)
+    gamma = ref.msr_decays(q.shape[2])
+    return (ref.retention_parallel(qr, kr, args["v"], gamma),
+            ref.retention_recurrent(np.abs(qr), np.abs(kr), np.abs(args["v"]), gamma))
+
+
+def msr_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct multi-scale retention forms (comment above)."""
+    x, m = _msr_core(args)
+    T, K, V = x.shape[1], np.shape(args["q"])[3], x.shape[3]
+    gamma = ref.msr_decays(x.shape[2])
+    factor = 4 * (T + K + 4) * 2 * U64 * (1 + T * np.abs(np.log(gamma)).max()) + 16 * U64
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_row = 2 * factor * m.max(axis=-1) / np.sqrt(np.mean(x * x, axis=-1))
+    per_row = np.where(np.isnan(per_row), np.inf, per_row)
+    return ((per_row.max(axis=(0, 2), initial=0.0) if per_row.size else np.zeros(T)) + 4 * U64 * np.sqrt(V),)
+
+
+MSR_RULE = ("derived float64 bound: 2 (4(T+K+4) eps (1 + T max|log gamma|) + 16u) m_n / rms(x_n) + 4u sqrt(V), "
+            "x the retention output on the rotated, scaled q, k, m its magnitudes")
+MSR_INPUTS = {form: for_form(msr_inputs, form, unused=() if form == "chunked" else CHUNK_ARGS)
+              for form in ("recurrent", "parallel", "chunked")}
+
+register_form(Form(
+    key="retnet.msr.recurrent",
+    fn=ref.msr_recurrent,
+    inputs=MSR_INPUTS["recurrent"],
+    bound=msr_bound,
+    rule=MSR_RULE,
+    statement="multi-scale retention as torchscale decodes it (recurrent_forward: the running scale, the rotation, "
+              "k K^-1/2, the per-head RMSNorm)",
+    data_args=DATA,
+))
+
+register_form(Form(
+    key="retnet.msr.parallel",
+    fn=ref.msr_parallel,
+    inputs=MSR_INPUTS["parallel"],
+    bound=msr_bound,
+    rule=MSR_RULE,
+    statement="torchscale's parallel retention (normalised decay mask and scores) equals its recurrent form after "
+              "the RMSNorm with eps = 0 (torchscale #40, #47: not with eps > 0)",
+    oracle="retnet.msr.recurrent",
+    data_args=DATA,
+))
+
+register_form(Form(
+    key="retnet.msr.chunked",
+    fn=ref.msr_chunked,
+    inputs=MSR_INPUTS["chunked"],
+    bound=msr_bound,
+    rule=MSR_RULE,
+    statement="torchscale's chunkwise retention (inner and cross parts aligned to one scale) equals its recurrent "
+              "form after the RMSNorm with eps = 0, every chunk size (torchscale #54, #77)",
+    oracle="retnet.msr.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=DATA,
+))
+

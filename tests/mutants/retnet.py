@@ -4,7 +4,8 @@ form's signature; each is one bug of the kind RetNet users reported (torchscale 
 
 import numpy as np
 
-from seqcheck.reference.retention import retention_chunked, retention_recurrent
+from seqcheck.reference.retention import msr_parallel, msr_rotate, retention_chunked, retention_recurrent
+from seqcheck.reference.retention import multiscale
 
 
 def _chunked(q, k, v, gamma, *, chunk_size, initial_state=None, return_state=False, cross_power=0, powers=None):
@@ -78,7 +79,40 @@ def chunked_in_log_space(q, k, v, gamma, *, chunk_size, initial_state=None, retu
                         powers=lambda g, n: np.exp(n * np.log(g)))
 
 
+def msr_parallel_without_rotating_k(q, k, v, *, eps=1e-6):
+    """torchscale's parallel form with the rotation applied to q only (k enters unrotated)."""
+    T = q.shape[1]
+    unrotate = msr_rotate(k, -np.arange(T))  # so that the form's own rotation of k cancels
+    return msr_parallel(q, unrotate, v, eps=eps)
+
+
+def msr_chunked_unaligned(q, k, v, *, chunk_size, eps=1e-6):
+    """Chunkwise retention adding the inner part over its own scale and the cross part over the
+    state's, without aligning both to the larger one (torchscale's commented-out variant): right
+    while both scales are 1, wrong once a chunk's scores or the carried state exceed 1."""
+    (qr, kr, v), gamma = multiscale._prepare(q, k, v)
+    B, H, T, K = qr.shape
+    mask = multiscale._mask(gamma, chunk_size)
+    last = mask[:, -1]
+    value_decay = (last / last.sum(-1, keepdims=True))[None, :, :, None]
+    row_scale = np.sqrt(mask.sum(-1, keepdims=True))
+    query_decay = (gamma[:, None] ** (np.arange(chunk_size) + 1))[:, :, None] / (row_scale / last.sum(-1)[:, None, None])
+    state, state_scale, outs = np.zeros((B, H, K, v.shape[-1])), np.ones((B, H, 1, 1)), []
+    for start in range(0, T, chunk_size):
+        qc, kc, vc = (a[:, :, start:start + chunk_size] for a in (qr, kr, v))
+        c = qc.shape[2]
+        scores = (qc @ np.swapaxes(kc, -1, -2)) * (mask / row_scale)[:, :c, :c]
+        inner_scale = np.maximum(np.abs(scores).sum(-1, keepdims=True), 1)
+        outs.append((scores / inner_scale) @ vc + (qc * query_decay[:, :c]) @ (state / state_scale))
+        state = state * (gamma ** chunk_size)[None, :, None, None] + np.swapaxes(kc, -1, -2) @ (vc * value_decay[:, :, :c])
+        state_scale = np.maximum(np.abs(state).sum(-2, keepdims=True).max(-1, keepdims=True), 1)
+    out = np.concatenate(outs, axis=2) if outs else v
+    return multiscale._rms_norm(np.swapaxes(out, 1, 2), eps)
+
+
 MUTANTS = {
+    "retnet.msr.parallel == retnet.msr.recurrent": msr_parallel_without_rotating_k,
+    "retnet.msr.chunked == retnet.msr.recurrent": msr_chunked_unaligned,
     "retnet.retention.parallel == retnet.retention.recurrent": parallel_decay_off_by_one,
     "retnet.retention.chunked == retnet.retention.recurrent": chunked_cross_decay_off_by_one,
     "retnet.retention.continuation": chunked_ignoring_initial_state,
