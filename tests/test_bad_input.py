@@ -137,6 +137,14 @@ def _retention(B, T, H, K, V, state=True):
 RETENTION = dict(B=1, T=3, H=2, K=2, V=3)
 
 
+def _delta(B, T, H, K, V, state=True):
+    args = dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2),
+                beta=positive(B, T, H, seed=5) / 4, g=-positive(B, T, H, seed=4), scale=0.5)
+    if state:
+        args.update(initial_state=normal(B, H, K, V, seed=3), return_state=True)
+    return args
+
+
 def _msr(B, T, H, K, V):
     return dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2))
 
@@ -299,6 +307,15 @@ CASES = {
     "retention.msr_decays": Case(lambda s: dict(heads=3), {}),
     "retention.msr_rotate": Case(lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["K"]), positions=np.arange(s["T"])),
                                  dict(B=1, T=3, H=2, K=2), ("B", "T")),
+    # the delta rule
+    "delta.delta_rule_recurrent": Case(lambda s: _delta(**s), RETENTION, ("B", "T")),
+    "delta.delta_rule_chunked": Case(_with(_delta, chunk_size=2), RETENTION, ("B", "T")),
+    "delta.delta_rule_step": Case(
+        lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
+                       v_t=normal(s["B"], s["H"], s["V"], seed=2), beta_t=positive(s["B"], s["H"], seed=5) / 4,
+                       g_t=-positive(s["B"], s["H"], seed=4), state=normal(s["B"], s["H"], s["K"], s["V"], seed=3),
+                       scale=0.5),
+        dict(B=1, H=2, K=2, V=3), ("B",)),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
@@ -436,6 +453,8 @@ ALLOWED = {
     ("retention_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("gla_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("msr_*", "v", "axis 3 +1"): "any value dim V",
+    ("delta_rule_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("delta_rule_*", "g*", "None"): "no gate: the plain delta rule",
     ("msr_rotate", "x", "axis [02] +1"): "any batch and head count",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
