@@ -1,0 +1,186 @@
+"""The delta rule and the gated delta rule: forms, derived float64 bounds, claims.
+
+The float64 bound (u = 2**-53, eps = 2u). Per head, step t maps the state by
+M_t = a_t (I - beta_t k_t k_t^T), whose 2-norm is g_t = a_t max(1, |1 - beta_t |k_t|^2|) (1 or
+less for DeltaNet's normalised keys and beta in [0, 2]), and adds beta_t k_t v_t^T. A correct
+form rounds each step's terms, of total size
+
+    rho_t = (2 + beta_t |k_t|^2) a_t |S_{t-1}|_F + beta_t |k_t| |v_t|
+
+within (T + K + 4) eps of exact (the products over K, the chunked form's forward substitution
+over at most T earlier steps, and a gate product formed over at most T steps, within (1 +
+Lambda) of exact relatively, Lambda = the running sum of |g|), and the transitions carry an
+earlier error forward multiplied by at most g_t, so the state's error is within
+(T + K + 4) eps (1 + Lambda) E_t, E_t = g_t E_{t-1} + rho_t (E_{-1} = 0), and two correct forms
+differ in the state by twice that and in o_t by
+
+    4 (T + K + 4) eps (1 + Lambda) |scale| |q_t| (E_t + |S_t|_F)
+
+maximised over batch and heads (|.| the 2-norm, |.|_F Frobenius).
+
+The registered forms are the references themselves (``seqcheck.reference.delta``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.bounds import cumulative_max
+from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.equiv.relations import continuation
+from seqcheck.properties.arrays import for_form
+from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
+from seqcheck.reference import delta as ref
+from seqcheck.reference.arith import U64, exact_difference, fractions
+
+CHUNK_ARGS = ("chunk_size",)
+DATA = ("q", "k", "v")
+
+
+# ----------------------------------------------------------------------------- bound
+
+def _error_mass(args: dict) -> tuple:
+    """(E_t + |S_t|_F times |scale q_t|, per position; E_T per head; the running exponent): the
+    module docstring's recurrence, run along the reference's own states."""
+    q, k, v, beta = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v", "beta"))
+    B, T, H, K = q.shape
+    g = args.get("g")
+    gates = np.ones((B, T, H)) if g is None else np.exp(np.asarray(g, dtype=np.float64))
+    S0 = args.get("initial_state")
+    S = np.zeros((B, H, K, v.shape[3])) if S0 is None else np.asarray(S0, dtype=np.float64)
+    scale = K ** -0.5 if args.get("scale") is None else abs(args["scale"])
+    k_norm2 = np.sum(k * k, axis=-1)  # (B, T, H)
+    E, per_position = np.zeros((B, H)), np.zeros(T)
+    for t in range(T):
+        a, b = gates[:, t], beta[:, t]
+        previous = np.linalg.norm(S, axis=(-2, -1))
+        rho = (2 + b * k_norm2[:, t]) * a * previous + b * np.sqrt(k_norm2[:, t]) * np.linalg.norm(v[:, t], axis=-1)
+        E = a * np.maximum(1.0, np.abs(1 - b * k_norm2[:, t])) * E + rho
+        S = a[..., None, None] * S
+        u = b[..., None] * (v[:, t] - np.einsum("bhk,bhkv->bhv", k[:, t], S))
+        S = S + k[:, t, :, :, None] * u[:, :, None, :]
+        reach = scale * np.linalg.norm(q[:, t], axis=-1) * (E + np.linalg.norm(S, axis=(-2, -1)))
+        per_position[t] = reach.max(initial=0.0)
+    logs = np.zeros((B, T, H)) if g is None else np.where(np.isfinite(g), np.abs(g), 0.0)
+    return per_position, E.max(axis=0) if E.size else np.zeros(H), cumulative_max(logs)
+
+
+def delta_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct delta-rule forms (module docstring); the state per head."""
+    T, K = np.shape(args["q"])[1], np.shape(args["q"])[3]
+    out, state, exponents = _error_mass(args)
+    factor = 4 * (T + K + 4) * 2 * U64 * (1 + exponents.max(initial=0.0))
+    return (factor * out, factor / 2 * state)[:len(expected)]
+
+
+RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum|g|) |scale q_t| (E_t + |S_t|_F), E_t = g_t E_{t-1} + rho_t "
+        "the rounding mass carried by the transitions' norms; state: half the factor times E_T per head")
+
+# ----------------------------------------------------------------------------- forms
+
+RECURRENT_INPUTS = for_form(delta_inputs, "recurrent", unused=("chunk_size",))
+CHUNKED_INPUTS = for_form(delta_inputs, "chunked")
+
+register_form(Form(
+    key="delta.delta_rule.recurrent",
+    fn=ref.delta_rule_recurrent,
+    inputs=RECURRENT_INPUTS,
+    bound=delta_bound,
+    rule=RULE,
+    statement="the (gated) delta rule, the definition: S_t = a_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, "
+              "o_t = scale q_t S_t",
+    data_args=DATA,
+    outputs=("out", "state"),
+))
+
+register_form(Form(
+    key="delta.delta_rule.chunked",
+    fn=ref.delta_rule_chunked,
+    inputs=CHUNKED_INPUTS,
+    bound=delta_bound,
+    rule=RULE,
+    statement="the chunked (UT / WY) delta rule equals its recurrence, every chunk size, gated or not, through "
+              "resets",
+    oracle="delta.delta_rule.recurrent",
+    oracle_drop=CHUNK_ARGS,
+    data_args=DATA,
+    outputs=("out", "state"),
+))
+
+
+# ----------------------------------------------------------------------------- claims
+
+def _unstacked(bound):
+    """A bound for outputs stacked along a last axis of splits: the same per position."""
+    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
+
+
+def _timed(args: dict) -> tuple:
+    return DATA + ("beta",) + (() if args.get("g") is None else ("g",))
+
+
+register_claim(Claim(
+    key="delta.delta_rule.continuation",
+    statement="the delta rule continues from its returned state: a full sequence equals two chunks carried through "
+              "the state, at every split point (fla #285)",
+    subject="delta.delta_rule.chunked",
+    default_impl=ref.delta_rule_chunked,
+    relation=lambda impl, args: continuation(impl, args, _timed(args)),
+    inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
+    bound=_unstacked(delta_bound),
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _steps(impl, args: dict) -> tuple:
+    """T calls of delta_rule_step against one recurrent pass."""
+    full = ref.delta_rule_recurrent(**{**args, "return_state": True})
+    state, outs, g = args["initial_state"], [], args["g"]
+    for t in range(args["q"].shape[1]):
+        out, state = impl(args["q"][:, t], args["k"][:, t], args["v"][:, t], args["beta"][:, t], state=state,
+                          g_t=None if g is None else g[:, t], scale=args["scale"])
+        outs.append(np.asarray(out))
+    outs = np.stack(outs, axis=1) if outs else full[0]
+    return (outs, full[1] if state is None else state), full
+
+
+register_claim(Claim(
+    key="delta.delta_rule.step",
+    statement="T decoding steps (delta_rule_step, one call each) equal one recurrent pass",
+    subject="delta.delta_rule.step",
+    default_impl=ref.delta_rule_step,
+    relation=_steps,
+    inputs=lambda: RECURRENT_INPUTS(return_state=True),
+    bound=delta_bound,
+    rule=RULE,
+    outputs=("out", "state"),
+))
+
+
+def _exact(impl, args: dict) -> tuple:
+    den, state, decay = args["denominator"], args["initial_state"], args["decay_numerator"]
+    exact = {"q": fractions(args["q"], den), "k": fractions(args["k"], den), "v": fractions(args["v"], den),
+             "beta": fractions(args["beta_numerator"], 4), "scale": 1,
+             "decay": None if decay is None else fractions(decay, args["decay_denominator"]),
+             "initial_state": None if state is None else fractions(state, den)}
+    want, want_state = ref.delta_rule_recurrent(**exact, return_state=True)
+    got, got_state = impl(**exact, chunk_size=args["chunk_size"], return_state=True)
+    lhs = (exact_difference(got, want), exact_difference(got_state, want_state))
+    return lhs, tuple(np.zeros(d.shape) for d in lhs)
+
+
+register_claim(Claim(
+    key="delta.delta_rule.exact",
+    statement="with rational q, k, v, beta, gates and S_0, the chunked form (its triangular system solved by "
+              "substitution) exactly equals the recurrence, outputs and state, every chunk size",
+    subject="delta.delta_rule.chunked",
+    default_impl=ref.delta_rule_chunked,
+    relation=_exact,
+    inputs=rational_delta_inputs,
+    bound=None,
+    rule="exact equality on Fractions",
+    exactness="exact (rational)",
+    outputs=("chunked - recurrent", "state"),
+))
