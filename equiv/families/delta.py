@@ -27,7 +27,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import cumulative_max
-from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
 from seqcheck.equiv.relations import continuation
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
@@ -77,6 +77,19 @@ def delta_bound(args: dict, expected: tuple) -> tuple:
 RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum|g|) |scale q_t| (E_t + |S_t|_F), E_t = g_t E_{t-1} + rho_t "
         "the rounding mass carried by the transitions' norms; state: half the factor times E_T per head")
 
+# ----------------------------------------------------------------------------- sweeps
+
+def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
+    """The report's sweeps: B=1, H=4, K=V=64, L2-normalised keys, beta = sigmoid(N(0, 1)),
+    Gated DeltaNet's gate log(sigmoid(x)) / 16."""
+    batch, H, K = 1, 4, 64
+    k = rng.standard_normal((batch, T, H, K))
+    return {"q": rng.standard_normal((batch, T, H, K)), "k": k / np.linalg.norm(k, axis=-1, keepdims=True),
+            "v": rng.standard_normal((batch, T, H, K)), "beta": 1 / (1 + np.exp(-rng.standard_normal((batch, T, H)))),
+            "g": -np.logaddexp(0.0, -rng.standard_normal((batch, T, H))) / 16, "scale": None,
+            "initial_state": None, "return_state": True, "chunk_size": chunk_size}
+
+
 # ----------------------------------------------------------------------------- forms
 
 RECURRENT_INPUTS = for_form(delta_inputs, "recurrent", unused=("chunk_size",))
@@ -106,6 +119,10 @@ register_form(Form(
     oracle_drop=CHUNK_ARGS,
     data_args=DATA,
     outputs=("out", "state"),
+    sweeps=(Sweep("T", "sequence length T (chunks of 64, H=4, K=V=64, gated)", (16, 64, 256, 1024),
+                  lambda T, rng: _sweep_args(T, rng)),
+            Sweep("chunk_size", "chunk size (T=256, H=4, K=V=64, gated)", (1, 4, 16, 64, 256),
+                  lambda c, rng: _sweep_args(256, rng, chunk_size=c))),
 ))
 
 
