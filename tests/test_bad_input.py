@@ -145,6 +145,17 @@ def _delta(B, T, H, K, V, state=True):
     return args
 
 
+def _wkv(B, T, C):
+    return dict(k=normal(B, T, C), v=normal(B, T, C, seed=1), w=positive(C, seed=2), u=normal(C, seed=3))
+
+
+def _wkv_state(B, C):
+    return np.stack([normal(B, C, seed=4), positive(B, C, seed=5), normal(B, C, seed=6)], axis=-1)
+
+
+WKV = dict(B=1, T=3, C=2)
+
+
 def _msr(B, T, H, K, V):
     return dict(q=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2))
 
@@ -316,6 +327,13 @@ CASES = {
                        g_t=-positive(s["B"], s["H"], seed=4), state=normal(s["B"], s["H"], s["K"], s["V"], seed=3),
                        scale=0.5),
         dict(B=1, H=2, K=2, V=3), ("B",)),
+    # RWKV
+    "rwkv.wkv4_naive": Case(lambda s: _wkv(**s), WKV, ("B", "T")),
+    "rwkv.wkv4_parallel": Case(lambda s: _wkv(**s), WKV, ("B", "T")),
+    "rwkv.wkv4_recurrent": Case(lambda s: {**_wkv(**s), "initial_state": _wkv_state(s["B"], s["C"]),
+                                           "return_state": True}, WKV, ("B", "T")),
+    "rwkv.wkv4_chunked": Case(lambda s: {**_wkv(**s), "initial_state": _wkv_state(s["B"], s["C"]),
+                                         "return_state": True, "chunk_size": 2}, WKV, ("B", "T")),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
