@@ -1,0 +1,140 @@
+"""RWKV-4's WKV operator: forms, derived float64 bounds, claims.
+
+The float64 bound (u = 2**-53, eps = 2u). Every form computes wkv_t as a weighted mean of the
+v_i (and of the carried state's mean p/q), with weights e^{x_i - m} for exponents x_i =
+-(t-1-i) w + k_i (u + k_t for the bonus) and some m: each exponent is formed within
+(T + 2) u (|k_i| + (t-1-i) w + |u| + |m|) of exact (a product and sums, or t running
+subtractions of w), so each weight within (T + 2) u (1 + X_t) relatively, X_t = 2 max_{i<=t}
+(|k_i| + (t-1-i) w + |u|) per channel, and the mean of T + 1 terms within
+
+    4 (T + 4) eps ((1 + X_t) D_t + max |v|),    D_t = max_{i<=t} |v_i - wkv_t|
+
+of any other correct form (the ratio of two sums of positive terms moves its value by the
+weights' relative errors times the spread of the values about it). Maximised over batch and
+channels. The forms compare their outputs; the state (p, q, o) is checked through continuation.
+
+The registered forms are the references themselves (``seqcheck.reference.rwkv``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.properties.arrays import for_form
+from seqcheck.properties.rwkv import wkv4_inputs
+from seqcheck.reference import rwkv as ref
+from seqcheck.reference.arith import U64
+
+DATA = ("k", "v")
+
+
+def wkv4_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct WKV forms (module docstring)."""
+    k, v = np.asarray(args["k"], dtype=np.float64), np.asarray(args["v"], dtype=np.float64)
+    w, u = np.asarray(args["w"], dtype=np.float64), np.abs(np.asarray(args["u"], dtype=np.float64))
+    B, T, C = k.shape
+    out = np.where(np.isfinite(expected[0]), expected[0], 0.0)
+    bound = np.zeros(T)
+    for t in range(T):
+        gaps = np.maximum(t - 1 - np.arange(t + 1), 0)[:, None] * w  # (t+1, C)
+        X = 2 * (np.abs(k[:, :t + 1]) + gaps + u).max(axis=1)  # (B, C)
+        D = np.abs(v[:, :t + 1] - out[:, t:t + 1]).max(axis=1)
+        bound[t] = (4 * (T + 4) * 2 * U64 * ((1 + X) * D + np.abs(v).max(initial=0.0))).max(initial=0.0)
+    return (bound,)
+
+
+RULE = ("derived float64 bound: 4(T+4) eps ((1 + X_t) D_t + max|v|), X_t = 2 max(|k_i| + (t-1-i) w + |u|), "
+        "D_t = max |v_i - wkv_t|")
+
+register_form(Form(
+    key="rwkv.wkv4.recurrent",
+    fn=ref.wkv4_recurrent,
+    inputs=for_form(wkv4_inputs, "recurrent", unused=("chunk_size",)),
+    bound=wkv4_bound,
+    rule=RULE,
+    statement="RWKV-4's WKV by the CUDA kernel's stable recurrence (state (p, q, o), running maximum exponent)",
+    data_args=DATA,
+))
+
+register_form(Form(
+    key="rwkv.wkv4.naive",
+    fn=ref.wkv4_naive,
+    inputs=for_form(wkv4_inputs, "naive", unused=("chunk_size", "k_scale", "k_offset")),
+    bound=wkv4_bound,
+    rule=RULE,
+    statement="the WKV definition's sums as written equal the stable recurrence where they do not overflow",
+    oracle="rwkv.wkv4.recurrent",
+    data_args=DATA,
+))
+
+register_form(Form(
+    key="rwkv.wkv4.parallel",
+    fn=ref.wkv4_parallel,
+    inputs=for_form(wkv4_inputs, "parallel", unused=("chunk_size",)),
+    bound=wkv4_bound,
+    rule=RULE,
+    statement="the T x T parallel WKV (each row's largest exponent subtracted) equals the stable recurrence, k up "
+              "to about 1e3",
+    oracle="rwkv.wkv4.recurrent",
+    data_args=DATA,
+))
+
+register_form(Form(
+    key="rwkv.wkv4.chunked",
+    fn=ref.wkv4_chunked,
+    inputs=for_form(wkv4_inputs, "chunked"),
+    bound=wkv4_bound,
+    rule=RULE,
+    statement="chunked WKV (the parallel form within a chunk, the state (p, q, o) across chunks) equals the stable "
+              "recurrence, every chunk size",
+    oracle="rwkv.wkv4.recurrent",
+    oracle_drop=("chunk_size",),
+    data_args=DATA,
+))
+
+
+def _continuation(impl, args: dict) -> tuple:
+    """The chunked form run on [x1; x2] against x1 then x2 from x1's returned state, at every split."""
+    T = args["k"].shape[1]
+    full = np.asarray(impl(**args))
+    split = []
+    for s in range(1, T):
+        first = {**args, "k": args["k"][:, :s], "v": args["v"][:, :s]}
+        second = {**args, "k": args["k"][:, s:], "v": args["v"][:, s:]}
+        out1, state = impl(**first, return_state=True)
+        split.append(np.concatenate([np.asarray(out1), np.asarray(impl(**second, initial_state=state))], axis=1))
+    stacked = np.stack(split, axis=-1)
+    return (stacked,), (np.repeat(full[..., None], len(split), axis=-1),)
+
+
+register_claim(Claim(
+    key="rwkv.wkv4.continuation",
+    statement="WKV continues from its returned state (p, q, o): [x1; x2] equals x1 then x2 from x1's state, at "
+              "every split point",
+    subject="rwkv.wkv4.chunked",
+    default_impl=ref.wkv4_chunked,
+    relation=_continuation,
+    inputs=lambda: wkv4_inputs(form="chunked", seq_len=st.integers(2, 8)),
+    bound=lambda args, expected: wkv4_bound(args, (expected[0][..., 0],)),
+    rule=RULE,
+))
+
+
+def _shift_invariance(impl, args: dict) -> tuple:
+    """The form on k + c (c = 500) against the form on k: the definition cancels e^c."""
+    return (np.asarray(impl(**{**args, "k": args["k"] + 500.0})),), (np.asarray(impl(**args)),)
+
+
+register_claim(Claim(
+    key="rwkv.wkv4.shift_invariance",
+    statement="WKV is unchanged by a constant added to every k (the definition cancels it), and stays finite at k "
+              "near 1e3 where the naive sums overflow",
+    subject="rwkv.wkv4.recurrent",
+    default_impl=ref.wkv4_recurrent,
+    relation=_shift_invariance,
+    inputs=lambda: wkv4_inputs(form="recurrent"),
+    bound=lambda args, expected: tuple(2 * b for b in wkv4_bound({**args, "k": np.abs(args["k"]) + 500.0}, expected)),
+    rule="twice the WKV bound at |k| + 500",
+))
