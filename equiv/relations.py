@@ -25,3 +25,9 @@ def continuation(impl, args: dict, timed: tuple) -> tuple:
     full_out, full_state = np.asarray(full_out), np.asarray(full_state)
     return ((np.stack(outs, axis=-1), np.stack(states, axis=-1)),
             (np.repeat(full_out[..., None], splits, axis=-1), np.repeat(full_state[..., None], splits, axis=-1)))
+
+
+def unstacked(bound):
+    """The bound of ``continuation``'s outputs (stacked along a last axis of splits): the same per
+    position as ``bound`` gives the unsplit outputs."""
+    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))

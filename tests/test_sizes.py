@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import find, given, settings, strategies as st
+from hypothesis.errors import NoSuchExample
 
 from kernels import fixed_tile_flash as tiles
 from seqcheck import equiv
 from seqcheck.properties import SIZES, inputs_for, options, options_markdown
 from seqcheck.properties.describe import _documented, option_names
-from seqcheck.properties.arrays import HEAD_DIMS, TILE_BLOCKS, TILE_LENGTHS
+from seqcheck.properties.arrays import HEAD_DIMS, TILE_BLOCKS, TILE_LENGTHS, blocks
 
 KEY = "attention.flash.tiled"
 PLAIN = dict(softcap=None, alibi_slopes=None, window=None, key_padding_mask=False, return_lse=False)
@@ -104,11 +105,18 @@ def test_the_large_tier_draws_tile_sizes_and_sensible_blocks():
             if length > 32:  # past 32 steps: a tile size that fits, or one block for everything
                 long_rows += 1
                 assert block == length + 1 or (block in TILE_BLOCKS and block <= length), (block, length)
-            else:
-                assert 1 <= block <= length + 1
     assert long_rows, "the large tier drew no length past 32"
     for args in _shapes("attention.flash.split_kv", size="large"):
         assert args["num_splits"] <= max(7, args["k"][1] + 2)
+
+
+@pytest.mark.parametrize("length", [1, 15, 32])
+def test_up_to_32_steps_blocks_run_from_one_to_one_past_the_length(length):
+    """Every block size from 1 (many ragged tiles) to length + 1 (one block for everything), and no other."""
+    for target in (1, max(1, length - 1), length, length + 1):
+        assert find(blocks(length), lambda block: block == target) == target
+    with pytest.raises(NoSuchExample):
+        find(blocks(length), lambda block: not 1 <= block <= length + 1)
 
 
 @pytest.mark.parametrize("key, axis", [("mamba.ssd.chunked", "x"), ("mamba.selective_scan.chunked", "u"),

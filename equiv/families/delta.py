@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import cumulative_max
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
-from seqcheck.equiv.relations import continuation
+from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
 from seqcheck.reference import delta as ref
@@ -128,11 +128,6 @@ register_form(Form(
 
 # ----------------------------------------------------------------------------- claims
 
-def _unstacked(bound):
-    """A bound for outputs stacked along a last axis of splits: the same per position."""
-    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
-
-
 def _timed(args: dict) -> tuple:
     return DATA + ("beta",) + (() if args.get("g") is None else ("g",))
 
@@ -145,7 +140,7 @@ register_claim(Claim(
     default_impl=ref.delta_rule_chunked,
     relation=lambda impl, args: continuation(impl, args, _timed(args)),
     inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
-    bound=_unstacked(delta_bound),
+    bound=unstacked(delta_bound),
     rule=RULE,
     outputs=("out", "state"),
 ))

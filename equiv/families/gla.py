@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.equiv.relations import continuation
+from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.gla import gla_inputs, rational_gla_inputs
 from seqcheck.reference import gla as ref
@@ -159,24 +159,15 @@ register_form(Form(
 
 # ----------------------------------------------------------------------------- claims
 
-def _unstacked(bound):
-    """A bound for outputs stacked along a last axis of splits: the same per position."""
-    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
-
-
-def _timed(args: dict) -> tuple:
-    return DATA + ("g",)
-
-
 register_claim(Claim(
     key="gla.gla.continuation",
     statement="GLA continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, at every split "
               "point (fla #285's bug class)",
     subject="gla.gla.chunked",
     default_impl=ref.gla_chunked,
-    relation=lambda impl, args: continuation(impl, args, _timed(args)),
+    relation=lambda impl, args: continuation(impl, args, DATA + ("g",)),
     inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
-    bound=_unstacked(gla_bound),
+    bound=unstacked(gla_bound),
     rule=RULE,
     outputs=("out", "state"),
 ))

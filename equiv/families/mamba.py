@@ -32,7 +32,7 @@ from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
                                      register_implementation, without)
-from seqcheck.equiv.relations import continuation
+from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.gpu.backend import where
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
@@ -324,11 +324,6 @@ def _scan_timed(args: dict) -> tuple:
     return ("u", "delta", "z") + tuple(name for name in ("B", "C") if np.ndim(args[name]) > 2)
 
 
-def _unstacked(bound):
-    """A bound for outputs stacked along a last axis of splits: the same per position."""
-    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
-
-
 register_claim(Claim(
     key="mamba.selective_scan.continuation",
     statement="the selective scan continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, "
@@ -337,7 +332,7 @@ register_claim(Claim(
     default_impl=ref.selective_scan_chunked,
     relation=lambda impl, args: continuation(impl, args, _scan_timed(args)),
     inputs=lambda: selective_scan_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
-    bound=_unstacked(scan_bound),
+    bound=unstacked(scan_bound),
     rule=SCAN_RULE,
     outputs=("out", "state"),
 ))
@@ -349,7 +344,7 @@ register_claim(Claim(
     default_impl=ref.ssd_chunked,
     relation=lambda impl, args: continuation(impl, args, ("x", "dt", "B", "C")),
     inputs=lambda: ssd_inputs(form="chunked", seq_len=st.integers(2, 8), return_state=True),
-    bound=_unstacked(ssd_bound),
+    bound=unstacked(ssd_bound),
     rule=SSD_RULE,
     outputs=("out", "state"),
 ))

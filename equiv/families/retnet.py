@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
-from seqcheck.equiv.relations import continuation
+from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.retention import msr_inputs, rational_retention_inputs, retention_inputs
 from seqcheck.reference import retention as ref
@@ -154,11 +154,6 @@ register_form(Form(
 
 # ----------------------------------------------------------------------------- claims
 
-def _unstacked(bound):
-    """A bound for outputs stacked along a last axis of splits: the same per position."""
-    return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
-
-
 register_claim(Claim(
     key="retnet.retention.continuation",
     statement="retention continues from its returned state: [x1; x2] equals x1 then x2 from x1's state, at every "
@@ -167,7 +162,7 @@ register_claim(Claim(
     default_impl=ref.retention_chunked,
     relation=lambda impl, args: continuation(impl, args, DATA),
     inputs=lambda: CHUNKED_INPUTS(seq_len=st.integers(2, 8), return_state=True),
-    bound=_unstacked(retention_bound),
+    bound=unstacked(retention_bound),
     rule=RULE,
     outputs=("out", "state"),
 ))
