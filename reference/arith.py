@@ -67,7 +67,8 @@ def fractions(values, denominator=1) -> np.ndarray:
 def exact_difference(actual, expected) -> np.ndarray:
     """``actual - expected`` elementwise in exact arithmetic (Fractions, ints or floats), as
     float64: 0 exactly where they are equal, and never 0 where they differ (a difference below
-    the smallest subnormal comes back as +-5e-324), so an exact claim cannot pass by rounding.
+    the smallest subnormal comes back as +-5e-324, one beyond float64's range as +-inf), so an
+    exact claim cannot pass by rounding.
     An entry NaN or infinite on one side only gives the float difference (NaN or infinite: a
     failure); the same infinity on both sides is equal (0)."""
     actual, expected = np.broadcast_arrays(np.asarray(actual, dtype=object), np.asarray(expected, dtype=object))
@@ -81,6 +82,10 @@ def exact_difference(actual, expected) -> np.ndarray:
             return float(a) - float(b)
         if difference == 0:
             return 0.0
-        return float(difference) or (SMALLEST_SUBNORMAL if difference > 0 else -SMALLEST_SUBNORMAL)
+        sign = 1.0 if difference > 0 else -1.0
+        try:
+            return float(difference) or sign * SMALLEST_SUBNORMAL
+        except OverflowError:  # beyond float64's range: infinitely over any budget
+            return sign * np.inf
 
     return np.vectorize(one, otypes=[float])(actual, expected)

@@ -70,3 +70,9 @@ def test_unit_roundoff_is_half_the_float64_epsilon():
 
 def test_module_examples_run():
     assert doctest.testmod(arith).failed == 0
+
+
+def test_exact_difference_beyond_the_float_range_is_infinite_with_its_sign():
+    huge = Fraction(2) ** 1100
+    assert exact_difference([0], [huge])[0] == -np.inf
+    assert exact_difference([huge], [0])[0] == np.inf
