@@ -168,6 +168,14 @@ def _gla(B, T, H, K, V, state=True):
     return args
 
 
+def _wkv6(B, T, H, K, V, state=True):
+    args = dict(r=normal(B, T, H, K), k=normal(B, T, H, K, seed=1), v=normal(B, T, H, V, seed=2),
+                g=-positive(B, T, H, K, seed=4), u=normal(H, K, seed=5))
+    if state:
+        args.update(initial_state=normal(B, H, K, V, seed=3), return_state=True)
+    return args
+
+
 def _lti(B, T, Dch, N):
     return dict(u=normal(B, T, Dch), Abar=0.5 * normal(Dch, N, N, seed=1), Bbar=normal(Dch, N, seed=2),
                 C=normal(Dch, N, seed=3), D=normal(Dch, seed=4))
@@ -334,6 +342,18 @@ CASES = {
                                            "return_state": True}, WKV, ("B", "T")),
     "rwkv.wkv4_chunked": Case(lambda s: {**_wkv(**s), "initial_state": _wkv_state(s["B"], s["C"]),
                                          "return_state": True, "chunk_size": 2}, WKV, ("B", "T")),
+    "rwkv.wkv6_parallel": Case(lambda s: _wkv6(**s, state=False), RETENTION, ("B", "T")),
+    "rwkv.wkv6_recurrent": Case(lambda s: _wkv6(**s), RETENTION, ("B", "T")),
+    "rwkv.wkv6_chunked": Case(_with(_wkv6, chunk_size=2), RETENTION, ("B", "T")),
+    "rwkv.wkv6_step": Case(
+        lambda s: dict(r_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
+                       v_t=normal(s["B"], s["H"], s["V"], seed=2), g_t=-positive(s["B"], s["H"], s["K"], seed=4),
+                       u=normal(s["H"], s["K"], seed=5), state=normal(s["B"], s["H"], s["K"], s["V"], seed=3)),
+        dict(B=1, H=2, K=2, V=3), ("B",)),
+    "rwkv.wkv_group_norm": Case(lambda s: dict(o=normal(s["B"], s["T"], s["H"], s["V"]),
+                                               weight=normal(s["H"] * s["V"], seed=1),
+                                               bias=normal(s["H"] * s["V"], seed=2), eps=1e-5),
+                                dict(B=1, T=3, H=2, V=3), ("B", "T")),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
@@ -472,6 +492,11 @@ ALLOWED = {
     ("gla_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("msr_*", "v", "axis 3 +1"): "any value dim V",
     ("delta_rule_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("wkv6_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("wkv6_*", "u", "ndim-1"): "u (H, K) -> (H,): one bonus per head is a layout",
+    ("wkv6_*", "g", "ndim*"): "(B, T, H, K), (B, T, H), (H, K) and (H,) are all layouts: the mutated shape can be "
+                              "another one",
+    ("wkv_group_norm", "o", "axis [01] +1"): "any batch and time",
     ("delta_rule_*", "g*", "None"): "no gate: the plain delta rule",
     ("msr_rotate", "x", "axis [02] +1"): "any batch and head count",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
