@@ -11,9 +11,12 @@ with P_ij = prod_{j<s<=i} a_s (per key channel) and Q_i = prod_{start<=s<=i} a_s
     o_i = scale (q_i o Q_i) S_prev + sum_{j<=i} scale (q_i o P_ij) . k_j v_j
     S   = diag(Q_last) S_prev + sum_j (k_j o P_last,j)^T v_j
 
-and the parallel form is one chunk of T steps. Segment products come from segment sums of g
-(``reference.mamba.segsum``: running sums, never a difference of two prefix sums), so g near
--inf underflows to 0 where ``exp(cumsum(g)_i - cumsum(g)_j)`` gives inf - inf = NaN.
+and the parallel form is one chunk of T steps. Within a chunk, sub-chunks of ``SUB_CHUNK`` steps
+(fla's secondary chunking): inside one, P from segment sums of g (``reference.mamba.segsum``:
+running sums, never a difference of two prefix sums); between sub-chunks J < I, P_ij factors
+into prod_{start(I)<=s<=i} a_s, the whole sub-chunks between, and prod_{j<s<=end(J)} a_s, each a
+running sum from one end, so those scores are matrix products. Nowhere a difference of sums: g
+near -inf underflows to 0 where ``exp(cumsum(g)_i - cumsum(g)_j)`` gives inf - inf = NaN.
 
 Matches ``fla-org/flash-linear-attention: fla/ops/gla/naive.py naive_recurrent_gla`` (gk is g,
 q scaled by K^-1/2) and ``fla/ops/simple_gla/naive.py`` for g (B, T, H). Differences: float64;
@@ -89,12 +92,89 @@ class _GLA:
         """a_t (B, H, K)."""
         return np.exp(self.rates[..., t]) if self.log else self.rates[..., t]
 
-    def within(self, start, stop):
-        """(P (B, H, K, c, c) = prod_{j<s<=i} a_s, Q (B, H, K, c) = prod_{start<=s<=i} a_s) over steps [start, stop)."""
-        rates = self.rates[..., start:stop]
-        if self.log:
-            return np.exp(segsum(rates)), np.exp(np.cumsum(rates, axis=-1))
-        return segprod(rates), np.cumprod(rates, axis=-1)
+    def segments(self, rates):
+        """prod_{j<s<=i} a_s along the last axis, (..., n) -> (..., n, n), 0 above the diagonal."""
+        return np.exp(segsum(rates)) if self.log else segprod(rates)
+
+    def running(self, rates):
+        """prod_{first<=s<=i} a_s along the last axis (running sums of g, never differences)."""
+        return np.exp(np.cumsum(rates, axis=-1)) if self.log else np.cumprod(rates, axis=-1)
+
+    def after(self, rates):
+        """prod_{i<s<=last} a_s along the last axis (running sums from the end)."""
+        reversed_running = np.flip(self.running(np.flip(rates[..., 1:], axis=-1)), axis=-1)
+        return np.concatenate([reversed_running, _ones(rates[..., :1], self.log)], axis=-1)
+
+    def total(self, rates):
+        """The rates of whole segments combined along the last axis: sum of g, or product of a."""
+        return rates.sum(axis=-1) if self.log else np.prod(rates, axis=-1)
+
+
+def _ones(like, log):
+    """Ones shaped like ``like``: float, or the object array's own 1 for Fractions."""
+    return np.ones(like.shape) if log else np.ones_like(like)
+
+
+def _padded(a, length, axis, fill):
+    """``a`` extended along ``axis`` to ``length`` entries of ``fill`` (in a's dtype)."""
+    shape = list(a.shape)
+    shape[axis] = length - a.shape[axis]
+    return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
+
+
+def _rows_later(P):
+    """prod over j < s < i from prod over j < s <= i (..., n, n): the rows moved one step later."""
+    return np.concatenate([np.zeros_like(P[..., :1, :]), P[..., :-1, :]], axis=-2)
+
+
+def _later(Q):
+    """prod over first <= s < i from prod over first <= s <= i (..., n): moved one step later."""
+    return np.concatenate([np.ones_like(Q[..., :1]), Q[..., :-1]], axis=-1)
+
+
+SUB_CHUNK = 8
+"""Steps per sub-chunk: within one, decays are segment products (K s^2 exps each); between the
+sub-chunks of a chunk, products of three factors that never divide, so the scores are matrix
+products (fla's secondary chunking, with sub-chunks of 16 there; 8 is faster in NumPy)."""
+
+
+def _chunk(p: _GLA, start, stop, S, strict):
+    """Outputs (B, H, c, V) of steps [start, stop) from the state S before them, and the state
+    after. Sub-chunk I's row i and sub-chunk J's column j (J < I) are coupled by
+    prod_{start(I)<=s<=i} a_s * prod over the sub-chunks between * prod_{j<s<=end(J)} a_s, so their
+    scores are matrix products. ``strict``: products over j < s < i (a read before step i's
+    decay, RWKV's), the diagonal left to the caller."""
+    q, k, v = (a[:, :, start:stop] for a in (p.q, p.k, p.v))  # (B, H, c, .)
+    rates = p.rates[..., start:stop]  # (B, H, K, c)
+    B, H, c, K = q.shape
+    size = min(SUB_CHUNK, c)
+    n = -(-c // size)
+    qs, ks, vs = (_padded(a, n * size, 2, 0).reshape(B, H, n, size, a.shape[-1]) for a in (q, k, v))
+    sub = _padded(rates, n * size, -1, 0 if p.log else 1).reshape(B, H, K, n, size)
+    P, A = p.segments(sub), p.running(sub)  # within each sub-chunk: (B, H, K, n, s, s), (B, H, K, n, s)
+    if strict:
+        P, A = _rows_later(P), _later(A)
+    between = _rows_later(p.segments(p.total(sub)))  # prod over the sub-chunks J < L < I, (B, H, K, I, J)
+    intra = np.einsum("bhnik,bhknij,bhnjk->bhnij", qs, P, ks) @ vs
+    X = qs * np.moveaxis(A, 2, -1)  # (B, H, I, s, K)
+    Y = ks * np.moveaxis(p.after(sub), 2, -1)  # (B, H, J, s, K)
+    scores = (X[:, :, :, None] * np.moveaxis(between, 2, -1)[..., None, :]) @ np.swapaxes(Y, -1, -2)[:, :, None]
+    inter = (scores @ vs[:, :, None]).sum(axis=3)  # (B, H, I, s, V)
+    Q = p.running(rates)
+    read = _later(Q) if strict else Q
+    out = (intra + inter).reshape(B, H, n * size, -1)[:, :, :c] + (q * np.swapaxes(read, -1, -2)) @ S
+    S = Q[..., -1, None] * S + np.swapaxes(k * np.swapaxes(p.after(rates), -1, -2), -1, -2) @ v
+    return out, S
+
+
+def chunked(p: _GLA, chunk_size, strict=False):
+    """Every chunk of ``chunk_size`` steps in turn (the last may be shorter), the state carried:
+    outputs (B, T, H, V) and the final state."""
+    S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
+    for start in range(0, p.q.shape[2], chunk_size):
+        out, S = _chunk(p, start, min(start + chunk_size, p.q.shape[2]), S, strict)
+        outs.append(_heads_first(out))
+    return np.concatenate(outs, axis=1), S
 
 
 def _recurrent(p: _GLA):
@@ -102,19 +182,6 @@ def _recurrent(p: _GLA):
     for t in range(p.q.shape[2]):
         S = p.steps(t)[..., None] * S + p.k[:, :, t, :, None] * p.v[:, :, t, None, :]
         outs.append(np.einsum("bhk,bhkv->bhv", p.q[:, :, t], S)[:, None])
-    return np.concatenate(outs, axis=1), S
-
-
-def _chunked(p: _GLA, chunk_size):
-    S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
-    for start in range(0, p.q.shape[2], chunk_size):
-        stop = min(start + chunk_size, p.q.shape[2])
-        qc, kc, vc = (a[:, :, start:stop] for a in (p.q, p.k, p.v))  # (B, H, c, .)
-        P, Q = p.within(start, stop)
-        scores = np.einsum("bhik,bhkij,bhjk->bhij", qc, P, kc)  # 0 above the diagonal: P is
-        cross = (qc * np.swapaxes(Q, -1, -2)) @ S
-        outs.append(_heads_first(scores @ vc + cross))
-        S = Q[..., -1, None] * S + np.swapaxes(kc * np.swapaxes(P[..., -1, :], -1, -2), -1, -2) @ vc
     return np.concatenate(outs, axis=1), S
 
 
@@ -133,7 +200,7 @@ def gla_chunked(q, k, v, g=None, *, chunk_size, decay=None, scale=None, initial_
     Same result as the recurrent form up to rounding, exactly on Fractions."""
     check_bool("return_state", return_state)
     chunk_size = positive_int("chunk_size", chunk_size)
-    out, S = _chunked(_GLA(q, k, v, g, decay, scale, initial_state), chunk_size)
+    out, S = chunked(_GLA(q, k, v, g, decay, scale, initial_state), chunk_size)
     return (out, S) if return_state else out
 
 
@@ -141,7 +208,7 @@ def gla_parallel(q, k, v, g=None, *, decay=None, scale=None):
     """o_i = sum_{j<=i} scale (q_i o P_ij) . k_j v_j over the whole sequence, P_ij = prod_{j<s<=i} a_s
     (one chunk of T steps, no state). Memory O(B H K T^2)."""
     p = _GLA(q, k, v, g, decay, scale, None)
-    return _chunked(p, max(p.q.shape[2], 1))[0]
+    return chunked(p, max(p.q.shape[2], 1))[0]
 
 
 def gla_step(q_t, k_t, v_t, g_t=None, *, state, decay_t=None, scale=None):

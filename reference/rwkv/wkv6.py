@@ -15,8 +15,9 @@ Q_i = prod_{start<=s<i} w_s:
     o_i = (r_i o Q_i) S_prev + sum_{j<i} (r_i o P_ij) . k_j v_j + (r_i o u) . k_i v_i
     S   = diag(Q_last w_last) S_prev + sum_j (k_j o prod_{j<s<=last} w_s)^T v_j
 
-and the parallel form is one chunk of T steps; segment products come from stable segment sums of
-g, as in ``reference.gla``. ``wkv_group_norm`` is the per-head GroupNorm the model applies to o.
+and the parallel form is one chunk of T steps; the products are formed as GLA's chunked form
+forms them (``reference.gla``: sub-chunks, running sums of g, never a difference), read one step
+earlier. ``wkv_group_norm`` is the per-head GroupNorm the model applies to o.
 
 Matches the ``rwkv`` pip package (BlinkDL/ChatRWKV ``rwkv/model.py``: ``att_seq_v5`` (its
 parallel form with w^(T-1-i) powers), ``att_seq_v5_2``, ``att_seq_v6_0`` (the loop)) and
@@ -31,7 +32,7 @@ Exact mode: ``decay=`` rational w in [0, 1]; if any input is an object array eve
 import numpy as np
 
 from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, finite_real, positive_int
-from ..gla.gla import _GLA, _heads_first
+from ..gla.gla import _GLA, _heads_first, chunked
 
 NAMES = ("r", "k", "v", "initial_state", "g", "decay")
 
@@ -78,25 +79,10 @@ def _recurrent(p):
     return np.concatenate(outs, axis=1), S
 
 
-def _before(P, Q):
-    """The products over s < i instead of s <= i: P's rows and Q's entries moved down one step."""
-    P_before = np.concatenate([np.zeros_like(P[..., :1, :]), P[..., :-1, :]], axis=-2)
-    Q_before = np.concatenate([np.ones_like(Q[..., :1]), Q[..., :-1]], axis=-1)
-    return P_before, Q_before
-
-
 def _chunked(p, chunk_size):
-    S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
-    for start in range(0, p.q.shape[2], chunk_size):
-        stop = min(start + chunk_size, p.q.shape[2])
-        rc, kc, vc = (a[:, :, start:stop] for a in (p.q, p.k, p.v))  # (B, H, c, .)
-        P, Q = p.within(start, stop)  # products over j < s <= i and start <= s <= i, (B, H, K, c, c), (B, H, K, c)
-        P_before, Q_before = _before(P, Q)
-        scores = np.einsum("bhik,bhkij,bhjk->bhij", rc, P_before, kc)
-        cross = (rc * np.swapaxes(Q_before, -1, -2)) @ S
-        outs.append(_heads_first(scores @ vc + cross + _bonus(p, start, stop)))
-        S = Q[..., -1, None] * S + np.swapaxes(kc * np.swapaxes(P[..., -1, :], -1, -2), -1, -2) @ vc
-    return np.concatenate(outs, axis=1), S
+    """GLA's chunks with the read before each step's decay (j < i), plus the bonus."""
+    out, S = chunked(p, chunk_size, strict=True)
+    return out + _heads_first(_bonus(p, 0, p.q.shape[2])), S
 
 
 def wkv6_recurrent(r, k, v, g=None, *, u, decay=None, initial_state=None, return_state=False):
