@@ -145,6 +145,14 @@ def _delta(B, T, H, K, V, state=True):
     return args
 
 
+def _aft(B, T, D, per_channel=False):
+    return dict(q=normal(B, T, D), k=normal(B, T, D, seed=1), v=normal(B, T, D, seed=2),
+                w=normal(T, T, D, seed=3) if per_channel else normal(T, T, seed=3), causal=True)
+
+
+AFT = dict(B=1, T=3, D=2)
+
+
 def _wkv(B, T, C):
     return dict(k=normal(B, T, C), v=normal(B, T, C, seed=1), w=positive(C, seed=2), u=normal(C, seed=3))
 
@@ -354,6 +362,16 @@ CASES = {
                                                weight=normal(s["H"] * s["V"], seed=1),
                                                bias=normal(s["H"] * s["V"], seed=2), eps=1e-5),
                                 dict(B=1, T=3, H=2, V=3), ("B", "T")),
+    # AFT
+    "aft.aft_full": Case(lambda s: _aft(**s), AFT, ("B", "T")),
+    "aft.aft_full(per-channel w)": Case(lambda s: _aft(**s, per_channel=True), AFT, ("B", "T")),
+    "aft.aft_full_naive": Case(lambda s: _aft(**s), AFT, ("B", "T")),
+    "aft.aft_local": Case(_with(_aft, window=2), AFT, ("B", "T")),
+    "aft.aft_simple": Case(lambda s: {name: a for name, a in _aft(**s).items() if name != "w"}, AFT, ("B", "T")),
+    "aft.aft_conv": Case(
+        lambda s: dict(q=normal(s["B"], s["T"], s["H"], s["D"]), k=normal(s["B"], s["T"], s["H"], s["D"], seed=1),
+                       v=normal(s["B"], s["T"], s["H"], s["D"], seed=2), w=normal(s["H"], s["s"], seed=3)),
+        dict(B=1, T=3, H=2, D=2, s=3), ("B", "T")),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),
@@ -492,6 +510,9 @@ ALLOWED = {
     ("gla_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("msr_*", "v", "axis 3 +1"): "any value dim V",
     ("delta_rule_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
+    ("aft_*", "q", "None"): "q=None: no gate (sigmoid(Q) = 1), the ungated AFT that RWKV-4's WKV is",
+    ("aft_full*", "w", "ndim*"): "(T, T) and (T, T, D) are both layouts: the mutated shape can be the other one",
+    ("aft_local", "w", "ndim*"): "(T, T) and (T, T, D) are both layouts: the mutated shape can be the other one",
     ("wkv6_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("wkv6_*", "u", "ndim-1"): "u (H, K) -> (H,): one bonus per head is a layout",
     ("wkv6_*", "g", "ndim*"): "(B, T, H, K), (B, T, H), (H, K) and (H,) are all layouts: the mutated shape can be "
