@@ -145,6 +145,15 @@ def _delta(B, T, H, K, V, state=True):
     return args
 
 
+def _wkv7(B, T, H, K, V, state=True):
+    args = dict(r=normal(B, T, H, K), w=-positive(B, T, H, K, seed=4), k=normal(B, T, H, K, seed=1),
+                v=normal(B, T, H, V, seed=2), a=-positive(B, T, H, K, seed=5) / 2, b=positive(B, T, H, K, seed=6) / 2,
+                w_kind="log", scale=0.5)
+    if state:
+        args.update(initial_state=normal(B, H, K, V, seed=3), return_state=True)
+    return args
+
+
 def _aft(B, T, D, per_channel=False):
     return dict(q=normal(B, T, D), k=normal(B, T, D, seed=1), v=normal(B, T, D, seed=2),
                 w=normal(T, T, D, seed=3) if per_channel else normal(T, T, seed=3), causal=True)
@@ -362,6 +371,15 @@ CASES = {
                                                weight=normal(s["H"] * s["V"], seed=1),
                                                bias=normal(s["H"] * s["V"], seed=2), eps=1e-5),
                                 dict(B=1, T=3, H=2, V=3), ("B", "T")),
+    # RWKV-7
+    "rwkv7.wkv7_recurrent": Case(lambda s: _wkv7(**s), RETENTION, ("B", "T")),
+    "rwkv7.wkv7_chunked": Case(_with(_wkv7, chunk_size=2), RETENTION, ("B", "T")),
+    "rwkv7.wkv7_step": Case(
+        lambda s: dict(r_t=normal(s["B"], s["H"], s["K"]), w_t=-positive(s["B"], s["H"], s["K"], seed=4),
+                       k_t=normal(s["B"], s["H"], s["K"], seed=1), v_t=normal(s["B"], s["H"], s["V"], seed=2),
+                       a_t=-positive(s["B"], s["H"], s["K"], seed=5) / 2, b_t=positive(s["B"], s["H"], s["K"], seed=6) / 2,
+                       state=normal(s["B"], s["H"], s["K"], s["V"], seed=3), w_kind="log", scale=0.5),
+        dict(B=1, H=2, K=2, V=3), ("B",)),
     # AFT
     "aft.aft_full": Case(lambda s: _aft(**s), AFT, ("B", "T")),
     "aft.aft_full(per-channel w)": Case(lambda s: _aft(**s, per_channel=True), AFT, ("B", "T")),
@@ -513,6 +531,7 @@ ALLOWED = {
     ("aft_*", "q", "None"): "q=None: no gate (sigmoid(Q) = 1), the ungated AFT that RWKV-4's WKV is",
     ("aft_full*", "w", "ndim*"): "(T, T) and (T, T, D) are both layouts: the mutated shape can be the other one",
     ("aft_local", "w", "ndim*"): "(T, T) and (T, T, D) are both layouts: the mutated shape can be the other one",
+    ("wkv7_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("wkv6_*", "v", "axis 3 +1"): "any value dim V (when no initial state fixes it)",
     ("wkv6_*", "u", "ndim-1"): "u (H, K) -> (H,): one bonus per head is a layout",
     ("wkv6_*", "g", "ndim*"): "(B, T, H, K), (B, T, H), (H, K) and (H,) are all layouts: the mutated shape can be "
