@@ -40,15 +40,19 @@ from seqcheck.gpu.backend import gpu_name  # noqa: E402
 SIZES = {
     "gpu": {"flash": dict(B=4, T=4096, H=8, D=64, block=32), "scan": dict(T=4096, D=1024, N=16, chunk=32, channels=64),
             "ssd": dict(T=4096, H=4, P=64, N=16, chunk=64), "conv": dict(T=4096, D=1024),
+            "gla": dict(B=4, T=4096, H=8, K=64, V=64, chunk=64), "wkv": dict(B=4, T=4096, C=1024),
             "copy_floats": 64 * 2**20, "matmul": 8192},
     "tiny": {"flash": dict(B=1, T=8, H=2, D=4, block=4), "scan": dict(T=8, D=8, N=4, chunk=4, channels=4),
              "ssd": dict(T=8, H=2, P=4, N=4, chunk=4), "conv": dict(T=8, D=4),
+             "gla": dict(B=1, T=8, H=1, K=4, V=4, chunk=4), "wkv": dict(B=1, T=8, C=8),
              "copy_floats": 1024, "matmul": 16},
 }
 WAITING = ["device ceilings (copy bandwidth, float32 matmul rate)",
            "numba_cuda.flash_attention at T=4096, D=64: time, FLOP rate / ceiling, ratio to torch SDPA",
            "numba_cuda.selective_scan at T=4096, D=1024, N=16: time, bandwidth / ceiling, ratio to the torch port",
-           "cupy.ssd_chunked and cupy.fft_conv at T=4096: time, bandwidth / ceiling"]
+           "cupy.ssd_chunked and cupy.fft_conv at T=4096: time, bandwidth / ceiling",
+           "numba_cuda.gla_chunked at T=4096, H=8, K=V=64: time, FLOP rate / ceiling (no torch counterpart)",
+           "numba_cuda.wkv4 at T=4096, C=1024: time, bandwidth / ceiling (no torch counterpart)"]
 
 
 @dataclass
@@ -118,7 +122,7 @@ def ceilings(sizes: dict, xp, seconds) -> dict:
 
 
 def numba_cases(sizes: dict, rng) -> list[Case]:
-    from seqcheck.gpu import flash_numba, scan_numba
+    from seqcheck.gpu import flash_numba, gla_numba, scan_numba, wkv_numba
 
     B, T, H, D, block = (sizes["flash"][name] for name in ("B", "T", "H", "D", "block"))
     q, k, v = (rng.standard_normal((B, T, H, D)).astype(np.float32) for _ in range(3))
@@ -138,7 +142,26 @@ def numba_cases(sizes: dict, rng) -> list[Case]:
                 lambda: scan_numba.launch(s_kernel, s_grid, s_threads, s_arguments),
                 {"bytes": 4 * (4 * T * Dch + 2 * T * N)},  # u, delta, z, out; B and C
                 lambda torch, device: _scan_port(torch, device, u, delta, A, Bm, Cm, z))
-    return [flash, scan]
+
+    B, T, H, K, V, chunk = (sizes["gla"][name] for name in ("B", "T", "H", "K", "V", "chunk"))
+    q, k = (rng.standard_normal((B, T, H, K)).astype(np.float32) for _ in range(2))
+    v = rng.standard_normal((B, T, H, V)).astype(np.float32)
+    g = (-np.logaddexp(0.0, -rng.standard_normal((B, T, H, K))) / 16).astype(np.float32)  # GLA's gate
+    g_kernel, g_grid, g_threads, g_arguments, _ = gla_numba.prepare(q, k, v, g, chunk_size=chunk)
+    c = g_arguments[7]  # the kernel's chunk: min(chunk, the tile that fits)
+    gla = Case("numba_cuda.gla_chunked", f"B={B} T={T} H={H} K={K} V={V} float32, chunks of {c}",
+               lambda: gla_numba.launch(g_kernel, g_grid, g_threads, g_arguments),
+               # per chunk: scores c^2 K, intra outputs c^2 V, the state's term and update 4 c K V
+               {"flops": B * H * T * (c * (K + V) + 4 * K * V)})
+
+    B, T, C = (sizes["wkv"][name] for name in ("B", "T", "C"))
+    kw, vw = rng.standard_normal((B, T, C)).astype(np.float32), rng.standard_normal((B, T, C)).astype(np.float32)
+    w, uw = np.exp(rng.standard_normal(C)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    w_kernel, w_grid, w_threads, w_arguments, _ = wkv_numba.prepare(kw, vw, w, uw)
+    wkv = Case("numba_cuda.wkv4", f"B={B} T={T} C={C} float32",
+               lambda: wkv_numba.launch(w_kernel, w_grid, w_threads, w_arguments),
+               {"bytes": 4 * 3 * B * T * C})  # k, v, out
+    return [flash, scan, gla, wkv]
 
 
 def array_module_cases(sizes: dict, rng, xp) -> list[Case]:

@@ -43,7 +43,9 @@ def _python(code: str, env: dict, timeout: int = 300, args=()) -> subprocess.Com
 # ----------------------------------------------------------------------------- mutants
 
 MUTANTS = ([("numba_cuda.flash_attention", m) for m in mutants.FLASH_MUTANTS]
-           + [("numba_cuda.selective_scan", m) for m in mutants.SCAN_MUTANTS])
+           + [("numba_cuda.selective_scan", m) for m in mutants.SCAN_MUTANTS]
+           + [("numba_cuda.gla_chunked", m) for m in mutants.GLA_MUTANTS]
+           + [("numba_cuda.wkv4", m) for m in mutants.WKV_MUTANTS])
 
 
 @pytest.mark.parametrize("name, mutant", MUTANTS, ids=[m.__name__ for _, m in MUTANTS])
@@ -61,6 +63,81 @@ def test_nan_poisoning_is_what_catches_unwritten_outputs():
     q, k, v = (rng.standard_normal((1, 6, 1, 4)).astype(np.float32) for _ in range(3))
     out = mutants.flash_last_query_block_unwritten(q, k, v, block_q=4, block_k=4)
     assert np.isfinite(out[:, :4]).all() and np.isnan(out[:, 4:]).all()
+    g = -np.abs(rng.standard_normal((1, 6, 1))).astype(np.float32)
+    out = mutants.gla_ragged_chunk_dropped(q, k, v, g, chunk_size=4)  # the simulator's tile: chunks of 4
+    assert np.isfinite(out[:, :4]).all() and np.isnan(out[:, 4:]).all()
+
+
+# ----------------------------------------------------------------------------- GLA, retention, WKV kernels
+
+def _gla_args(rng, *, T, per_head, resets, chunk_size, K=3, V=3, H=2):
+    q, k = (rng.standard_normal((1, T, H, K)) for _ in range(2))
+    shape = (1, T, H) if per_head else (1, T, H, K)
+    g = -np.logaddexp(0.0, -rng.standard_normal(shape)) / 4
+    if resets:  # packed-sequence boundaries: g = -inf (the engine's strategies filter non-finite inputs out)
+        g[rng.random(shape) < 0.25] = -np.inf
+        g[:, 1] = -np.inf
+        g[:, 5] = -3e38  # finite, but two of them would sum to -inf in float32
+    return {"q": q, "k": k, "v": rng.standard_normal((1, T, H, V)), "g": g, "scale": None,
+            "initial_state": rng.standard_normal((1, H, K, V)), "return_state": True, "chunk_size": chunk_size}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("per_head", [False, True], ids=["per_key", "per_head"])
+def test_gla_kernel_through_resets(dtype, per_head):
+    """g = -inf (a reset) and g = -3e38 inside and across chunks: finite, and within the budget
+    (outputs and state), for a chunk size within the simulator's tile and one beyond it."""
+    from seqcheck.gpu import gla_numba
+
+    rng = np.random.default_rng(1)
+    for chunk_size in (3, 9):
+        args = _gla_args(rng, T=9, per_head=per_head, resets=True, chunk_size=chunk_size)
+        comparison = equiv.replay(gla_numba.gla_chunked, "gla.gla.chunked", args, dtype=dtype)
+        assert comparison.passed, comparison.message
+
+
+def test_retention_kernel_with_full_resets_and_no_decay():
+    """gamma = 0 (log gamma = -inf: only the current token), 1 (no decay) and in between."""
+    from seqcheck.gpu import gla_numba
+
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((1, 7, 3, 2)) for _ in range(3))
+    args = {"q": q, "k": k, "v": v, "gamma": np.array([0.0, 1.0, 0.5]), "initial_state": rng.standard_normal((1, 3, 2, 2)),
+            "return_state": True, "chunk_size": 3}
+    comparison = equiv.replay(gla_numba.retention_chunked, "retnet.retention.chunked", args, dtype="float32")
+    assert comparison.passed, comparison.message
+
+
+def test_gla_tiles_fit_shared_memory_on_a_gpu():
+    from seqcheck.gpu import gla_numba
+
+    gpu = dict(max_chunk=64, value_tile=32)  # default_tiles() on a GPU
+    assert gla_numba.tiles(64, 64, 64, **gpu) == (32, 32, 32)
+    assert gla_numba.tiles(128, 128, 64, **gpu) == (16, 16, 32)
+    assert gla_numba.tiles(16, 16, 15, **gpu) == (15, 16, 16)
+    for K in (1, 4, 16, 32, 64, 100, 128):
+        _, chunk_capacity, value_tile = gla_numba.tiles(K, 128, 129, **gpu)
+        assert gla_numba.shared_bytes(chunk_capacity, gla_numba.capacity(K), value_tile) <= gla_numba.SHARED_BYTES
+
+
+def test_wkv_kernel_continues_from_its_state():
+    """The state (p, q, o) carried out of one launch into the next gives the one-launch output, at
+    k near 1e3 (float32: e^k alone would overflow)."""
+    from seqcheck.gpu import wkv_numba
+    from seqcheck.reference import rwkv
+
+    rng = np.random.default_rng(3)
+    k = (300 * rng.standard_normal((2, 9, 5)) + 700).astype(np.float32)
+    v = rng.standard_normal((2, 9, 5)).astype(np.float32)
+    w, u = np.exp(rng.standard_normal(5)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    full, state = wkv_numba.wkv4_recurrent(k, v, w, u, return_state=True)
+    first, middle = wkv_numba.wkv4_recurrent(k[:, :5], v[:, :5], w, u, return_state=True)
+    second = wkv_numba.wkv4_recurrent(k[:, 5:], v[:, 5:], w, u, initial_state=middle)
+    np.testing.assert_array_equal(np.concatenate([first, second], axis=1), full)
+    want, want_state = rwkv.wkv4_recurrent(k, v, w, u, return_state=True)
+    np.testing.assert_allclose(full, want, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(state[..., 2], want_state[..., 2], rtol=1e-6)  # o: the running maximum
+    np.testing.assert_allclose(state[..., :2], want_state[..., :2], rtol=1e-3, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- PTX for sm_90
@@ -92,7 +169,7 @@ def test_every_numba_kernel_compiles_to_ptx_for_sm90():
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert not report["missing"], f"modules with Numba kernels but no ptx_cases(): {report['missing']}"
     modules = {r["module"] for r in report["results"]}
-    assert {"flash_numba.py", "scan_numba.py"} <= modules
+    assert {"flash_numba.py", "scan_numba.py", "gla_numba.py", "wkv_numba.py"} <= modules
     bad = [r for r in report["results"] if not (r["sm_90"] and r["entry"])]
     assert not bad, bad
 

@@ -304,3 +304,29 @@ register_claim(Claim(
     rule=RULE,
     outputs=("out", "state"),
 ))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+from seqcheck.equiv.registry import Implementation, register_implementation  # noqa: E402
+
+
+def _gla_numba_inputs(simulated: bool):
+    """Simulated: B=1, T <= 8, H = 1, K, V <= 4 (chunks of at most 4, value tiles of 2, so the
+    short sequences span several chunks and tiles); on a GPU: T <= 200, K, V <= 64, H <= 4. Every
+    gate style, per key channel or per head; the form's chunk sizes (the kernel's chunk is
+    min(chunk_size, its tile))."""
+    tiny = dict(batch=1, seq_len=st.integers(1, 8), heads=1, key_dim=st.integers(1, 4), value_dim=st.integers(1, 4))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), heads=st.integers(1, 4),
+                    key_dim=st.integers(1, 64), value_dim=st.integers(1, 64))
+    return CHUNKED_INPUTS(**(tiny if simulated else moderate))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.gla_chunked",
+    form="gla.gla.chunked",
+    target="gla_numba:gla_chunked",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_gla_numba_inputs,
+))

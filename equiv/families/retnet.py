@@ -351,3 +351,28 @@ register_form(Form(
     data_args=DATA,
 ))
 
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+from seqcheck.equiv.registry import Implementation, register_implementation  # noqa: E402
+
+
+def _retention_numba_inputs(simulated: bool):
+    """The GLA kernel with g = log gamma per head. Simulated: B=1, T <= 8, H = 1, K, V <= 4
+    (tests/test_gpu_numba.py runs several heads with distinct decays); on a
+    GPU: T <= 200, K, V <= 64, H <= 4. Every decay style (gamma = 0 is a reset at every step)."""
+    tiny = dict(batch=1, seq_len=st.integers(1, 8), heads=1, key_dim=st.integers(1, 4), value_dim=st.integers(1, 4))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), heads=st.integers(1, 4),
+                    key_dim=st.integers(1, 64), value_dim=st.integers(1, 64))
+    return CHUNKED_INPUTS(**(tiny if simulated else moderate))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.retention_chunked",
+    form="retnet.retention.chunked",
+    target="gla_numba:retention_chunked",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_retention_numba_inputs,
+))

@@ -21,12 +21,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
 from seqcheck.equiv.relations import unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.rwkv import wkv4_inputs
 from seqcheck.reference import rwkv as ref
-from seqcheck.reference.arith import U64
+from seqcheck.reference.arith import U64, rounding
 
 DATA = ("k", "v")
 
@@ -49,6 +50,53 @@ def wkv4_bound(args: dict, expected: tuple) -> tuple:
 RULE = ("derived float64 bound: 4(T+4) eps ((1 + X_t) D_t + max|v|), X_t = 2 max(|k_i| + (t-1-i) w + |u|), "
         "D_t = max |v_i - wkv_t|")
 
+
+def wkv4_plain(args: dict, dtype) -> tuple:
+    """The stable recurrence with every input and step rounded to ``dtype``: u + k, the maxima's
+    differences, exp, the products and sums of p and q, the division, o - w. Returns float64
+    holding ``dtype`` values (and the state [p, q, o] with ``return_state``)."""
+    r, _ = rounding(numpy_dtype(dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        k, v, w, u = (r(np.asarray(args[name], dtype=np.float64)) for name in ("k", "v", "w", "u"))
+        B, T, C = k.shape
+        S0 = args.get("initial_state")
+        if S0 is None:
+            p, q, o = np.zeros((B, C)), np.zeros((B, C)), np.full((B, C), -np.inf)
+        else:
+            p, q, o = (r(np.asarray(S0, dtype=np.float64)[..., i]) for i in range(3))
+        outs = []
+        for t in range(T):
+            uk = r(u + k[:, t])
+            top = np.maximum(o, uk)
+            a, b = r(np.exp(r(o - top))), r(np.exp(r(uk - top)))
+            outs.append(r(r(r(a * p) + r(b * v[:, t])) / r(r(a * q) + b)))
+            ow = r(o - w)
+            top = np.maximum(ow, k[:, t])
+            a, b = r(np.exp(r(ow - top))), r(np.exp(r(k[:, t] - top)))
+            p, q, o = r(r(a * p) + r(b * v[:, t])), r(r(a * q) + b), top
+    out = np.stack(outs, axis=1) if outs else np.zeros_like(v)
+    return (out, np.stack([p, q, o], axis=-1)) if args.get("return_state") else (out,)
+
+
+def wkv4_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale per position: max |v_i| over i <= t in the dtype's roundoff,
+    and X_t D_t (the exponents' size times the values' spread about wkv_t, the bound's terms) in
+    float32's: kernels form the exponents in float32 whatever their inputs, and a rounded exponent
+    moves its weight by that roundoff times the exponent."""
+    k, v = np.asarray(args["k"], dtype=np.float64), np.asarray(args["v"], dtype=np.float64)
+    w, u = np.asarray(args["w"], dtype=np.float64), np.abs(np.asarray(args["u"], dtype=np.float64))
+    T = k.shape[1]
+    out = np.where(np.isfinite(expected[0]), expected[0], 0.0)
+    values, exponents = np.zeros(T), np.zeros(T)
+    for t in range(T):
+        gaps = np.maximum(t - 1 - np.arange(t + 1), 0)[:, None] * w
+        X = 2 * (np.abs(k[:, :t + 1]) + gaps + u).max(axis=1)  # (B, C)
+        D = np.abs(v[:, :t + 1] - out[:, t:t + 1]).max(axis=1)
+        values[t] = np.abs(v[:, :t + 1]).max(initial=0.0)
+        exponents[t] = (X * D).max(initial=0.0)
+    return ((values, exponents),)
+
+
 register_form(Form(
     key="rwkv.wkv4.recurrent",
     fn=ref.wkv4_recurrent,
@@ -56,6 +104,9 @@ register_form(Form(
     bound=wkv4_bound,
     rule=RULE,
     statement="RWKV-4's WKV by the CUDA kernel's stable recurrence (state (p, q, o), running maximum exponent)",
+    plain=wkv4_plain,
+    magnitude=wkv4_magnitude,
+    magnitude_rule="max_{i<=t} |v_i|, plus float32's ulp at X_t D_t (the exponents' size times the values' spread)",
     data_args=DATA,
 ))
 
@@ -138,4 +189,27 @@ register_claim(Claim(
     inputs=lambda: wkv4_inputs(form="recurrent"),
     bound=lambda args, expected: tuple(2 * b for b in wkv4_bound({**args, "k": np.abs(args["k"]) + 500.0}, expected)),
     rule="twice the WKV bound at |k| + 500",
+))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+from seqcheck.equiv.registry import Implementation, register_implementation  # noqa: E402
+
+
+def _wkv4_numba_inputs(simulated: bool):
+    """Simulated: T <= 10 (chunks of 4), C <= 6 (blocks of 4 channels); on a GPU: T <= 300, C <= 128
+    (chunks of 32, 64 channels per block). Every k scale and offset (k up to about 1e3)."""
+    tiny = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 10), channels=st.integers(1, 6))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 300), channels=st.integers(1, 128))
+    return wkv4_inputs(form="recurrent", **(tiny if simulated else moderate))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.wkv4",
+    form="rwkv.wkv4.recurrent",
+    target="wkv_numba:wkv4_recurrent",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_wkv4_numba_inputs,
 ))

@@ -1,7 +1,7 @@
 """Deliberately wrong Numba CUDA kernels: each must be rejected by ``equiv.check``.
 
 Each mutant is the project's own kernel module (``seqcheck.gpu.flash_numba``,
-``seqcheck.gpu.scan_numba``) with one edit to its source, the way a kernel author's bug looks,
+``seqcheck.gpu.scan_numba``, ``seqcheck.gpu.gla_numba``, ``seqcheck.gpu.wkv_numba``) with one edit to its source, the way a kernel author's bug looks,
 compiled afresh (so it runs on a GPU or under the simulator like the original). An edit whose
 text no longer occurs exactly once in the module fails loudly: the mutants follow the kernels.
 """
@@ -14,6 +14,8 @@ import inspect
 
 FLASH = "seqcheck.gpu.flash_numba"
 SCAN = "seqcheck.gpu.scan_numba"
+GLA = "seqcheck.gpu.gla_numba"
+WKV = "seqcheck.gpu.wkv_numba"
 
 
 def mutate(module_name: str, name: str, edits: list[tuple[str, str]]):
@@ -58,6 +60,24 @@ def _scan(name, *edits):
     return candidate
 
 
+def _gla(name, *edits):
+    def candidate(q, k, v, g, *, chunk_size, scale=None, initial_state=None, return_state=False):
+        return _mutant(GLA, "gla_chunked", name, edits)(
+            q, k, v, g, chunk_size=chunk_size, scale=scale, initial_state=initial_state, return_state=return_state)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
+def _wkv(name, *edits):
+    def candidate(k, v, w, u, *, initial_state=None, return_state=False):
+        return _mutant(WKV, "wkv4_recurrent", name, edits)(k, v, w, u, initial_state=initial_state,
+                                                           return_state=return_state)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
 flash_without_rescale = _flash(
     "flash_without_rescale",
     # the running output is not rescaled by exp(m_old - m_new) when the row max grows
@@ -93,6 +113,41 @@ scan_ragged_chunk_dropped = _scan(
     # the time loop covers whole chunks only: the last T % chunk steps are never written
     ("        for t0 in range(0, T, CHUNK):\n", "        for t0 in range(0, T - CHUNK + 1, CHUNK):\n"))
 
+gla_state_not_decayed = _gla(
+    "gla_state_not_decayed",
+    # the carried state is not decayed across the chunk: S = S_prev + sum_j (k_j o P_last,j)^T v_j
+    ("                acc = last_decay[kk] * s_tile[kk, vv]\n", "                acc = s_tile[kk, vv]\n"))
+
+gla_cross_decay_once_per_chunk = _gla(
+    "gla_cross_decay_once_per_chunk",
+    # the state's contribution to every row of a chunk is decayed to the chunk's end (Q_last), not
+    # to each row's step (Q_i)
+    ("                    q_tile[s, kk] *= math.exp(b_tile[s, kk])\n",
+     "                    q_tile[s, kk] *= math.exp(b_tile[last, kk])\n"))
+
+gla_ragged_chunk_dropped = _gla(
+    "gla_ragged_chunk_dropped",
+    # the time loop covers whole chunks only: the last T % chunk steps are never written
+    ("        for t0 in range(0, T, chunk):\n", "        for t0 in range(0, T - chunk + 1, chunk):\n"))
+
+wkv_without_running_max = _wkv(
+    "wkv_without_running_max",
+    # no running maximum exponent: p and q are the plain sums e^{k_i} v_i, which overflow in
+    # float32 once k passes about 88 (inf / inf = NaN where the reference is finite)
+    ("                    top = max(o, uk)\n", "                    top = float32(0.0)\n"),
+    ("                    top = max(ow, kt)\n", "                    top = float32(0.0)\n"))
+
+wkv_state_not_carried = _wkv(
+    "wkv_state_not_carried",
+    # every chunk starts again from an empty state instead of the previous chunk's (p, q, o)
+    ("            steps = min(CHUNK, T - t0)\n",
+     "            steps = min(CHUNK, T - t0)\n"
+     "            p = float32(0.0)\n"
+     "            q = float32(0.0)\n"
+     "            o = float32(NEG_INF)\n"))
+
 FLASH_MUTANTS = [flash_without_rescale, flash_causal_off_by_one, flash_last_query_block_unwritten,
                  flash_gqa_head_modulo]
 SCAN_MUTANTS = [scan_state_not_carried, scan_ragged_chunk_dropped]
+GLA_MUTANTS = [gla_state_not_decayed, gla_cross_decay_once_per_chunk, gla_ragged_chunk_dropped]
+WKV_MUTANTS = [wkv_without_running_max, wkv_state_not_carried]
