@@ -77,7 +77,7 @@ def wkv6_inputs(
     heads=st.integers(1, 2),
     key_dim=head_dims(4, large=(32, 64)),
     value_dim=head_dims(4),
-    decays=st.sampled_from(DECAYS),
+    decays=None,
     gate=st.sampled_from(GATES),
     bonus_per_head=st.booleans(),
     initial_state=st.booleans(),
@@ -85,7 +85,7 @@ def wkv6_inputs(
     chunk_size=None,
 ):
     """Keyword arguments of RWKV-5/6's WKV: r, k (B, T, H, K), v (B, T, H, V), log-decays g, the
-    bonus u ~ N(0, 1) (H, K) or (H,).
+    bonus u ~ N(0, 1) (H, K) or (H,). ``form`` "rwkv5": the parallel form's, with RWKV-5's decays.
 
     g is drawn as GLA's gates (``properties.gla.GATES``: "resets" and "extreme" included) in one
     of the shapes ``DECAYS``. The initial state S (B, H, K, V) is N(0, 1).
@@ -97,22 +97,24 @@ def wkv6_inputs(
         heads: heads H.
         key_dim: key dimension K of r and k.
         value_dim: value dimension V.
-        decays: the shape of g: "data" (B, T, H, K), "per_head" (B, T, H), "rwkv5" (H, K), "rwkv5_per_head" (H,).
+        decays: the shape of g: "data" (B, T, H, K), "per_head" (B, T, H), "rwkv5" (H, K), "rwkv5_per_head" (H,) (None: any; the rwkv5 form: the last two).
         gate: how g is drawn: "logsigmoid", "uniform", "resets" (some -inf) or "extreme" (0, -1e-6, -1, -1e4).
         bonus_per_head: one bonus per head, u (H,), instead of one per key channel.
         initial_state: whether to draw an initial state S.
         return_state: whether to return the final state as well.
         chunk_size: chunk length (None: 1..T+1 up to 32 steps; beyond, 15..129 near tiles or T+1).
     """
-    if form not in ("recurrent", "parallel", "chunked"):
-        raise ValueError(f"form: expected 'recurrent', 'parallel' or 'chunked', got {form!r}")
+    if form not in ("recurrent", "parallel", "chunked", "rwkv5"):
+        raise ValueError(f"form: expected 'recurrent', 'parallel', 'chunked' or 'rwkv5', got {form!r}")
+    if decays is None:
+        decays = st.sampled_from(DECAYS[2:] if form == "rwkv5" else DECAYS)
     tier = draw(tiers(size))
     Bt, T, H, K, V = (draw(sized(s, tier)) for s in (batch, seq_len, heads, key_dim, value_dim))
     arrays = draw(random_arrays({"r": (Bt, T, H, K), "k": (Bt, T, H, K), "v": (Bt, T, H, V)}))
     rng = draw(generators())
     g = log_decays(rng, draw(fixed_or(gate)), _decay_shape(draw(fixed_or(decays)), Bt, T, H, K))
     args = {**arrays, "g": g, "u": rng.standard_normal((H,) if draw(fixed_or(bonus_per_head)) else (H, K))}
-    if form != "parallel":
+    if form in ("recurrent", "chunked"):
         args["initial_state"] = rng.standard_normal((Bt, H, K, V)) if draw(fixed_or(initial_state)) else None
         args["return_state"] = draw(fixed_or(return_state))
     if form == "chunked":

@@ -31,6 +31,7 @@ from typing import Callable
 
 import ml_dtypes
 import numpy as np
+from hypothesis import strategies as st
 
 F32 = np.float32
 BF16 = ml_dtypes.bfloat16
@@ -888,6 +889,154 @@ def lti_torch_fft(u, Abar, Bbar, C, D=None, *, initial_state=None, return_state=
     return y
 
 
+# =============================================================================== gated recurrences
+
+# Retention, GLA and RWKV-5/6 share one recurrence, S_t = diag(a_t) S_{t-1} + k_t^T v_t per head:
+# GLA and retention read o_t = q_t S_t, RWKV-5/6 o_t = r_t (S_{t-1} + diag(u) k_t^T v_t).
+
+
+def _gated_logs(logs, shape):
+    """Log-decays of any layout ((B, T, H, K), (B, T, H), (H, K), (H,)) as (B, T, H, K) float32."""
+    g = _np_float(logs)
+    B, T, H, K = shape
+    if g.shape in ((B, T, H), (H,)):
+        g = g[..., None]
+    return np.broadcast_to(g, shape).astype(F32)
+
+
+def _gated_recurrent_t(q, k, v, logs, initial_state, return_state, u=None, round_state=lambda s: s):
+    """torch float32, one step at a time; ``u`` given: RWKV's read before the update, plus the bonus."""
+    torch = _torch()
+    q, k, v = q.float(), k.float(), v.float()
+    B, T, H, K = q.shape
+    a = torch.exp(torch.from_numpy(np.ascontiguousarray(_gated_logs(logs, (B, T, H, K)))))
+    S = (torch.zeros(B, H, K, v.shape[-1]) if initial_state is None
+         else torch.from_numpy(_np_float(initial_state)))
+    bonus = None if u is None else torch.from_numpy(np.broadcast_to(_np_float(u).reshape(H, -1), (H, K)).copy())
+    outs = []
+    for t in range(T):
+        kv = k[:, t, :, :, None] * v[:, t, :, None, :]
+        if bonus is not None:
+            outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S + bonus[None, :, :, None] * kv))
+        S = round_state(a[:, t, :, :, None] * S + kv)
+        if bonus is None:
+            outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))
+    out = torch.stack(outs, dim=1) if outs else v.clone()
+    return (out, S) if return_state else out
+
+
+def _gated_chunked_np(q, k, v, logs, initial_state, return_state, u=None, chunk=16):
+    """NumPy float32 chunks of 16 with decays exp(cs_i - cs_j) from a chunk cumsum of the
+    log-decays, as fla's Triton kernels (correct where no reset, g = -inf, makes inf - inf)."""
+    q, k, v = _np_float(q), _np_float(k), _np_float(v)
+    B, T, H, K = q.shape
+    g = _gated_logs(logs, (B, T, H, K))
+    S = np.zeros((B, H, K, v.shape[-1]), F32) if initial_state is None else _np_float(initial_state)
+    strict = u is not None
+    outs = []
+    for start in range(0, T, chunk):
+        qc, kc, vc, gc = (np.swapaxes(x[:, start:start + chunk], 1, 2) for x in (q, k, v, g))  # (B, H, c, .)
+        c = qc.shape[2]
+        cs = np.cumsum(gc, axis=2, dtype=F32)
+        read = cs - gc if strict else cs  # the decays up to the read: before step i (RWKV) or through it
+        mask = np.tril(np.ones((c, c), bool), -1 if strict else 0)
+        decay = np.where(mask[..., None], np.exp(read[:, :, :, None] - cs[:, :, None]), F32(0)).astype(F32)
+        scores = np.einsum("bhik,bhijk,bhjk->bhij", qc, decay, kc).astype(F32)
+        out = scores @ vc + (qc * np.exp(read)) @ S
+        if strict:
+            uk = np.broadcast_to(_np_float(u).reshape(H, -1), (H, K))
+            out = out + np.einsum("bhik,hk,bhik->bhi", qc, uk, kc)[..., None] * vc
+        outs.append(np.swapaxes(out.astype(F32), 1, 2))
+        S = (np.exp(cs[:, :, -1])[..., None] * S + np.swapaxes(kc * np.exp(cs[:, :, -1:] - cs), -1, -2) @ vc).astype(F32)
+    out = np.concatenate(outs, axis=1) if outs else v.copy()
+    return (out, S) if return_state else out
+
+
+def _log_gamma(gamma):
+    return np.log(_np_float(gamma).astype(np.float64)).astype(F32)
+
+
+def _scaled_query(q, scale):
+    K = q.shape[-1]
+    return q * float(K ** -0.5 if scale is None else scale)
+
+
+def retention_torch_recurrent(q, k, v, gamma, *, initial_state=None, return_state=False):
+    """torch float32 S_n = gamma S_{n-1} + k_n^T v_n, o_n = q_n S_n."""
+    return _gated_recurrent_t(q, k, v, _log_gamma(gamma), initial_state, return_state)
+
+
+def retention_numpy_chunked(q, k, v, gamma, *, initial_state=None, return_state=False):
+    """NumPy float32 chunks of 16, decays gamma^(i-j) as exp of cumsum differences."""
+    return _gated_chunked_np(q, k, v, _log_gamma(gamma), initial_state, return_state)
+
+
+def retention_state_in_bfloat16(q, k, v, gamma, *, initial_state=None, return_state=False):
+    """INACCURATE: the recurrence with S rounded to bfloat16 every step while claiming float32."""
+    return _gated_recurrent_t(q, k, v, _log_gamma(gamma), initial_state, return_state,
+                              round_state=_bf_t)
+
+
+def gla_torch_recurrent(q, k, v, g, *, scale=None, initial_state=None, return_state=False):
+    """torch float32 S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t."""
+    return _gated_recurrent_t(_scaled_query(q.float(), scale), k, v, g, initial_state, return_state)
+
+
+def gla_numpy_chunked(q, k, v, g, *, scale=None, initial_state=None, return_state=False):
+    """NumPy float32 chunks of 16 with cumsum-difference decays (fla's chunk kernels)."""
+    return _gated_chunked_np(_scaled_query(_np_float(q), scale), k, v, g, initial_state, return_state)
+
+
+def gla_state_in_bfloat16(q, k, v, g, *, scale=None, initial_state=None, return_state=False):
+    """INACCURATE: S rounded to bfloat16 every step while claiming float32."""
+    return _gated_recurrent_t(_scaled_query(q.float(), scale), k, v, g, initial_state, return_state,
+                              round_state=_bf_t)
+
+
+def wkv6_torch_recurrent(r, k, v, g, *, u, initial_state=None, return_state=False):
+    """torch float32 o_t = r_t (S_{t-1} + diag(u) k_t^T v_t), S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t."""
+    return _gated_recurrent_t(r, k, v, g, initial_state, return_state, u=u)
+
+
+def wkv6_numpy_chunked(r, k, v, g, *, u, initial_state=None, return_state=False):
+    """NumPy float32 chunks of 16 with cumsum-difference decays read before each step (fla's rwkv6 chunk)."""
+    return _gated_chunked_np(r, k, v, g, initial_state, return_state, u=u)
+
+
+def wkv6_state_in_bfloat16(r, k, v, g, *, u, initial_state=None, return_state=False):
+    """INACCURATE: S rounded to bfloat16 every step while claiming float32."""
+    return _gated_recurrent_t(r, k, v, g, initial_state, return_state, u=u, round_state=_bf_t)
+
+
+def _delta_recurrent_t(q, k, v, beta, g, scale, initial_state, return_state, round_state=lambda s: s):
+    """torch float32 S_t = a_t S_{t-1} + k_t u_t^T with u_t = beta_t (v_t - a_t k_t^T S_{t-1})."""
+    torch = _torch()
+    q, k, v = _scaled_query(q.float(), scale), k.float(), v.float()
+    B, T, H, K = q.shape
+    beta = torch.from_numpy(_np_float(beta))
+    gates = torch.ones(B, T, H) if g is None else torch.exp(torch.from_numpy(_np_float(g)))
+    S = (torch.zeros(B, H, K, v.shape[-1]) if initial_state is None
+         else torch.from_numpy(_np_float(initial_state)))
+    outs = []
+    for t in range(T):
+        S = gates[:, t, :, None, None] * S
+        written = beta[:, t, :, None] * (v[:, t] - torch.einsum("bhk,bhkv->bhv", k[:, t], S))
+        S = round_state(S + k[:, t, :, :, None] * written[:, :, None, :])
+        outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))
+    out = torch.stack(outs, dim=1) if outs else v.clone()
+    return (out, S) if return_state else out
+
+
+def delta_torch_recurrent(q, k, v, beta, *, g=None, scale=None, initial_state=None, return_state=False):
+    """torch float32, the delta rule written as 'predict, write the correction' (DeltaNet's form)."""
+    return _delta_recurrent_t(q, k, v, beta, g, scale, initial_state, return_state)
+
+
+def delta_state_in_bfloat16(q, k, v, beta, *, g=None, scale=None, initial_state=None, return_state=False):
+    """INACCURATE: S rounded to bfloat16 every step while claiming float32."""
+    return _delta_recurrent_t(q, k, v, beta, g, scale, initial_state, return_state, round_state=_bf_t)
+
+
 # =============================================================================== registry
 
 @dataclass(frozen=True)
@@ -908,6 +1057,12 @@ LINEAR_FORMS = ("linear.attention.recurrent", "linear.attention.parallel", "line
 SCAN_FORMS = ("mamba.selective_scan.recurrent", "mamba.selective_scan.parallel", "mamba.selective_scan.chunked")
 SSD_FORMS = ("mamba.ssd.recurrent", "mamba.ssd.quadratic", "mamba.ssd.chunked")
 LTI_FORMS = ("ssm.lti.recurrent", "ssm.lti.convolution", "ssm.lti.fft")
+RETENTION_FORMS = ("retnet.retention.recurrent", "retnet.retention.parallel", "retnet.retention.chunked")
+GLA_FORMS = ("gla.gla.recurrent", "gla.gla.parallel", "gla.gla.chunked")
+WKV6_FORMS = ("rwkv.wkv6.recurrent", "rwkv.wkv6.parallel", "rwkv.wkv6.chunked")
+DELTA_FORMS = ("delta.delta_rule.recurrent", "delta.delta_rule.chunked")
+NO_RESETS = {"gate": st.sampled_from(["logsigmoid", "uniform"])}
+NO_ZERO_GAMMA = {"decay": st.sampled_from(["torchscale", "uniform"])}
 
 SDPA_INPUTS = {"softcap": None, "return_lse": False}
 ISSUE_INPUTS = {"softcap": None, "alibi_slopes": None, "window": None, "key_padding_mask": False, "return_lse": False}
@@ -977,6 +1132,28 @@ def _entries() -> list[Entry]:
         add(lti_torch_fft, key, "float32", "torch", "correct")
         add(lti_state_in_bfloat16, key, "float32", "torch", "inaccurate")
         add(lti_kernel_in_bfloat16, key, "float32", "numpy", "inaccurate")
+
+    for key in RETENTION_FORMS:
+        add(retention_torch_recurrent, key, "float32", "torch", "correct")
+        add(retention_numpy_chunked, key, "float32", "numpy", "correct", NO_ZERO_GAMMA,
+            note="decays gamma^(i-j) as exp of cumsum differences within chunks of 16 (gamma > 0)")
+        add(retention_state_in_bfloat16, key, "float32", "torch", "inaccurate")
+
+    for key in GLA_FORMS:
+        add(gla_torch_recurrent, key, "float32", "torch", "correct")
+        add(gla_numpy_chunked, key, "float32", "numpy", "correct", NO_RESETS,
+            note="decays exp(cs_i - cs_j) from a chunk cumsum, as fla's kernels (not through resets)")
+        add(gla_state_in_bfloat16, key, "float32", "torch", "inaccurate")
+
+    for key in WKV6_FORMS:
+        add(wkv6_torch_recurrent, key, "float32", "torch", "correct")
+        add(wkv6_numpy_chunked, key, "float32", "numpy", "correct", NO_RESETS,
+            note="decays exp(cs_i - cs_j) from a chunk cumsum, as fla's rwkv6 kernels (not through resets)")
+        add(wkv6_state_in_bfloat16, key, "float32", "torch", "inaccurate")
+
+    for key in DELTA_FORMS:
+        add(delta_torch_recurrent, key, "float32", "torch", "correct")
+        add(delta_state_in_bfloat16, key, "float32", "torch", "inaccurate")
 
     names = [e.name for e in out]
     assert len(names) == len(set(names)), "entry names must be unique"

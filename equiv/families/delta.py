@@ -26,13 +26,14 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max
+from seqcheck.equiv.bounds import cumulative_max, with_exponents
+from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
 from seqcheck.reference import delta as ref
-from seqcheck.reference.arith import U64, exact_difference, fractions
+from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
 CHUNK_ARGS = ("chunk_size",)
 DATA = ("q", "k", "v")
@@ -77,6 +78,38 @@ def delta_bound(args: dict, expected: tuple) -> tuple:
 RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum|g|) |scale q_t| (E_t + |S_t|_F), E_t = g_t E_{t-1} + rho_t "
         "the rounding mass carried by the transitions' norms; state: half the factor times E_T per head")
 
+
+def delta_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: |scale q_t| (E_t + |S_t|_F) and E_T per head, each also
+    times the gate's running exponent (kernels form the gate products in float32)."""
+    out, state, exponents = _error_mass(args)
+    return with_exponents(out, state, exponents)[:len(expected)]
+
+
+def delta_plain(args: dict, dtype) -> tuple:
+    """The recurrence with every input and step rounded to ``dtype``: scale q, exp(g), a S, the
+    prediction k^T S (summed in float32), u = beta (v - k^T S), S + k u^T, q S (summed in float32)."""
+    r, total = rounding(numpy_dtype(dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        q, k, v, beta = (r(args[name]) for name in ("q", "k", "v", "beta"))
+        B, T, H, K = q.shape
+        scale = K ** -0.5 if args.get("scale") is None else args["scale"]
+        q = r(q * r(np.float64(scale)))
+        g = args.get("g")
+        gates = np.ones((B, T, H)) if g is None else r(np.exp(r(np.asarray(g, dtype=np.float64))))
+        S0 = args.get("initial_state")
+        S = np.zeros((B, H, K, v.shape[3])) if S0 is None else r(S0)
+        outs = []
+        for t in range(T):
+            S = r(gates[:, t, :, None, None] * S)
+            predicted = total(r(k[:, t, :, :, None] * S), -2)
+            written = r(beta[:, t, :, None] * r(v[:, t] - predicted))
+            S = r(S + r(k[:, t, :, :, None] * written[:, :, None, :]))
+            outs.append(total(r(q[:, t, :, :, None] * S), -2))
+    out = np.stack(outs, axis=1) if outs else np.zeros(q.shape[:3] + v.shape[3:])
+    return (out, S) if args.get("return_state") else (out,)
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
@@ -103,6 +136,10 @@ register_form(Form(
     rule=RULE,
     statement="the (gated) delta rule, the definition: S_t = a_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, "
               "o_t = scale q_t S_t",
+    plain=delta_plain,
+    magnitude=delta_magnitude,
+    magnitude_rule="each position's |scale q_t| (E_t + |S_t|_F), the rounding mass the transitions carry, plus "
+                   "float32's ulp at the gate's running exponent times it (state: E_T per head)",
     data_args=DATA,
     outputs=("out", "state"),
 ))

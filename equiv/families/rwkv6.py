@@ -147,9 +147,7 @@ register_form(Form(
 register_form(Form(
     key="rwkv.wkv5.parallel",
     fn=ref.wkv6_parallel,
-    inputs=for_form(lambda **options: wkv6_inputs(**{"decays": st.sampled_from(["rwkv5", "rwkv5_per_head"]),
-                                                     **options}),
-                    "parallel", unused=("chunk_size", "initial_state", "return_state")),
+    inputs=for_form(wkv6_inputs, "rwkv5", unused=("chunk_size", "initial_state", "return_state")),
     bound=wkv6_bound,
     rule=RULE,
     statement="RWKV-5's parallel form, decays constant in time ((H, K) as v5.2, (H,) as v5.0: the rwkv package's "

@@ -162,7 +162,7 @@ def _chunk(p: _GLA, start, stop, S, strict):
     inter = (scores @ vs[:, :, None]).sum(axis=3)  # (B, H, I, s, V)
     Q = p.running(rates)
     read = _later(Q) if strict else Q
-    out = (intra + inter).reshape(B, H, n * size, -1)[:, :, :c] + (q * np.swapaxes(read, -1, -2)) @ S
+    out = (intra + inter).reshape(B, H, n * size, v.shape[-1])[:, :, :c] + (q * np.swapaxes(read, -1, -2)) @ S
     S = Q[..., -1, None] * S + np.swapaxes(k * np.swapaxes(p.after(rates), -1, -2), -1, -2) @ v
     return out, S
 
