@@ -22,14 +22,14 @@ def qkv(rng):
 
 @pytest.mark.benchmark(group="retention T=4096 H=4 K=V=64")
 def test_retention_recurrent(benchmark, qkv):
-    benchmark.pedantic(retention_recurrent, args=(*qkv, 1 - 2.0 ** (-5 - np.arange(H))), rounds=3)
+    benchmark.pedantic(retention_recurrent, args=(*qkv, 1 - 2.0 ** (-5 - np.arange(H))), rounds=5)
 
 
 @pytest.mark.benchmark(group="retention T=4096 H=4 K=V=64")
 @pytest.mark.parametrize("chunk_size", [64, 256])
 def test_retention_chunked(benchmark, qkv, chunk_size):
     benchmark.pedantic(retention_chunked, args=(*qkv, 1 - 2.0 ** (-5 - np.arange(H))),
-                       kwargs={"chunk_size": chunk_size}, rounds=3)
+                       kwargs={"chunk_size": chunk_size}, rounds=5)
 
 
 @pytest.fixture
@@ -39,25 +39,25 @@ def gates(rng):
 
 @pytest.mark.benchmark(group="gla T=4096 H=4 K=V=64")
 def test_gla_recurrent(benchmark, qkv, gates):
-    benchmark.pedantic(gla_recurrent, args=(*qkv, gates), rounds=3)
+    benchmark.pedantic(gla_recurrent, args=(*qkv, gates), rounds=5)
 
 
 @pytest.mark.benchmark(group="gla T=4096 H=4 K=V=64")
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_gla_chunked(benchmark, qkv, gates, chunk_size):
-    benchmark.pedantic(gla_chunked, args=(*qkv, gates), kwargs={"chunk_size": chunk_size}, rounds=3)
+    benchmark.pedantic(gla_chunked, args=(*qkv, gates), kwargs={"chunk_size": chunk_size}, rounds=5)
 
 
 @pytest.mark.benchmark(group="rwkv6 T=4096 H=4 K=V=64")
 def test_wkv6_recurrent(benchmark, qkv, gates, rng):
-    benchmark.pedantic(wkv6_recurrent, args=(*qkv, gates), kwargs={"u": rng.standard_normal((H, K))}, rounds=3)
+    benchmark.pedantic(wkv6_recurrent, args=(*qkv, gates), kwargs={"u": rng.standard_normal((H, K))}, rounds=5)
 
 
 @pytest.mark.benchmark(group="rwkv6 T=4096 H=4 K=V=64")
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_wkv6_chunked(benchmark, qkv, gates, rng, chunk_size):
     benchmark.pedantic(wkv6_chunked, args=(*qkv, gates), kwargs={"u": rng.standard_normal((H, K)),
-                                                                 "chunk_size": chunk_size}, rounds=3)
+                                                                 "chunk_size": chunk_size}, rounds=5)
 
 
 @pytest.fixture
@@ -68,13 +68,13 @@ def delta_args(qkv, rng):
 
 @pytest.mark.benchmark(group="delta rule T=4096 H=4 K=V=64")
 def test_delta_rule_recurrent(benchmark, delta_args):
-    benchmark.pedantic(delta_rule_recurrent, args=delta_args, rounds=3)
+    benchmark.pedantic(delta_rule_recurrent, args=delta_args, rounds=5)
 
 
 @pytest.mark.benchmark(group="delta rule T=4096 H=4 K=V=64")
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_delta_rule_chunked(benchmark, delta_args, chunk_size):
-    benchmark.pedantic(delta_rule_chunked, args=delta_args, kwargs={"chunk_size": chunk_size}, rounds=3)
+    benchmark.pedantic(delta_rule_chunked, args=delta_args, kwargs={"chunk_size": chunk_size}, rounds=5)
 
 
 @pytest.fixture
@@ -86,10 +86,10 @@ def wkv4_args(rng):
 
 @pytest.mark.benchmark(group="rwkv4 T=4096 C=256")
 def test_wkv4_recurrent(benchmark, wkv4_args):
-    benchmark.pedantic(wkv4_recurrent, args=wkv4_args, rounds=3)
+    benchmark.pedantic(wkv4_recurrent, args=wkv4_args, rounds=5)
 
 
 @pytest.mark.benchmark(group="rwkv4 T=4096 C=256")
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_wkv4_chunked(benchmark, wkv4_args, chunk_size):
-    benchmark.pedantic(wkv4_chunked, args=wkv4_args, kwargs={"chunk_size": chunk_size}, rounds=3)
+    benchmark.pedantic(wkv4_chunked, args=wkv4_args, kwargs={"chunk_size": chunk_size}, rounds=5)

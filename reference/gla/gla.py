@@ -12,11 +12,12 @@ with P_ij = prod_{j<s<=i} a_s (per key channel) and Q_i = prod_{start<=s<=i} a_s
     S   = diag(Q_last) S_prev + sum_j (k_j o P_last,j)^T v_j
 
 and the parallel form is one chunk of T steps. Within a chunk, sub-chunks of ``SUB_CHUNK`` steps
-(fla's secondary chunking): inside one, P from segment sums of g (``reference.mamba.segsum``:
-running sums, never a difference of two prefix sums); between sub-chunks J < I, P_ij factors
-into prod_{start(I)<=s<=i} a_s, the whole sub-chunks between, and prod_{j<s<=end(J)} a_s, each a
-running sum from one end, so those scores are matrix products. Nowhere a difference of sums: g
-near -inf underflows to 0 where ``exp(cumsum(g)_i - cumsum(g)_j)`` gives inf - inf = NaN.
+(fla's secondary chunking): inside one, P from running products of a_s = exp(g_s)
+(``reference.mamba.segprod``); between sub-chunks J < I, P_ij factors into
+prod_{start(I)<=s<=i} a_s, the whole sub-chunks between, and prod_{j<s<=end(J)} a_s, each exp
+of a running sum from one end, so those scores are matrix products. Nowhere a difference of
+sums and no division: g near -inf underflows to 0 where ``exp(cumsum(g)_i - cumsum(g)_j)``
+gives inf - inf = NaN.
 
 Matches ``fla-org/flash-linear-attention: fla/ops/gla/naive.py naive_recurrent_gla`` (gk is g,
 q scaled by K^-1/2) and ``fla/ops/simple_gla/naive.py`` for g (B, T, H). Differences: float64;
@@ -33,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 
 from .._checks import as_fractions, as_real, check_bool, check_layout, check_shape, finite_real, positive_int
-from ..mamba.ssd import segprod, segsum
+from ..mamba.ssd import segprod
 
 
 def _heads_first(a):
@@ -84,8 +85,9 @@ class _GLA:
             if not log and not ((r >= 0) & (r <= 1)).all():
                 raise ValueError(f"{name} must lie in [0, 1]")
         q, k, v, rates, self.S0 = arrays.values()
-        self.q, self.k, self.v = (_heads_first(a) for a in (q * scale, k, v))
-        self.rates = np.moveaxis(_heads_first(rates), -1, 2)  # (B, H, K, T)
+        # contiguous heads-first copies: every chunk slices them along time
+        self.q, self.k, self.v = (np.ascontiguousarray(_heads_first(a)) for a in (q * scale, k, v))
+        self.rates = np.ascontiguousarray(np.moveaxis(_heads_first(rates), -1, 2))  # (B, H, K, T)
         self.log = log
 
     def steps(self, t):
@@ -93,8 +95,9 @@ class _GLA:
         return np.exp(self.rates[..., t]) if self.log else self.rates[..., t]
 
     def segments(self, rates):
-        """prod_{j<s<=i} a_s along the last axis, (..., n) -> (..., n, n), 0 above the diagonal."""
-        return np.exp(segsum(rates)) if self.log else segprod(rates)
+        """prod_{j<s<=i} a_s along the last axis, (..., n) -> (..., n, n), 0 above the diagonal:
+        running products of the a_s (no division; a reset's a = 0 makes the products across it 0)."""
+        return segprod(np.exp(rates) if self.log else rates)
 
     def running(self, rates):
         """prod_{first<=s<=i} a_s along the last axis (running sums of g, never differences)."""

@@ -79,8 +79,12 @@ def segprod(a):
     """
     a = _segment_input("a", a, exact_ok=True)
     n = a.shape[-1]
-    factors = np.where(np.tril(np.ones((n, n), bool), -1), a[..., :, None], 1)
-    return np.where(np.tril(np.ones((n, n), bool)), np.cumprod(factors, axis=-2), 0)
+    out = np.zeros(a.shape + (n,), dtype=a.dtype)  # an object array's zeros are the int 0
+    for i in range(n):  # row i = row i-1 times a_i, as segsum's rows
+        if i:
+            out[..., i, :i] = out[..., i - 1, :i] * a[..., i, None]
+        out[..., i, i] = 1
+    return out
 
 
 class _Decay(NamedTuple):
