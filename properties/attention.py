@@ -113,6 +113,20 @@ def flash_inputs(draw, *, block_q=None, block_k=None, **options):
 
 
 @st.composite
+def flash_backward_inputs(draw, **options):
+    """``flash_inputs`` (lse always computed, so no ``return_lse``) plus the cotangents of the
+    outputs: ``cotangent`` dO (B, Tq, H, Dv) and ``lse_cotangent`` dL (B, Tq, H), N(0, 1), dL
+    zero in about half the draws (out the only output)."""
+    args = draw(flash_inputs(**options))
+    args.pop("return_lse", None)
+    rng = draw(generators())
+    B, Tq, H, _ = args["q"].shape
+    args["cotangent"] = rng.standard_normal((B, Tq, H, args["v"].shape[3]))
+    args["lse_cotangent"] = rng.standard_normal((B, Tq, H)) if draw(st.booleans()) else None
+    return args
+
+
+@st.composite
 def split_kv_inputs(draw, *, num_splits=None, **options):
     """``attention_inputs`` plus a number of key splits.
 

@@ -85,6 +85,14 @@ def _attention(B, Tq, Tk, H, Hkv, D, Dv):
 
 
 ATTENTION = dict(B=1, Tq=2, Tk=3, H=2, Hkv=1, D=2, Dv=3)
+
+
+def _attention_grad(B, Tq, Tk, H, Hkv, D, Dv, saved=False):
+    args = {name: a for name, a in _attention(B, Tq, Tk, H, Hkv, D, Dv).items() if name != "return_lse"}
+    args.update(cotangent=normal(B, Tq, H, Dv, seed=6), lse_cotangent=normal(B, Tq, H, seed=7))
+    if saved:
+        args.update(out=normal(B, Tq, H, Dv, seed=8), lse=normal(B, Tq, H, seed=9), block_q=2, block_k=2)
+    return args
 AT_EMPTY = ("B", "Tq", "Tk")
 
 
@@ -230,6 +238,8 @@ CASES = {
     "attention.attention_in_dtype": Case(_with(_attention, dtype=np.float32), ATTENTION, AT_EMPTY),
     "attention.softmax_attention_mp": Case(_with(_attention, dps=20), ATTENTION, AT_EMPTY),
     "attention.flash_attention_mp": Case(_with(_attention, dps=20, block_q=2, block_k=2), ATTENTION, AT_EMPTY),
+    "attention.softmax_attention_vjp": Case(lambda s: _attention_grad(**s), ATTENTION, AT_EMPTY),
+    "attention.flash_attention_backward": Case(lambda s: _attention_grad(**s, saved=True), ATTENTION, AT_EMPTY),
     "attention.attention_mask": Case(
         lambda s: dict(batch=s["B"], Tq=s["Tq"], Tk=s["Tk"], causal=True, window=(1, 0),
                        key_padding_mask=np.ones((s["B"], s["Tk"]), bool)),

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
                                      register_implementation, without)
-from seqcheck.properties.attention import attention_inputs, flash_inputs, split_kv_inputs, windows
+from seqcheck.properties.attention import (attention_inputs, flash_backward_inputs, flash_inputs, split_kv_inputs,
+                                           windows)
 from seqcheck.reference import attention as ref
 from seqcheck.reference.arith import U64
 
@@ -23,9 +24,10 @@ BLOCK_ARGS = ("block_q", "block_k")
 ATTENTION_OPTIONS = ("scale", "causal", "window", "key_padding_mask", "alibi_slopes", "softcap", "return_lse")
 
 
-def attention_bound(args: dict, expected: tuple, unit_roundoff: float = U64) -> tuple:
-    """Per-row bound on the difference of two correct forms (out, and lse when returned)."""
-    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+def _row_sigma(args: dict) -> np.ndarray:
+    """sigma_t (Tq,): a bound on the magnitude of row t's scores, scale * sum_d |q_td| |k_sd|
+    plus |ALiBi bias| plus the softcap, maximised over batch, heads and keys."""
+    q, k = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k"))
     D, Tk, H, Hkv = q.shape[3], k.shape[1], q.shape[2], k.shape[2]
     scale = args.get("scale") or 1.0 / np.sqrt(D)
     k_per_head = np.repeat(np.abs(k), H // Hkv, axis=2)
@@ -35,6 +37,14 @@ def attention_bound(args: dict, expected: tuple, unit_roundoff: float = U64) -> 
         sigma = sigma + np.abs(args["alibi_slopes"]).max() * (Tk + q.shape[1])
     if args.get("softcap"):
         sigma = sigma + args["softcap"]
+    return sigma
+
+
+def attention_bound(args: dict, expected: tuple, unit_roundoff: float = U64) -> tuple:
+    """Per-row bound on the difference of two correct forms (out, and lse when returned)."""
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    D, Tk = q.shape[3], k.shape[1]
+    sigma = _row_sigma(args)
     vmax = np.abs(v).max(initial=0.0)
     out = 2 * unit_roundoff * vmax * (4 * (D + 3) * sigma + 4 * Tk + 8)
     if len(expected) == 1:
@@ -286,6 +296,73 @@ register_claim(Claim(
     bound=attention_bound,
     rule=ATTENTION_RULE,
     requires=("torch",),
+))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+GRADIENT_OPTIONS = ("scale", "causal", "window", "key_padding_mask", "alibi_slopes", "softcap")
+
+
+def attention_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of the gradients (dq per query
+    position, dk and dv per key position). With P_ij exp(s_ij - lse_i) formed within a relative
+    (D + 3) u (2 sigma_i) + u |lse_i| of exact (the forward bound's score error, sigma_i bounding
+    row i's scores) and every sum over at most Tq + Tk + D + Dv terms:
+
+        |d(dV_j)|  <= F sum_i P_ij |dO_i|
+        |d(dQ_i)|  <= F |scale| sum_j A_ij |k_j|,   |d(dK_j)| <= F g |scale| sum_i A_ij |q_i|
+        A_ij = P_ij (|dO_i| |v_j| + |dO_i| |out_i| + |dL_i|),   F = 4 (Tq + Tk + D + Dv + 4) eps (1 + 2 (D+3) sigma + |lse|)
+
+    norms over the head dimension, maximised over batch and heads (g = H / Hkv query heads per kv
+    head, whose gradients sum)."""
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    B, Tq, H, D = q.shape
+    Tk, Hkv, Dv = k.shape[1], k.shape[2], v.shape[3]
+    group = H // Hkv
+    options = {name: args.get(name) for name in GRADIENT_OPTIONS if name in args}
+    out, lse = ref.softmax_attention(q, k, v, **options, return_lse=True)
+    P = _probabilities({**args, **options})  # (B, Tq, H, Tk)
+    scale = abs(args.get("scale") or 1.0 / np.sqrt(D))
+    norm_do = np.linalg.norm(args["cotangent"], axis=-1)  # (B, Tq, H)
+    dl = np.zeros((B, Tq, H)) if args.get("lse_cotangent") is None else np.abs(args["lse_cotangent"])
+    norm_v = np.repeat(np.linalg.norm(v, axis=-1), group, axis=2)  # (B, Tk, H)
+    A = P * (norm_do[..., None] * (np.moveaxis(norm_v, 1, 2)[:, None] + np.linalg.norm(out, axis=-1)[..., None])
+             + dl[..., None])
+    finite_lse = np.where(np.isfinite(lse), np.abs(lse), 0.0).max(initial=0.0)
+    factor = 4 * (Tq + Tk + D + Dv + 4) * 2 * U64 * (1 + 2 * (D + 3) * _row_sigma(args).max(initial=0.0) + finite_lse)
+    k_norm = np.repeat(np.linalg.norm(k, axis=-1), group, axis=2)  # (B, Tk, H)
+    dq = factor * scale * np.einsum("bihj,bjh->bih", A, k_norm).max(axis=(0, 2), initial=0.0)
+    dk = factor * group * scale * np.einsum("bihj,bih->bjh", A, np.linalg.norm(q, axis=-1)).max(axis=(0, 2), initial=0.0)
+    dv = factor * group * np.einsum("bihj,bih->bjh", P, norm_do).max(axis=(0, 2), initial=0.0)
+    return dq, dk, dv
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(Tq+Tk+D+Dv+4) eps (1 + 2(D+3) sigma + |lse|) times the gradients' "
+                 "magnitudes (dv: sum_i P_ij |dO_i|; dq, dk: |scale| sum A |k| or |q|, A = P (|dO||v| + |dO||out| + |dL|))")
+
+
+def _flash_backward(impl, args: dict) -> tuple:
+    """The backward from the forward's own out and lse (as a kernel saves them) against the VJP."""
+    cotangents = {name: args[name] for name in ("cotangent", "lse_cotangent")}
+    forward = without(args, ("cotangent", "lse_cotangent"))
+    out, lse = ref.flash_attention(**forward, return_lse=True)
+    got = impl(**forward, out=out, lse=lse, **cotangents)
+    want = ref.softmax_attention_vjp(**without(forward, BLOCK_ARGS), **cotangents)
+    return tuple(np.asarray(got[name]) for name in ("q", "k", "v")), tuple(want[name] for name in ("q", "k", "v"))
+
+
+register_claim(Claim(
+    key="attention.flash.backward",
+    statement="FlashAttention-2's tiled backward (P recomputed from the saved lse, D = rowsum(dO o out), any block "
+              "sizes, masks, softcap, ALiBi, GQA, an lse cotangent) equals the definition's VJP",
+    subject="attention.flash.backward",
+    default_impl=ref.flash_attention_backward,
+    relation=_flash_backward,
+    inputs=flash_backward_inputs,
+    bound=attention_grad_bound,
+    rule=GRADIENT_RULE,
+    outputs=("dq", "dk", "dv"),
 ))
 
 

@@ -7,7 +7,7 @@ inputs accordingly.
 
 import numpy as np
 
-from seqcheck.reference.attention import flash_attention_mp, softmax_attention
+from seqcheck.reference.attention import flash_attention_backward, flash_attention_mp, softmax_attention
 
 
 def _scores(q, k, scale):
@@ -93,6 +93,12 @@ def scale_over_d(q, k, v, *, scale=None, **options):
     return softmax_attention(q, k, v, scale=1.0 / q.shape[3] if scale is None else scale, **options)
 
 
+def backward_ignoring_causal(q, k, v, out, lse, *, causal=False, **options):
+    """The backward recomputes P = exp(s - lse) over every key, the causal mask forgotten
+    (triton-lang/triton #4541: the fused-attention tutorial's backward ignores ``causal``)."""
+    return flash_attention_backward(q, k, v, out, lse, causal=False, **options)
+
+
 MUTANTS = {
     "attention.flash.tiled == attention.softmax.parallel": flash_without_rescale,
     "attention.flash.split_kv == attention.softmax.parallel": split_kv_averaged,
@@ -100,5 +106,6 @@ MUTANTS = {
     "attention.softmax.row_shift": lse_without_max,
     "attention.flash.mpmath": flash_at_15_digits,
     "attention.softmax.torch_sdpa": scale_over_d,
+    "attention.flash.backward": backward_ignoring_causal,
 }
 """The mutant each claim of the family must reject, by claim key."""
