@@ -25,3 +25,12 @@ def with_exponents(out: np.ndarray, state: np.ndarray, exponents: np.ndarray) ->
     roundoff times the exponent."""
     last = exponents[-1] if exponents.size else 0.0
     return (out, exponents * out), (state, last * state)
+
+
+def with_step_rounding(exponents: np.ndarray) -> np.ndarray:
+    """The running exponent plus the step count t + 1: a kernel that forms each step's decay
+    exp(g_t) itself rounds it once per step (its exp need not be correctly rounded, expf errs by
+    up to 2 ulp), and where the decays repeat (RWKV-5's, constant in time) those roundings add up
+    coherently to about t ulp of the decay products, which the baseline's own correctly rounded
+    exp may miss."""
+    return exponents + np.arange(1, exponents.size + 1)

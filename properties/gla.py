@@ -86,7 +86,7 @@ def rational_gla_inputs(
     draw,
     *,
     batch=st.integers(1, 2),
-    seq_len=st.integers(1, 6),
+    seq_len=st.integers(1, 12),
     heads=st.integers(1, 2),
     key_dim=st.integers(1, 3),
     value_dim=st.integers(1, 3),

@@ -127,7 +127,7 @@ def rational_wkv6_inputs(
     draw,
     *,
     batch=st.integers(1, 2),
-    seq_len=st.integers(1, 6),
+    seq_len=st.integers(1, 12),
     heads=st.integers(1, 2),
     key_dim=st.integers(1, 3),
     value_dim=st.integers(1, 3),

@@ -93,3 +93,42 @@ def test_the_rule_printed_names_the_magnitude_it_applies():
         definition = equiv.get_form(key)
         rule = equiv.check(equiv.reference(key), key, dtype="float32", max_examples=1, progress=False).rule
         assert definition.magnitude is not None and definition.magnitude_rule in rule
+
+
+def rwkv_float32(r, k, v, g, *, u, initial_state=None, return_state=False, state_dtype=np.float32):
+    """RWKV-5/6 in NumPy float32, each step's decay exp(g) by float32 exp (not correctly rounded);
+    the state rounded to ``state_dtype`` after every step."""
+    r, k, v = (np.asarray(x, np.float32) for x in (r, k, v))
+    B, T, H, K = r.shape
+    g = np.asarray(g, np.float32)
+    g = g[..., None] if g.shape in ((B, T, H), (H,)) else g
+    decay = np.broadcast_to(np.exp(g), (B, T, H, K))
+    bonus = np.broadcast_to(np.asarray(u, np.float32).reshape(H, -1), (H, K))
+    S = np.zeros((B, H, K, v.shape[3]), np.float32) if initial_state is None else np.asarray(initial_state, np.float32)
+    outs = []
+    for t in range(T):
+        kv = k[:, t, :, :, None] * v[:, t, :, None, :]
+        outs.append(np.einsum("bhk,bhkv->bhv", r[:, t], bonus[None, :, :, None] * kv + S))
+        S = (decay[:, t, :, :, None] * S + kv).astype(state_dtype).astype(np.float32)
+    out = np.stack(outs, axis=1) if outs else np.zeros(r.shape[:3] + v.shape[3:], np.float32)
+    return (out, S) if return_state else out
+
+
+@pytest.mark.parametrize("seed", [8, 13])
+def test_rwkv5_decays_rounded_every_step_pass_a_float32_claim(seed):
+    """RWKV-5's constant decays near 1 (g = -1e-6: float32 exp errs by 1 ulp of 1 - w every step,
+    coherently): these seeds failed at ratios 1.3 and 3.1 before the floor counted t + 1 step
+    roundings (``bounds.with_step_rounding``)."""
+    assert equiv.check(rwkv_float32, "rwkv.wkv6.recurrent", dtype="float32", seed=seed, max_examples=300,
+                       progress=False).passed
+
+
+def test_an_rwkv_state_kept_in_bfloat16_still_fails_a_float32_claim():
+    import ml_dtypes
+
+    def state_in_bfloat16(r, k, v, g, **options):
+        return rwkv_float32(r, k, v, g, **options, state_dtype=ml_dtypes.bfloat16)
+
+    result = equiv.check(state_in_bfloat16, "rwkv.wkv6.recurrent", dtype="float32", seed=0, max_examples=100,
+                         progress=False)
+    assert result.status == "failed"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, with_exponents
+from seqcheck.equiv.bounds import cumulative_max, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
 from seqcheck.equiv.relations import continuation, unstacked
@@ -81,9 +81,10 @@ RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum|g|) |scale q_t| (E_t +
 
 def delta_magnitude(args: dict, expected: tuple) -> tuple:
     """The low-precision floor's scale: |scale q_t| (E_t + |S_t|_F) and E_T per head, each also
-    times the gate's running exponent (kernels form the gate products in float32)."""
+    times t + 1 plus the gate's running exponent (kernels form the gates and their products in
+    float32: ``with_step_rounding``)."""
     out, state, exponents = _error_mass(args)
-    return with_exponents(out, state, exponents)[:len(expected)]
+    return with_exponents(out, state, with_step_rounding(exponents))[:len(expected)]
 
 
 def delta_plain(args: dict, dtype) -> tuple:
@@ -139,7 +140,7 @@ register_form(Form(
     plain=delta_plain,
     magnitude=delta_magnitude,
     magnitude_rule="each position's |scale q_t| (E_t + |S_t|_F), the rounding mass the transitions carry, plus "
-                   "float32's ulp at the gate's running exponent times it (state: E_T per head)",
+                   "float32's ulp at (t + 1 + the gate's running exponent) times it (state: E_T per head)",
     data_args=DATA,
     outputs=("out", "state"),
 ))

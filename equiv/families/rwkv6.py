@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
 from seqcheck.equiv.relations import continuation, unstacked
@@ -71,10 +71,11 @@ def wkv6_bound(args: dict, expected: tuple) -> tuple:
 
 
 def wkv6_magnitude(args: dict, expected: tuple) -> tuple:
-    """The low-precision floor's scale: m_t, and m_t times the decays' running exponent (kernels
-    form the decay products from cumulative sums of g in float32)."""
+    """The low-precision floor's scale: m_t, and m_t times t + 1 plus the decays' running
+    exponent (kernels form each step's decay and the products from cumulative sums of g in
+    float32: ``with_step_rounding``)."""
     _, out, state, exponents = _magnitude(args)
-    return with_exponents(out, state, exponents)[:len(expected)]
+    return with_exponents(out, state, with_step_rounding(exponents))[:len(expected)]
 
 
 RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum_t |g_t|) m_t, m_t the recurrence on magnitudes; "
@@ -126,7 +127,7 @@ register_form(Form(
               "S_{t-1} + k_t^T v_t",
     plain=wkv6_plain,
     magnitude=wkv6_magnitude,
-    magnitude_rule="each position's m_t, the recurrence on magnitudes, plus float32's ulp at max sum_{s<=t} |g_s| "
+    magnitude_rule="each position's m_t, the recurrence on magnitudes, plus float32's ulp at (t + 1 + max sum_{s<=t} |g_s|) "
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),

@@ -136,7 +136,7 @@ def _later(Q):
 
 
 SUB_CHUNK = 8
-"""Steps per sub-chunk: within one, decays are segment products (K s^2 exps each); between the
+"""Steps per sub-chunk: within one, decays are segment products (K s^2 products each); between the
 sub-chunks of a chunk, products of three factors that never divide, so the scores are matrix
 products (fla's secondary chunking, with sub-chunks of 16 there; 8 is faster in NumPy)."""
 

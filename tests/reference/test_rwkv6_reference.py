@@ -78,9 +78,9 @@ def rational(x, den=3):
     return np.frompyfunc(lambda a: Fraction(int(a), den), 1, 1)(np.round(3 * x)).astype(object)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 2, 4, 10])
+@pytest.mark.parametrize("chunk_size", [1, 2, 4, 10, 19, 30])
 def test_exact_on_fractions(chunk_size):
-    r, k, v, g, u, S0 = inputs(4, T=7)
+    r, k, v, g, u, S0 = inputs(4, T=19)  # chunks of 10 and more span several sub-chunks of 8
     decay = np.frompyfunc(lambda a: Fraction(int(a), 4), 1, 1)(
         np.random.default_rng(4).integers(0, 5, g.shape)).astype(object)  # resets (0) and no decay (1) included
     r, k, v, u, S0 = (rational(x) for x in (r, k, v, u, S0))
