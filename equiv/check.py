@@ -12,6 +12,7 @@ import numpy as np
 
 from seqcheck.equiv.budget import Budget, baseline_budget, baseline_rule, float64_budget
 from seqcheck.equiv.convert import BACKENDS, numpy_dtype, round_to, to_backend, to_numpy
+from seqcheck.equiv.grad import check_grad
 from seqcheck.equiv.engine import (DEFAULT_TIMEOUT, Comparison, Result, UsageError, compare, print_progress,
                                    verify)
 from seqcheck.equiv.registry import Claim, Form, as_outputs, definition_of, get_claim, get_form
@@ -21,7 +22,7 @@ DEFAULT_EXAMPLES = 100
 
 
 def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, seed=None, backend="numpy",
-          inputs=None, timeout=DEFAULT_TIMEOUT, progress=True) -> Result:
+          inputs=None, timeout=DEFAULT_TIMEOUT, progress=True, grad=False) -> Result:
     """Check ``candidate`` against the float64 reference of form ``key`` under Hypothesis.
 
     ``candidate`` takes the reference's arguments (arrays of ``backend``: "numpy", "torch",
@@ -34,6 +35,10 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     (None: no limit). ``progress``: True prints a line to stderr every few seconds once a check
     runs longer than that, False is silent, a callable receives the lines.
 
+    ``grad=True`` judges the candidate's backward instead: it is differentiated with torch
+    autograd (backend "torch" or "torch:cuda", float64) against the form's gradient oracle, a
+    random cotangent drawn per output (docs/gradients.md).
+
     The result's ``status`` is "passed", "failed" (``counterexample``: the shrunk failing
     arguments and a runnable reproducer; ``worst_example``: the worst seen), "error" (the
     candidate cannot run as declared; ``reason`` and ``hint``) or "not run" (no example drawn).
@@ -41,6 +46,15 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     form = get_form(key)
     if not callable(candidate):
         raise TypeError(f"candidate: expected a callable, got {type(candidate).__name__}")
+    if grad is not False and grad is not True:
+        raise TypeError(f"grad: expected True or False, got {grad!r}")
+    if grad:
+        if _working(dtype) is not None:
+            raise ValueError(f"dtype: gradients are judged in float64 only so far (got dtype={dtype!r}); "
+                             "low-precision gradient budgets are still to come")
+        return check_grad(candidate, key, backend=backend, max_examples=max_examples, seed=_seed(seed),
+                          inputs=inputs if inputs is not None else _inputs_for(key), timeout=timeout,
+                          progress=_progress_sink(progress))
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     working = _working(dtype)

@@ -35,6 +35,8 @@ def main(argv=None) -> int:
                             "production tile sizes), large (production tile sizes only)")
     check.add_argument("--timeout", type=float, default=120.0,
                        help="seconds one example may take before the check ends in error (default 120)")
+    check.add_argument("--grad", action="store_true",
+                       help="judge the candidate's backward (torch autograd, float64) against the form's gradient oracle")
 
     report = commands.add_parser("report", help="run every claim and write index.html, report.json, report.md")
     report.add_argument("--out", default="report")
@@ -95,12 +97,13 @@ def main(argv=None) -> int:
               f"{type(error).__name__}: {error}", file=sys.stderr)
         return 2
     seed = secrets.randbits(32) if options.seed is None else options.seed
-    print(f"seqcheck check: {options.candidate} against {options.key} [{options.dtype or 'float64'}, "
+    what = "the gradients of " if options.grad else ""
+    print(f"seqcheck check: {options.candidate} against {what}{options.key} [{options.dtype or 'float64'}, "
           f"{options.backend}], seed {seed}", file=sys.stderr, flush=True)
     try:
         result = equiv.check(candidate, options.key, dtype=options.dtype, backend=options.backend,
                              max_examples=options.max_examples, seed=seed, inputs=inputs,
-                             timeout=options.timeout)
+                             timeout=options.timeout, grad=options.grad)
     except (KeyError, ValueError, TypeError) as error:
         print(f"seqcheck check: {error}", file=sys.stderr)
         return 2

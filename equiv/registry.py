@@ -138,9 +138,35 @@ class Implementation:
 RUNTIME_MODULES = {"numba-cuda": ("numba",), "cupy": ("cupy",)}
 
 
+@dataclass(frozen=True)
+class Gradient:
+    """The float64 gradient oracle of a registered form, declared beside the form.
+
+    ``vjp(**args)`` takes the form's arguments plus one cotangent argument per output of the
+    form (named in ``cotangents``, in the outputs' order; None for an output not returned, as
+    lse without ``return_lse``) and returns {input name: gradient} for the inputs in ``wrt``.
+    The engine draws the form's arguments from its inputs and each cotangent N(0, 1) of its
+    output's shape. ``bound(args, expected)`` is the derived float64 bound per time position of
+    each gradient (``expected`` in ``wrt``'s order), ``rule`` says how.
+    """
+
+    form: str
+    vjp: Callable[..., dict]
+    wrt: tuple[str, ...]
+    cotangents: tuple[str, ...]
+    bound: Callable
+    rule: str
+    axes: tuple = ()  # each gradient's axes, as Form.axes (for the worst element's index)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"d{name}" for name in self.wrt)
+
+
 _FORMS: dict[str, Form] = {}
 _CLAIMS: dict[str, Claim] = {}
 _IMPLEMENTATIONS: dict[str, Implementation] = {}
+_GRADIENTS: dict[str, Gradient] = {}
 
 
 def register_form(form: Form) -> Form:
@@ -169,6 +195,27 @@ def register_implementation(implementation: Implementation) -> Implementation:
                          "is registered (declare it after the form, in the form's family module)")
     _IMPLEMENTATIONS[implementation.name] = implementation
     return implementation
+
+
+def register_gradient(gradient: Gradient) -> Gradient:
+    if gradient.form not in _FORMS:
+        raise ValueError(f"gradient: no form {gradient.form!r} is registered (declare it after the form)")
+    if gradient.form in _GRADIENTS:
+        raise ValueError(f"the gradient of {gradient.form!r} is registered twice")
+    _GRADIENTS[gradient.form] = gradient
+    return gradient
+
+
+def get_gradient(key: str) -> Gradient:
+    get_form(key)  # an unknown key fails with the form registry's message
+    if key not in _GRADIENTS:
+        raise ValueError(f"form {key!r} has no gradient oracle yet (forms with one: {', '.join(gradient_keys())})")
+    return _GRADIENTS[key]
+
+
+def gradient_keys() -> list[str]:
+    """The forms with a gradient oracle, sorted."""
+    return sorted(_GRADIENTS)
 
 
 def implementations() -> list[Implementation]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
-                                     register_implementation, without)
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Sweep, register_claim, register_form,
+                                     register_gradient, register_implementation, without)
 from seqcheck.properties.attention import (attention_inputs, flash_backward_inputs, flash_inputs, split_kv_inputs,
                                            windows)
 from seqcheck.reference import attention as ref
@@ -340,6 +340,23 @@ def attention_grad_bound(args: dict, expected: tuple) -> tuple:
 
 GRADIENT_RULE = ("derived float64 bound: 4(Tq+Tk+D+Dv+4) eps (1 + 2(D+3) sigma + |lse|) times the gradients' "
                  "magnitudes (dv: sum_i P_ij |dO_i|; dq, dk: |scale| sum A |k| or |q|, A = P (|dO||v| + |dO||out| + |dL|))")
+
+
+def softmax_attention_vjp(**args) -> dict:
+    """The gradient oracle of ``attention.softmax.parallel``: the form's arguments (``return_lse``
+    says whether lse is an output; its cotangent is then drawn) and their cotangents."""
+    return ref.softmax_attention_vjp(**without(args, ("return_lse",)))
+
+
+register_gradient(Gradient(
+    form="attention.softmax.parallel",
+    vjp=softmax_attention_vjp,
+    wrt=("q", "k", "v"),
+    cotangents=("cotangent", "lse_cotangent"),
+    bound=attention_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "channel"),) * 3,
+))
 
 
 def _flash_backward(impl, args: dict) -> tuple:

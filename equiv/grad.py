@@ -1,0 +1,165 @@
+"""Judging a candidate's backward pass against a form's float64 gradient oracle (docs/gradients.md).
+
+``check(fn, key, grad=True, backend="torch")`` differentiates a candidate with torch autograd:
+the form's arguments and a random cotangent per output are drawn, the candidate's forward runs on
+float64 tensors that require grad, ``sum_o <out_o, cotangent_o>`` is differentiated, and each
+input gradient is judged per time position against the oracle's within its derived bound.
+``check_vjp(vjp, key)`` judges an explicit backward ``vjp(**args, cotangent=..., ...) ->
+{name: gradient}`` on NumPy arrays the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.equiv.budget import float64_budget
+from seqcheck.equiv.convert import to_backend, to_numpy
+from seqcheck.equiv.engine import DEFAULT_TIMEOUT, Comparison, Result, UsageError, compare, verify
+from seqcheck.equiv.registry import Gradient, as_outputs, get_form, get_gradient, without
+from seqcheck.equiv.reproduce import reproducer_source
+from seqcheck.properties.arrays import generators
+
+GRAD_BACKENDS = ("torch", "torch:cuda")
+
+
+def with_cotangents(gradient: Gradient, strategy):
+    """``strategy``'s arguments of the form plus a cotangent N(0, 1) for each output the
+    reference returns on them (the others None)."""
+    form = get_form(gradient.form)
+
+    @st.composite
+    def drawn(draw):
+        args = draw(strategy)
+        outputs = as_outputs(form.fn(**args))
+        rng = draw(generators())
+        cotangents = [rng.standard_normal(np.shape(out)) for out in outputs]
+        return {**args, **dict(zip(gradient.cotangents, cotangents + [None] * len(gradient.cotangents)))}
+
+    return drawn()
+
+
+def _cotangent_names(gradient: Gradient, args: dict) -> tuple:
+    """The cotangents the draw gave (None: that output is not returned)."""
+    return tuple(name for name in gradient.cotangents if args.get(name) is not None)
+
+
+def _expected(gradient: Gradient, args: dict) -> tuple:
+    grads = gradient.vjp(**args)
+    return tuple(np.asarray(grads[name], dtype=np.float64) for name in gradient.wrt)
+
+
+def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
+    """The candidate's input gradients by torch autograd of sum_o <out_o, cotangent_o>, the
+    entries where an output is not finite (a fully masked row's lse = -inf) left out."""
+    import torch
+
+    forward = without(args, gradient.cotangents)
+    inputs = {name: to_backend(value, backend, np.float64) for name, value in forward.items()}
+    for name in gradient.wrt:
+        inputs[name] = inputs[name].requires_grad_(True)
+    raw = candidate(**inputs)
+    if raw is None or isinstance(raw, list):
+        raise UsageError(f"the candidate returned {'None' if raw is None else 'a list'}",
+                         "return the outputs: a tensor, or a tuple of tensors")
+    outputs = raw if isinstance(raw, tuple) else (raw,)
+    names = _cotangent_names(gradient, args)
+    if len(outputs) != len(names):
+        raise UsageError(f"the candidate returned {len(outputs)} outputs where the drawn arguments ask for "
+                         f"{len(names)} ({', '.join(names)})", "return one output per cotangent")
+    objective = 0
+    for out, name in zip(outputs, names):
+        if not isinstance(out, torch.Tensor):
+            raise UsageError(f"an output is a {type(out).__name__}, not a torch tensor", "return torch tensors")
+        cotangent = to_backend(args[name], backend, np.float64)
+        objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum()
+    if not getattr(objective, "requires_grad", False):
+        raise UsageError("no output depends on the inputs through autograd (detached, or computed outside torch)",
+                         "compute the outputs with torch operations on the given tensors, or use check_vjp")
+    grads = torch.autograd.grad(objective, [inputs[name] for name in gradient.wrt], allow_unused=True)
+    return tuple(np.zeros(np.shape(args[name])) if g is None else to_numpy(g) for name, g in zip(gradient.wrt, grads))
+
+
+def _explicit(vjp, gradient: Gradient, args: dict) -> tuple:
+    """An explicit backward's gradients, checked to be {name: array} for every input in ``wrt``."""
+    raw = vjp(**args)
+    if not isinstance(raw, dict):
+        raise UsageError(f"the backward returned a {type(raw).__name__}, not a dict",
+                         f"return {{name: gradient}} for {', '.join(gradient.wrt)}")
+    missing = [name for name in gradient.wrt if name not in raw]
+    if missing:
+        raise UsageError(f"the backward's dict lacks {', '.join(missing)}",
+                         f"return a gradient for each of {', '.join(gradient.wrt)}")
+    return tuple(to_numpy(raw[name]) for name in gradient.wrt)
+
+
+def _judge(key, gradient: Gradient, actual_of, call, candidate, backend, max_examples, seed, timeout, progress,
+           inputs) -> Result:
+    return verify(
+        key=key,
+        relation=lambda args: (actual_of(args), _expected(gradient, args)),
+        tolerance=lambda args, expected: float64_budget(gradient.bound, gradient.rule, args, expected),
+        strategy=with_cotangents(gradient, inputs),
+        names=gradient.outputs,
+        time_axis=1,
+        max_examples=max_examples,
+        seed=seed,
+        dtype="float64",
+        backend=backend,
+        reproducer=lambda args: reproducer_source(title=f"seqcheck counterexample: the gradients of {key} [{backend}]",
+                                                  call=call, args=args, candidate=candidate),
+        rule=gradient.rule,
+        axes=gradient.axes,
+        timeout=timeout,
+        progress=progress,
+        first_example_errors=True,
+    )
+
+
+def check_grad(candidate, key: str, *, backend, max_examples, seed, inputs, timeout, progress) -> Result:
+    """``check(candidate, key, grad=True)``: the candidate's autograd gradients against the oracle
+    (``inputs``: the strategy of the form's arguments, resolved by ``check``)."""
+    if backend not in GRAD_BACKENDS:
+        raise ValueError(f"backend: grad=True differentiates the candidate with torch autograd: expected one of "
+                         f"{GRAD_BACKENDS}, got {backend!r} (an explicit backward: check_vjp)")
+    gradient = get_gradient(key)
+    call = f"equiv.replay_grad(candidate, {key!r}, args, backend={backend!r})"
+    return _judge(key, gradient, lambda args: _autograd(candidate, gradient, args, backend), call, candidate, backend,
+                  max_examples, seed, timeout, progress, inputs)
+
+
+def check_vjp(vjp, key: str, *, max_examples=100, seed=None, inputs=None, timeout=DEFAULT_TIMEOUT,
+              progress=True) -> Result:
+    """Judge an explicit backward ``vjp(**args, <cotangents>) -> {name: gradient}`` (NumPy arrays
+    in and out) against the float64 gradient oracle of form ``key``, per input and time position
+    within the derived bound. ``inputs``: a strategy of the form's arguments (``inputs_for(key,
+    ...)``; the cotangents are drawn for it); the rest as ``check``."""
+    from seqcheck.equiv.check import _inputs_for, _progress_sink, _seed
+
+    if not callable(vjp):
+        raise TypeError(f"vjp: expected a callable, got {type(vjp).__name__}")
+    gradient = get_gradient(key)
+    call = f"equiv.replay_vjp(vjp, {key!r}, args)"
+    return _judge(key, gradient, lambda args: _explicit(vjp, gradient, args), call, vjp, "numpy", max_examples,
+                  _seed(seed), timeout, _progress_sink(progress), _inputs_for(key) if inputs is None else inputs)
+
+
+def _compare(gradient: Gradient, args: dict, actual: tuple) -> Comparison:
+    expected = _expected(gradient, args)
+    return compare(actual, expected, float64_budget(gradient.bound, gradient.rule, args, expected), gradient.outputs,
+                   1, gradient.axes)
+
+
+def replay_grad(candidate, key: str, args: dict, *, backend="torch") -> Comparison:
+    """Differentiate ``candidate`` once on ``args`` (with their cotangents) as ``check(grad=True)`` does."""
+    gradient = get_gradient(key)
+    return _compare(gradient, args, _autograd(candidate, gradient, args, backend))
+
+
+def replay_vjp(vjp, key: str, args: dict) -> Comparison:
+    """Run the explicit backward ``vjp`` once on ``args`` as ``check_vjp`` does."""
+    gradient = get_gradient(key)
+    return _compare(gradient, args, _explicit(vjp, gradient, args))
+
+
+__all__ = ["check_grad", "check_vjp", "replay_grad", "replay_vjp"]

@@ -1,0 +1,105 @@
+"""Checking a candidate's backward (equiv.check(grad=True), equiv.check_vjp, seqcheck check --grad):
+correct torch autograd attention passes for every seed; a backward that ignores the causal mask
+(triton #4541), a dQ without the softmax scale and a backward that drops the lse cotangent are
+caught, named by gradient and place; usage errors are errors, not failures."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqcheck import equiv
+from seqcheck.properties import inputs_for
+from seqcheck.reference.attention import flash_attention_backward, softmax_attention_vjp
+
+torch = pytest.importorskip("torch")
+
+from kernels.torch_attention import causal_blind_backward, torch_attention  # noqa: E402
+
+KEY = "attention.softmax.parallel"
+CAUSAL_ONLY = dict(window=None, key_padding_mask=False, alibi_slopes=None, softcap=None, scale=None,
+                   return_lse=False, causal=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_torch_autograd_attention_passes(seed):
+    result = equiv.check(torch_attention, KEY, grad=True, backend="torch", seed=seed, max_examples=40,
+                         progress=False)
+    assert result.passed, result
+
+
+def test_a_backward_that_ignores_the_causal_mask_is_caught_by_its_gradients_only():
+    inputs = inputs_for(KEY, **CAUSAL_ONLY)
+    forward = equiv.check(causal_blind_backward, KEY, backend="torch", inputs=inputs, seed=0, max_examples=40,
+                          progress=False)
+    assert forward.passed  # its forward is right
+    result = equiv.check(causal_blind_backward, KEY, grad=True, backend="torch", inputs=inputs, seed=0,
+                         max_examples=40, progress=False)
+    assert result.status == "failed"
+    message = result.counterexample.message
+    assert re.search(r"'d[qkv]'.* at \(batch \d+, time \d+, head \d+, channel \d+\)", message), message
+
+
+def _flash_vjp(**args):
+    """FlashAttention-2's backward behind check_vjp's interface (the forward's out and lse recomputed)."""
+    from seqcheck.reference.attention import flash_attention
+
+    options = {n: a for n, a in args.items() if n not in ("cotangent", "lse_cotangent", "return_lse")}
+    out, lse = flash_attention(**options, return_lse=True, block_q=3, block_k=2)
+    return flash_attention_backward(**options, out=out, lse=lse, cotangent=args["cotangent"],
+                                    lse_cotangent=args["lse_cotangent"], block_q=3, block_k=2)
+
+
+def test_check_vjp_accepts_flash_attentions_backward():
+    assert equiv.check_vjp(_flash_vjp, KEY, seed=0, max_examples=60, progress=False).passed
+
+
+@pytest.mark.parametrize("bug", ["dq without the scale", "lse cotangent dropped"])
+def test_check_vjp_catches(bug):
+    def vjp(**args):
+        if bug == "lse cotangent dropped":
+            return _flash_vjp(**{**args, "lse_cotangent": None})
+        grads = _flash_vjp(**args)
+        scale = args.get("scale") or args["q"].shape[-1] ** -0.5
+        return {**grads, "q": grads["q"] / scale}
+
+    inputs = inputs_for(KEY, return_lse=True) if bug == "lse cotangent dropped" else None
+    result = equiv.check_vjp(vjp, KEY, seed=0, max_examples=60, progress=False, inputs=inputs)
+    assert result.status == "failed"
+    assert ("'dq'" in result.counterexample.message) or bug != "dq without the scale"
+
+
+def test_replay_reproduces_a_counterexample():
+    inputs = inputs_for(KEY, **CAUSAL_ONLY)
+    result = equiv.check(causal_blind_backward, KEY, grad=True, backend="torch", inputs=inputs, seed=0,
+                         max_examples=40, progress=False)
+    assert not equiv.replay_grad(causal_blind_backward, KEY, result.counterexample.args).passed
+    assert equiv.replay_grad(torch_attention, KEY, result.counterexample.args).passed
+
+
+def test_usage_errors():
+    with pytest.raises(ValueError, match="^backend"):
+        equiv.check(torch_attention, KEY, grad=True, backend="numpy")
+    with pytest.raises(ValueError, match="^dtype"):
+        equiv.check(torch_attention, KEY, grad=True, backend="torch", dtype="float32")
+    with pytest.raises(ValueError, match="no gradient oracle yet"):
+        equiv.check(torch_attention, "mamba.ssd.chunked", grad=True, backend="torch")
+    with pytest.raises(TypeError, match="^grad"):
+        equiv.check(torch_attention, KEY, grad="yes")
+    detached = equiv.check(lambda q, k, v, **o: torch_attention(q.detach(), k.detach(), v.detach(), **o), KEY,
+                           grad=True, backend="torch", seed=0, max_examples=5, progress=False)
+    assert detached.status == "error" and "autograd" in detached.reason
+
+
+def test_the_cli_takes_grad(tmp_path):
+    kernels = Path(__file__).parent / "kernels" / "torch_attention.py"
+    (tmp_path / "attn.py").write_text(kernels.read_text())
+    run = subprocess.run([sys.executable, "-m", "seqcheck.equiv.cli", "check", "attn.py:causal_blind_backward", KEY,
+                          "--grad", "--backend", "torch", "--seed", "0", "--max-examples", "30",
+                          *[f"--fix={n}={v!r}" for n, v in CAUSAL_ONLY.items()]],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "the gradients of" in run.stderr and "FAILED" in run.stdout
