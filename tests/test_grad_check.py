@@ -103,3 +103,51 @@ def test_the_cli_takes_grad(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
     assert "the gradients of" in run.stderr and "FAILED" in run.stdout
+
+
+GLA = "gla.gla.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_autograd_gla_passes(seed):
+    from kernels.torch_gla import torch_gla
+
+    result = equiv.check(torch_gla, GLA, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_gate_without_gradient_is_caught():
+    from kernels.torch_gla import gla_with_the_gate_detached
+
+    assert equiv.check(gla_with_the_gate_detached, GLA, backend="torch", seed=0, max_examples=30,
+                       progress=False).passed
+    result = equiv.check(gla_with_the_gate_detached, GLA, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed" and "'dg'" in result.counterexample.message
+
+
+def test_a_state_gradient_carried_with_the_wrong_decay_is_caught():
+    """The reverse pass decays the state's cotangent by a_t before adding step t's output term
+    (one step early), the chunk-boundary bug class of the issue."""
+    def vjp(q, k, v, g, *, cotangent, state_cotangent=None, scale=None, initial_state=None, return_state=False):
+        B, T, H, K = q.shape
+        scale = K ** -0.5 if scale is None else scale
+        a = np.exp(np.broadcast_to(g[..., None], q.shape) if g.ndim == 3 else g)
+        S0 = np.zeros((B, H, K, v.shape[3])) if initial_state is None else initial_state
+        states = [S0]
+        for t in range(T):
+            states.append(a[:, t, :, :, None] * states[-1] + k[:, t, :, :, None] * v[:, t, :, None, :])
+        G = np.zeros_like(S0) if state_cotangent is None else state_cotangent
+        grads = {n: np.zeros(np.shape(x)) for n, x in (("q", q), ("k", k), ("v", v))}
+        dg = np.zeros(q.shape)
+        for t in reversed(range(T)):
+            G = a[:, t, :, :, None] * G + scale * q[:, t, :, :, None] * cotangent[:, t, :, None, :]  # decayed too early
+            grads["q"][:, t] = scale * np.einsum("bhkv,bhv->bhk", states[t + 1], cotangent[:, t])
+            grads["k"][:, t] = np.einsum("bhkv,bhv->bhk", G, v[:, t])
+            grads["v"][:, t] = np.einsum("bhkv,bhk->bhv", G, k[:, t])
+            dg[:, t] = a[:, t] * (G * states[t]).sum(-1)
+        grads["g"] = dg.sum(-1) if g.ndim == 3 else dg
+        return grads
+
+    result = equiv.check_vjp(vjp, GLA, seed=0, max_examples=40, progress=False)
+    assert result.status == "failed"

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
+                                     without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.gla import gla_inputs, rational_gla_inputs
@@ -95,6 +96,45 @@ def gla_plain(args: dict, dtype) -> tuple:
     return (out, S) if args.get("return_state") else (out,)
 
 
+# ----------------------------------------------------------------------------- gradient
+
+GRADIENT_WRT = ("q", "k", "v", "g")
+
+
+def gla_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of GLA's gradients: each gradient is
+    a sum over at most T steps of products of K or V terms, with the decay products within
+    T u (1 + Lambda) of exact as in the forward's bound, so they differ by at most
+
+        4 (T + K + V + 4) eps (1 + Lambda) M
+
+    where M is ``gla_vjp`` run on the magnitudes |q|, |k|, |v|, |S_0| and the cotangents'
+    magnitudes with the same decays (every term positive: an upper bound on each term's size),
+    maximised per time position over batch, heads and channels."""
+    S0, state_cotangent = args.get("initial_state"), args.get("state_cotangent")
+    magnitudes = ref.gla_vjp(np.abs(args["q"]), np.abs(args["k"]), np.abs(args["v"]), args["g"],
+                             cotangent=np.abs(args["cotangent"]),
+                             state_cotangent=None if state_cotangent is None else np.abs(state_cotangent),
+                             scale=None if args.get("scale") is None else abs(args["scale"]),
+                             initial_state=None if S0 is None else np.abs(S0))
+    T, K, V = np.shape(args["q"])[1], np.shape(args["q"])[3], np.shape(args["v"])[3]
+    factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(_finite_logs(args["g"])).max(initial=0.0))
+
+    def per_position(m):
+        return np.abs(m).max(axis=tuple(a for a in range(m.ndim) if a != 1), initial=0.0)
+
+    return tuple(factor * per_position(magnitudes[name]) for name in GRADIENT_WRT)
+
+
+def gla_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``gla.gla.recurrent``: the form's arguments and the cotangents of
+    its outputs (the state's when ``return_state``)."""
+    return ref.gla_vjp(**{name: value for name, value in args.items() if name != "return_state"})
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+4) eps (1 + max sum_t |g_t|) M, M the VJP on magnitudes "
+                 "(|q|, |k|, |v|, |S_0|, |dO|, |dS|), per position")
+
 # ----------------------------------------------------------------------------- sweeps
 
 def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
@@ -124,6 +164,16 @@ register_form(Form(
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="gla.gla.recurrent",
+    vjp=gla_recurrent_vjp,
+    wrt=GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=gla_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "channel"),) * 4,
 ))
 
 register_form(Form(

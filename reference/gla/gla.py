@@ -85,6 +85,7 @@ class _GLA:
             if not log and not ((r >= 0) & (r <= 1)).all():
                 raise ValueError(f"{name} must lie in [0, 1]")
         q, k, v, rates, self.S0 = arrays.values()
+        self.scale = scale
         # contiguous heads-first copies: every chunk slices them along time
         self.q, self.k, self.v = (np.ascontiguousarray(_heads_first(a)) for a in (q * scale, k, v))
         self.rates = np.ascontiguousarray(np.moveaxis(_heads_first(rates), -1, 2))  # (B, H, K, T)

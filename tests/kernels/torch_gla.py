@@ -1,0 +1,29 @@
+"""Gated linear attention in torch, one step at a time, for the gradient tests (autograd
+differentiates it): S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t.
+
+- ``torch_gla``: correct.
+- ``gla_with_the_gate_detached``: the decays computed from ``g.detach()``, so no gradient reaches
+  the gate (a kernel whose backward returns dg = 0, the bug class of fla PR #48 and #102: a
+  gradient silently missing).
+"""
+
+import torch
+
+
+def torch_gla(q, k, v, g, *, scale=None, initial_state=None, return_state=False, detach_gate=False):
+    B, T, H, K = q.shape
+    q = q * (K ** -0.5 if scale is None else scale)
+    if g.dim() == 3:
+        g = g[..., None].expand(B, T, H, K)
+    a = torch.exp(g.detach() if detach_gate else g)
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state
+    outs = []
+    for t in range(T):
+        S = a[:, t, :, :, None] * S + k[:, t, :, :, None] * v[:, t, :, None, :]
+        outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))
+    out = torch.stack(outs, dim=1) if outs else v.clone()
+    return (out, S) if return_state else out
+
+
+def gla_with_the_gate_detached(q, k, v, g, **options):
+    return torch_gla(q, k, v, g, **options, detach_gate=True)
