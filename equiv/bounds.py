@@ -34,3 +34,8 @@ def with_step_rounding(exponents: np.ndarray) -> np.ndarray:
     coherently to about t ulp of the decay products, which the baseline's own correctly rounded
     exp may miss."""
     return exponents + np.arange(1, exponents.size + 1)
+
+
+def per_position(magnitude: np.ndarray) -> np.ndarray:
+    """max |magnitude| over every axis but time (axis 1): one value per time position."""
+    return np.abs(magnitude).max(axis=tuple(a for a in range(magnitude.ndim) if a != 1), initial=0.0)

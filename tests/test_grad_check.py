@@ -151,3 +151,23 @@ def test_a_state_gradient_carried_with_the_wrong_decay_is_caught():
 
     result = equiv.check_vjp(vjp, GLA, seed=0, max_examples=40, progress=False)
     assert result.status == "failed"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_torch_autograd_retention_passes(seed):
+    from kernels.torch_gla import torch_retention
+
+    result = equiv.check(torch_retention, "retnet.retention.recurrent", grad=True, backend="torch", seed=seed,
+                         max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_truncated_backward_through_the_state_is_caught():
+    from kernels.torch_gla import retention_truncated_backward
+
+    key = "retnet.retention.recurrent"
+    assert equiv.check(retention_truncated_backward, key, backend="torch", seed=0, max_examples=30,
+                       progress=False).passed
+    result = equiv.check(retention_truncated_backward, key, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed" and re.search(r"'d[kv]'", result.counterexample.message)

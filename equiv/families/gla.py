@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents, with_step_rounding
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
                                      without)
@@ -119,9 +119,6 @@ def gla_grad_bound(args: dict, expected: tuple) -> tuple:
                              initial_state=None if S0 is None else np.abs(S0))
     T, K, V = np.shape(args["q"])[1], np.shape(args["q"])[3], np.shape(args["v"])[3]
     factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(_finite_logs(args["g"])).max(initial=0.0))
-
-    def per_position(m):
-        return np.abs(m).max(axis=tuple(a for a in range(m.ndim) if a != 1), initial=0.0)
 
     return tuple(factor * per_position(magnitudes[name]) for name in GRADIENT_WRT)
 

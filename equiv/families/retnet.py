@@ -21,14 +21,16 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
+                                     without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.retention import msr_inputs, rational_retention_inputs, retention_inputs
 from seqcheck.reference import retention as ref
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
+from seqcheck.reference.gla import gla_vjp
 from seqcheck.reference.mamba import ssd_recurrent
 
 CHUNK_ARGS = ("chunk_size",)
@@ -119,6 +121,46 @@ register_form(Form(
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+
+def _as_gla(args: dict) -> dict:
+    """Retention's arguments as GLA's: g = log gamma for every step (B, T, H), scale 1."""
+    B, T, H = np.shape(args["q"])[:3]
+    with np.errstate(divide="ignore"):  # gamma = 0: a reset every step
+        g = np.broadcast_to(np.log(np.asarray(args["gamma"], dtype=np.float64)), (B, T, H))
+    return {**{n: a for n, a in args.items() if n not in ("gamma", "return_state")}, "g": g, "scale": 1.0}
+
+
+def retention_vjp(**args) -> dict:
+    """The gradient oracle of ``retnet.retention.recurrent``: retention is GLA with g = log gamma
+    and scale 1, so its gradients are ``gla_vjp``'s (gamma is a constant here)."""
+    return gla_vjp(**_as_gla(args))
+
+
+def retention_grad_bound(args: dict, expected: tuple) -> tuple:
+    """GLA's gradient bound (``equiv/families/gla.py``) with g = log gamma: 4 (T + K + V + 4) eps
+    (1 + T max|log gamma|) times the VJP on magnitudes, per position."""
+    gla = _as_gla(args)
+    S0, dS = gla.get("initial_state"), gla.get("state_cotangent")
+    magnitudes = gla_vjp(np.abs(gla["q"]), np.abs(gla["k"]), np.abs(gla["v"]), gla["g"],
+                         cotangent=np.abs(gla["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
+                         scale=1.0, initial_state=None if S0 is None else np.abs(S0))
+    T, K, V = np.shape(args["q"])[1], np.shape(args["q"])[3], np.shape(args["v"])[3]
+    logs = np.where(np.isfinite(gla["g"]), np.abs(gla["g"]), 0.0)
+    factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(logs).max(initial=0.0))
+    return tuple(factor * per_position(magnitudes[name]) for name in ("q", "k", "v"))
+
+
+register_gradient(Gradient(
+    form="retnet.retention.recurrent",
+    vjp=retention_vjp,
+    wrt=("q", "k", "v"),
+    cotangents=("cotangent", "state_cotangent"),
+    bound=retention_grad_bound,
+    rule="derived float64 bound: 4(T+K+V+4) eps (1 + T max|log gamma|) M, M GLA's VJP on magnitudes with "
+         "g = log gamma, per position",
+    axes=(("batch", "time", "head", "channel"),) * 3,
 ))
 
 register_form(Form(
