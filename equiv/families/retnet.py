@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
                                      without)
@@ -65,10 +65,11 @@ def retention_bound(args: dict, expected: tuple) -> tuple:
 
 
 def retention_magnitude(args: dict, expected: tuple) -> tuple:
-    """The low-precision floor's scale: m_t, and m_t times the decays' running exponent (a kernel
-    forming gamma^n as exp(n log gamma) in float32), as the SSD's."""
+    """The low-precision floor's scale: m_t, and m_t times t + 1 plus the decays' running exponent
+    (a kernel forming gamma^n as exp(n log gamma) in float32, or gamma itself as exp(log gamma)
+    every step: ``with_step_rounding``)."""
     _, out, state, exponents = _magnitude(args)
-    return with_exponents(out, state, exponents)[:len(expected)]
+    return with_exponents(out, state, with_step_rounding(exponents))[:len(expected)]
 
 
 RULE = ("derived float64 bound: 4(T+K+4) eps (1 + T max|log gamma|) m_t, m_t the recurrence on magnitudes; "
@@ -117,7 +118,7 @@ register_form(Form(
     statement="retention, the definition: S_n = gamma S_{n-1} + k_n^T v_n, o_n = q_n S_n",
     plain=retention_plain,
     magnitude=retention_magnitude,
-    magnitude_rule="each position's m_t, the recurrence on magnitudes, plus float32's ulp at (t+1) max|log gamma| "
+    magnitude_rule="each position's m_t, the recurrence on magnitudes, plus float32's ulp at (t+1) (1 + max|log gamma|) "
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
