@@ -26,7 +26,7 @@ from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
                                      without)
 from seqcheck.equiv.relations import continuation, unstacked
-from seqcheck.properties.arrays import for_form
+from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.gla import gla_inputs, rational_gla_inputs
 from seqcheck.reference import gla as ref
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
@@ -101,7 +101,7 @@ def gla_plain(args: dict, dtype) -> tuple:
 GRADIENT_WRT = ("q", "k", "v", "g")
 
 
-def gla_grad_bound(args: dict, expected: tuple) -> tuple:
+def gla_grad_bound(args: dict, expected: tuple, wrt_extra: tuple = ()) -> tuple:
     """Per-position bound on two correct float64 evaluations of GLA's gradients: each gradient is
     a sum over at most T steps of products of K or V terms, with the decay products within
     T u (1 + Lambda) of exact as in the forward's bound, so they differ by at most
@@ -120,7 +120,7 @@ def gla_grad_bound(args: dict, expected: tuple) -> tuple:
     T, K, V = np.shape(args["q"])[1], np.shape(args["q"])[3], np.shape(args["v"])[3]
     factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(_finite_logs(args["g"])).max(initial=0.0))
 
-    return tuple(factor * per_position(magnitudes[name]) for name in GRADIENT_WRT)
+    return tuple(factor * per_position(magnitudes[name]) for name in GRADIENT_WRT + wrt_extra)
 
 
 def gla_recurrent_vjp(**args) -> dict:
@@ -131,6 +131,57 @@ def gla_recurrent_vjp(**args) -> dict:
 
 GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+4) eps (1 + max sum_t |g_t|) M, M the VJP on magnitudes "
                  "(|q|, |k|, |v|, |S_0|, |dO|, |dS|), per position")
+
+@st.composite
+def _gradient_continuation_inputs(draw):
+    """GLA's arguments with an initial state, T 2..8, and the cotangents of the output and the
+    final state."""
+    args = draw(RECURRENT_INPUTS(seq_len=st.integers(2, 8), initial_state=True, return_state=True))
+    rng = draw(generators())
+    B, T, H, K = args["q"].shape
+    V = args["v"].shape[3]
+    return {**without(args, ("return_state",)), "cotangent": rng.standard_normal((B, T, H, V)),
+            "state_cotangent": rng.standard_normal((B, H, K, V))}
+
+
+def _gradient_continuation(vjp, args: dict) -> tuple:
+    """At every split s: the second part's backward from the first part's final state, its
+    initial-state gradient carried as the first part's state cotangent, against one backward
+    through the whole sequence. Outputs (dq, dk, dv, dg, dS_0) stack the splits on a last axis."""
+    names = GRADIENT_WRT + ("initial_state",)
+    full = vjp(**args)
+    T = args["q"].shape[1]
+    timed = ("q", "k", "v", "g", "cotangent")
+
+    def part(sl):
+        return {n: (a[:, sl] if n in timed else a) for n, a in args.items()}
+
+    splits = []
+    for s in range(1, T):
+        first, second = part(slice(None, s)), part(slice(s, None))
+        _, carried = ref.gla_recurrent(**without(first, ("cotangent", "state_cotangent")), return_state=True)
+        later = vjp(**{**second, "initial_state": carried})
+        earlier = vjp(**{**first, "state_cotangent": later["initial_state"]})
+        splits.append({n: (np.concatenate([np.asarray(earlier[n]), np.asarray(later[n])], axis=1) if n in timed
+                           else np.asarray(earlier[n])) for n in names})
+    stacked = tuple(np.stack([split[n] for split in splits], axis=-1) for n in names)
+    return stacked, tuple(np.repeat(np.asarray(full[n])[..., None], len(splits), axis=-1) for n in names)
+
+
+register_claim(Claim(
+    key="gla.gla.gradient_continuation",
+    statement="GLA's gradients continue through the state: a backward through x2 from x1's state, whose "
+              "initial-state gradient is x1's state cotangent, then through x1, equals one backward through "
+              "[x1; x2], at every split (the initial-state gradient included)",
+    subject="gla.gla.vjp",
+    default_impl=ref.gla_vjp,
+    relation=_gradient_continuation,
+    inputs=_gradient_continuation_inputs,
+    bound=unstacked(lambda args, expected: gla_grad_bound(args, expected, ("initial_state",))),
+    rule=GRADIENT_RULE + "; dS_0 the same per head",
+    outputs=("dq", "dk", "dv", "dg", "dS0"),
+))
+
 
 # ----------------------------------------------------------------------------- sweeps
 

@@ -5,7 +5,7 @@ differences give NaN at a reset; fla #547: chunked != the naive recurrence; fla 
 
 import numpy as np
 
-from seqcheck.reference.gla import gla_chunked, gla_recurrent
+from seqcheck.reference.gla import gla_chunked, gla_recurrent, gla_vjp
 
 
 def _decays(g, decay, shape):
@@ -102,6 +102,15 @@ def recurrent_with_the_decay_one_step_late(q, k, v, g=None, *, decay=None, scale
                          initial_state=initial_state, return_state=return_state)
 
 
+def vjp_dropping_the_initial_state_gradient(q, k, v, g, *, cotangent, state_cotangent=None, scale=None,
+                                            initial_state=None):
+    """The initial state's gradient returned as zeros (fla PR #48 / #102's class: dh0 absent or
+    None): right for one call, wrong once a sequence is split across calls."""
+    grads = gla_vjp(q, k, v, g, cotangent=cotangent, state_cotangent=state_cotangent, scale=scale,
+                    initial_state=initial_state)
+    return {**grads, "initial_state": np.zeros_like(grads["initial_state"])}
+
+
 MUTANTS = {
     "gla.gla.parallel == gla.gla.recurrent": parallel_without_the_diagonal_gate,
     "gla.gla.chunked == gla.gla.recurrent": chunked_dropping_the_state_decay,
@@ -111,5 +120,6 @@ MUTANTS = {
     "gla.gla.retention": recurrent_with_the_decay_one_step_late,
     "gla.gla.ssd": recurrent_with_the_decay_one_step_late,
     "gla.gla.resets": chunked_by_cumsum_differences,
+    "gla.gla.gradient_continuation": vjp_dropping_the_initial_state_gradient,
 }
 """The mutant each claim of the family must reject, by claim key."""
