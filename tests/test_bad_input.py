@@ -356,6 +356,10 @@ CASES = {
     # the delta rule
     "delta.delta_rule_recurrent": Case(lambda s: _delta(**s), RETENTION, ("B", "T")),
     "delta.delta_rule_chunked": Case(_with(_delta, chunk_size=2), RETENTION, ("B", "T")),
+    "delta.delta_rule_vjp": Case(lambda s: {**{n: a for n, a in _delta(**s).items() if n != "return_state"},
+                                            "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                                            "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
+                                 RETENTION, ("B", "T")),
     "delta.delta_rule_step": Case(
         lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), beta_t=positive(s["B"], s["H"], seed=5) / 4,

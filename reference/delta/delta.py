@@ -84,6 +84,7 @@ class _Delta:
         if gate is not None and not self.log and not all(0 <= a <= 1 for a in gate.flat):
             raise ValueError(f"{gate_name} must lie in [0, 1]")
         q, k, v, beta, self.S0 = arrays.values()
+        self.scale = scale
         self.q, self.k, self.v = (_heads_first(a) for a in (q * scale, k, v))
         self.beta = _heads_first(beta[..., None])[..., 0]  # (B, H, T)
         self.gate = None if gate is None else _heads_first(gate[..., None])[..., 0]

@@ -1,0 +1,72 @@
+"""The exact float64 gradient of the (gated) delta rule (``delta_rule_recurrent``), by the
+reverse-time recurrence of the state's cotangent.
+
+Per head, with qs_t = scale q_t, the forward S_t = a_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t
+v_t^T, o_t = qs_t S_t (M_t = a_t (I - beta_t k_t k_t^T), symmetric), output cotangents dO_t and,
+when the final state is an output, dS:
+
+    G_T = dS + qs_T^T dO_T,          G_t = qs_t^T dO_t + M_{t+1} G_{t+1}         (G_t: dL/dS_t)
+    with P = S_{t-1}, R = (I - beta k k^T) P, w = k^T P, dR = a G_t:
+    dq_t = scale S_t dO_t
+    dv_t = beta G_t^T k
+    dbeta_t = k^T G_t v - k^T dR w
+    dk_t = beta G_t v - beta (dR w + P dR^T k)
+    dg_t = a_t <G_t, R>                     (a = exp(g); none without a gate)
+    dS_0 = M_1 G_1
+
+Verified in the tests against central differences and torch autograd of the recurrence.
+"""
+
+import numpy as np
+
+from .._checks import as_real, check_shape
+from .delta import _Delta, _heads_first
+
+
+def _cotangents(p: _Delta, cotangent, state_cotangent):
+    batch, heads, T, _ = p.q.shape
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, (batch, T, heads, p.v.shape[3]), "(B, T, H, V)", match="q and v")
+    if state_cotangent is None:
+        return _heads_first(cotangent), np.zeros(p.S0.shape)
+    state_cotangent = as_real("state_cotangent", state_cotangent)
+    check_shape("state_cotangent", state_cotangent, p.S0.shape, "(B, H, K, V)", match="q and v")
+    return _heads_first(cotangent), state_cotangent
+
+
+def delta_rule_vjp(q, k, v, beta, *, cotangent, state_cotangent=None, g=None, scale=None, initial_state=None):
+    """The gradients of <o, cotangent> (+ <S_T, state_cotangent>) for ``delta_rule_recurrent(q, k,
+    v, beta, g=, scale=, initial_state=)`` (module docstring): {"q", "k", "v" (B, T, H, .),
+    "beta" (B, T, H), "g" (B, T, H; only with a gate), "initial_state" (B, H, K, V)}."""
+    p = _Delta(q, k, v, beta, g, None, scale, initial_state)
+    do, G = _cotangents(p, cotangent, state_cotangent)
+    T = p.q.shape[2]
+    gates = np.ones(p.beta.shape) if g is None else np.exp(p.gate)  # (B, H, T)
+    states = [p.S0]
+    for t in range(T):
+        P, k_t = states[-1], p.k[:, :, t]
+        R = P - p.beta[:, :, t, None, None] * k_t[..., None] * np.einsum("bhk,bhkv->bhv", k_t, P)[:, :, None, :]
+        states.append(gates[:, :, t, None, None] * R + p.beta[:, :, t, None, None] * k_t[..., None]
+                      * p.v[:, :, t, None, :])
+    dq, dk, dv = np.zeros(p.q.shape), np.zeros(p.k.shape), np.zeros(p.v.shape)
+    dbeta, dg = np.zeros(p.beta.shape), np.zeros(p.beta.shape)
+    for t in reversed(range(T)):
+        k_t, v_t, b, a = p.k[:, :, t], p.v[:, :, t], p.beta[:, :, t], gates[:, :, t]
+        G = G + p.q[:, :, t, :, None] * do[:, :, t, None, :]
+        P = states[t]
+        w = np.einsum("bhk,bhkv->bhv", k_t, P)
+        R = P - b[..., None, None] * k_t[..., None] * w[:, :, None, :]
+        dR = a[..., None, None] * G
+        Gv = np.einsum("bhkv,bhv->bhk", G, v_t)
+        dRw = np.einsum("bhkv,bhv->bhk", dR, w)
+        dq[:, :, t] = p.scale * np.einsum("bhkv,bhv->bhk", states[t + 1], do[:, :, t])
+        dv[:, :, t] = b[..., None] * np.einsum("bhkv,bhk->bhv", G, k_t)
+        dbeta[:, :, t] = (k_t * Gv).sum(-1) - (k_t * dRw).sum(-1)
+        dk[:, :, t] = b[..., None] * (Gv - dRw - np.einsum("bhkv,bhjv,bhj->bhk", P, dR, k_t))
+        dg[:, :, t] = a * (G * R).sum(axis=(-2, -1))
+        G = dR - b[..., None, None] * k_t[..., None] * np.einsum("bhk,bhkv->bhv", k_t, dR)[:, :, None, :]
+    grads = {"q": _heads_first(dq), "k": _heads_first(dk), "v": _heads_first(dv),
+             "beta": np.swapaxes(dbeta, 1, 2), "initial_state": G}
+    if g is not None:
+        grads["g"] = np.swapaxes(dg, 1, 2)
+    return grads
