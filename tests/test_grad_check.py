@@ -171,3 +171,24 @@ def test_a_truncated_backward_through_the_state_is_caught():
     result = equiv.check(retention_truncated_backward, key, grad=True, backend="torch", seed=0, max_examples=40,
                          progress=False)
     assert result.status == "failed" and re.search(r"'d[kv]'", result.counterexample.message)
+
+
+DELTA = "delta.delta_rule.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_autograd_delta_rule_passes(seed):
+    from kernels.torch_delta import torch_delta
+
+    result = equiv.check(torch_delta, DELTA, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_delta_rule_whose_erase_passes_no_gradient_is_caught():
+    from kernels.torch_delta import delta_with_the_prediction_detached
+
+    assert equiv.check(delta_with_the_prediction_detached, DELTA, backend="torch", seed=0, max_examples=30,
+                       progress=False).passed
+    result = equiv.check(delta_with_the_prediction_detached, DELTA, grad=True, backend="torch", seed=0,
+                         max_examples=40, progress=False)
+    assert result.status == "failed"

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import cumulative_max, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
+from seqcheck.equiv.registry import Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
@@ -111,6 +111,74 @@ def delta_plain(args: dict, dtype) -> tuple:
     return (out, S) if args.get("return_state") else (out,)
 
 
+# ----------------------------------------------------------------------------- gradient
+
+GRADIENT_WRT = ("q", "k", "v", "beta")
+
+
+def delta_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of the delta rule's gradients. The
+    forward's error mass E_t (module docstring) bounds the states' errors; the state's cotangent
+    G_t (exact norm Gn_t) is carried backwards by the same transitions, so its error mass is
+    EG_t = g_{t+1} EG_{t+1} + rhoG_t with rhoG_t = (2 + beta_{t+1} |k_{t+1}|^2) a_{t+1} Gn_{t+1} +
+    |scale q_t| |dO_t| (EG_T from the state cotangent's own rounding, |dS|). With X_t = Gn_t + EG_t
+    and Y_t = |S_{t-1}|_F + E_{t-1}, each gradient is within 4 (T + K + V + 4) eps (1 + Lambda) of
+
+        dq: |scale| (|S_t|_F + E_t) |dO_t|          dv: beta |k| X_t
+        dk: beta (X_t |v| + 2 a X_t |k| Y_t)        dbeta: |k| X_t |v| + a |k|^2 X_t Y_t
+
+    maximised over batch and heads per time position (|.| 2-norms, |.|_F Frobenius)."""
+    q, k, v, beta = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v", "beta"))
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    g = args.get("g")
+    gates = np.ones((B, T, H)) if g is None else np.exp(np.asarray(g, dtype=np.float64))
+    S0 = args.get("initial_state")
+    S = np.zeros((B, H, K, V)) if S0 is None else np.asarray(S0, dtype=np.float64)
+    scale = K ** -0.5 if args.get("scale") is None else abs(args["scale"])
+    k_norm2 = np.sum(k * k, axis=-1)  # (B, T, H)
+    norms, errors, E = [np.linalg.norm(S, axis=(-2, -1))], [np.zeros((B, H))], np.zeros((B, H))
+    for t in range(T):  # the forward's states and error mass, as _error_mass
+        a, b = gates[:, t], beta[:, t]
+        rho = (2 + b * k_norm2[:, t]) * a * norms[-1] + b * np.sqrt(k_norm2[:, t]) * np.linalg.norm(v[:, t], axis=-1)
+        E = a * np.maximum(1.0, np.abs(1 - b * k_norm2[:, t])) * E + rho
+        S = a[..., None, None] * S
+        S = S + k[:, t, :, :, None] * (b[..., None] * (v[:, t] - np.einsum("bhk,bhkv->bhv", k[:, t], S)))[:, :, None, :]
+        norms.append(np.linalg.norm(S, axis=(-2, -1)))
+        errors.append(E)
+    do_norm = np.linalg.norm(np.asarray(args["cotangent"], dtype=np.float64), axis=-1)  # (B, T, H)
+    dS = args.get("state_cotangent")
+    G = np.zeros((B, H, K, V)) if dS is None else np.asarray(dS, dtype=np.float64)
+    EG = np.linalg.norm(G, axis=(-2, -1))
+    bounds = {name: np.zeros(T) for name in GRADIENT_WRT}
+    for t in reversed(range(T)):
+        G = G + scale * q[:, t, :, :, None] * np.asarray(args["cotangent"], dtype=np.float64)[:, t, :, None, :]
+        EG = EG + scale * np.linalg.norm(q[:, t], axis=-1) * do_norm[:, t]
+        a, b, kn = gates[:, t], beta[:, t], np.sqrt(k_norm2[:, t])
+        X, Y = np.linalg.norm(G, axis=(-2, -1)) + EG, norms[t] + errors[t]
+        vn = np.linalg.norm(v[:, t], axis=-1)
+        parts = {"q": scale * (norms[t + 1] + errors[t + 1]) * do_norm[:, t], "v": b * kn * X,
+                 "k": b * (X * vn + 2 * a * X * kn * Y), "beta": kn * X * vn + a * kn ** 2 * X * Y}
+        for name, part in parts.items():
+            bounds[name][t] = part.max(initial=0.0)
+        G = a[..., None, None] * (G - b[..., None, None] * k[:, t, :, :, None]
+                                  * np.einsum("bhk,bhkv->bhv", k[:, t], G)[:, :, None, :])
+        EG = a * np.maximum(1.0, np.abs(1 - b * k_norm2[:, t])) * EG + (2 + b * k_norm2[:, t]) * a * X
+    logs = np.zeros((B, T, H)) if g is None else np.where(np.isfinite(g), np.abs(g), 0.0)
+    factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(logs).max(initial=0.0))
+    return tuple(factor * bounds[name] for name in GRADIENT_WRT)
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+4) eps (1 + max sum|g|) times each gradient's terms with the states' "
+                 "error mass E_t and the cotangent's EG_t carried by the transitions' norms, per position")
+
+
+def delta_rule_vjp(**args) -> dict:
+    """The gradient oracle of ``delta.delta_rule.recurrent``: the form's arguments and the
+    cotangents of its outputs (the state's when ``return_state``)."""
+    return ref.delta_rule_vjp(**{name: value for name, value in args.items() if name != "return_state"})
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
@@ -143,6 +211,17 @@ register_form(Form(
                    "float32's ulp at (t + 1 + the gate's running exponent) times it (state: E_T per head)",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="delta.delta_rule.recurrent",
+    vjp=delta_rule_vjp,
+    wrt=GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=delta_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "channel"), ("batch", "time", "head", "channel"),
+          ("batch", "time", "head", "channel"), ("batch", "time", "head")),
 ))
 
 register_form(Form(
