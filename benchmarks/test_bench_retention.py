@@ -11,6 +11,7 @@ from seqcheck.reference.delta import delta_rule_chunked, delta_rule_recurrent
 from seqcheck.reference.gla import gla_chunked, gla_recurrent
 from seqcheck.reference.retention import retention_chunked, retention_recurrent
 from seqcheck.reference.rwkv import wkv4_chunked, wkv4_recurrent, wkv6_chunked, wkv6_recurrent
+from seqcheck.reference.rwkv7 import wkv7_chunked, wkv7_recurrent
 
 T, H, K = 4096, 4, 64
 
@@ -93,3 +94,23 @@ def test_wkv4_recurrent(benchmark, wkv4_args):
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_wkv4_chunked(benchmark, wkv4_args, chunk_size):
     benchmark.pedantic(wkv4_chunked, args=wkv4_args, kwargs={"chunk_size": chunk_size}, rounds=5)
+
+
+@pytest.fixture
+def wkv7_args(qkv, rng):
+    r, k, v = qkv
+    kk = rng.standard_normal((1, T, H, K))
+    kk /= np.linalg.norm(kk, axis=-1, keepdims=True)
+    decay = -np.exp(rng.standard_normal((1, T, H, K)) - 2)
+    return r, decay, k, v, -kk, kk * rng.uniform(0, 1, (1, T, H, K))
+
+
+@pytest.mark.benchmark(group="rwkv7 T=4096 H=4 K=V=64")
+def test_wkv7_recurrent(benchmark, wkv7_args):
+    benchmark.pedantic(wkv7_recurrent, args=wkv7_args, rounds=5)
+
+
+@pytest.mark.benchmark(group="rwkv7 T=4096 H=4 K=V=64")
+@pytest.mark.parametrize("chunk_size", [16, 64])
+def test_wkv7_chunked(benchmark, wkv7_args, chunk_size):
+    benchmark.pedantic(wkv7_chunked, args=wkv7_args, kwargs={"chunk_size": chunk_size}, rounds=5)
