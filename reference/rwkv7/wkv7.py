@@ -134,11 +134,9 @@ def _chunked(p: _WKV7, chunk_size):
         earlier = np.concatenate([np.zeros_like(P[:, :, :1]), P[:, :, :-1]], axis=2)  # P_{i-1,j}, 0 unless j < i
         A_ab, A_ak = _pairs(ac, earlier, bc), _pairs(ac, earlier, kc)
         rhs = np.einsum("bhik,bhkv->bhiv", ac * before, S) + A_ak @ vc
-        U = []
-        for i in range(stop - start):  # forward substitution of the unit lower-triangular system
-            carried = np.einsum("bhj,bhjv->bhv", A_ab[:, :, i, :i], np.stack(U, axis=2)) if U else 0
-            U.append(rhs[:, :, i] + carried)
-        U = np.stack(U, axis=2)
+        U = rhs.copy()
+        for i in range(1, stop - start):  # forward substitution of the unit lower-triangular system
+            U[:, :, i] += np.einsum("bhj,bhjv->bhv", A_ab[:, :, i, :i], U[:, :, :i])
         outs.append(_heads_first(np.einsum("bhik,bhkv->bhiv", rc * gamma, S) + _pairs(rc, P, bc) @ U
                                  + _pairs(rc, P, kc) @ vc))
         last = P[:, :, -1]  # P_last,j (B, H, c, K)
