@@ -27,7 +27,8 @@ by forward substitution; then o_i = scale ((r_i o gamma_i)^T S_prev + sum_{j<=i}
 
 Differences from the originals: float64; batch-first (B, T, H, .) layout; the three forms of w;
 any chunk size (fla's naive ``dplr_chunkwise`` asserts it divides T); the segment products come
-from stable segment sums of log d (``reference.mamba.segsum``).
+from running products of the decays (``reference.mamba.segprod``: no division, a reset's d = 0
+stops them).
 
 Exact mode: ``w_kind="decay"``; if any input is an object array everything becomes
 ``fractions.Fraction`` and the result is exact.
@@ -39,7 +40,7 @@ import numpy as np
 
 from .._checks import (as_fractions, as_real, check_bool, check_choice, check_layout, check_shape, finite_real,
                        positive_int)
-from ..mamba.ssd import segprod, segsum
+from ..mamba.ssd import segprod
 
 W_KINDS = ("log", "decay", "loglog")
 
@@ -97,11 +98,11 @@ class _WKV7:
     def within(self, start, stop):
         """(P (B, H, c, c, K) = prod_{j<s<=i} d_s, 0 for j > i; gamma (B, H, c, K) = prod_{start<=s<=i} d_s)."""
         w = np.moveaxis(self.w[:, :, start:stop], -1, -2)  # (B, H, K, c)
-        if self.log:
-            P, gamma = np.exp(segsum(w)), np.exp(np.cumsum(w, axis=-1))
+        if self.log:  # running products of the decays (no division; a reset's d = 0 stops them)
+            P, gamma = segprod(np.exp(w)), np.exp(np.cumsum(w, axis=-1))
         else:
             P, gamma = segprod(w), np.cumprod(w, axis=-1)
-        return np.moveaxis(P, 2, -1), np.moveaxis(gamma, 2, -1)
+        return np.ascontiguousarray(np.moveaxis(P, 2, -1)), np.ascontiguousarray(np.moveaxis(gamma, 2, -1))
 
 
 def _read(x, S):
