@@ -31,3 +31,13 @@ def unstacked(bound):
     """The bound of ``continuation``'s outputs (stacked along a last axis of splits): the same per
     position as ``bound`` gives the unsplit outputs."""
     return lambda args, expected: bound(args, tuple(e[..., 0] for e in expected))
+
+
+def shifted(name: str, constant: float):
+    """The relation "unchanged by ``constant`` added to every entry of argument ``name``": the
+    form on the shifted argument against the form on the drawn one (a weighted mean such as
+    WKV's or AFT's cancels e^constant)."""
+    def relation(impl, args: dict) -> tuple:
+        return (np.asarray(impl(**{**args, name: args[name] + constant})),), (np.asarray(impl(**args)),)
+
+    return relation

@@ -205,3 +205,15 @@ def check_choice(name, value, options):
     """ValueError unless value is one of ``options``."""
     if value not in options:
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def recurrence_cotangents(cotangent, state_cotangent, out_shape, state_shape):
+    """The cotangents of a linear recurrence's outputs: o's (B, T, H, V) and, when the final state
+    is an output, the state's (B, H, K, V) (None: zeros), each checked by name against q and v."""
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, out_shape, "(B, T, H, V)", match="q and v")
+    if state_cotangent is None:
+        return cotangent, np.zeros(state_shape)
+    state_cotangent = as_real("state_cotangent", state_cotangent)
+    check_shape("state_cotangent", state_cotangent, state_shape, "(B, H, K, V)", match="q and v")
+    return cotangent, state_cotangent

@@ -31,6 +31,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.equiv.relations import shifted
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.aft import aft_inputs
 from seqcheck.reference import aft as ref
@@ -230,28 +231,17 @@ register_claim(Claim(
 
 # ----------------------------------------------------------------------------- invariances
 
-
-def _key_shift(impl, args: dict) -> tuple:
-    """The form on k + 500 against the form on k: the weighted mean cancels e^500."""
-    return (np.asarray(impl(**{**args, "k": args["k"] + 500.0})),), (np.asarray(impl(**args)),)
-
-
 register_claim(Claim(
     key="aft.full.key_shift",
     statement="AFT-full (causal and not) is unchanged by a constant added to every k, and stays finite at k near "
               "1.5e3 where the naive sums overflow",
     subject="aft.full.parallel",
     default_impl=ref.aft_full,
-    relation=_key_shift,
+    relation=shifted("k", 500.0),
     inputs=lambda: aft_inputs(form="full"),
     bound=lambda args, expected: aft_bound({**args, "k": np.abs(args["k"]) + 500.0}),
     rule="the AFT-full bound at |k| + 500 (each of the two evaluations within half of it)",
 ))
-
-
-def _bias_shift(impl, args: dict) -> tuple:
-    """The form on w + 800 against the form on w: every weight of a row gains e^800."""
-    return (np.asarray(impl(**{**args, "w": args["w"] + 800.0})),), (np.asarray(impl(**args)),)
 
 
 register_claim(Claim(
@@ -260,7 +250,7 @@ register_claim(Claim(
               "overflows)",
     subject="aft.full.parallel",
     default_impl=ref.aft_full,
-    relation=_bias_shift,
+    relation=shifted("w", 800.0),
     inputs=lambda: aft_inputs(form="full"),
     bound=lambda args, expected: aft_bound({**args, "w": np.abs(args["w"]) + 800.0}),
     rule="the AFT-full bound at |w| + 800 (each of the two evaluations within half of it)",

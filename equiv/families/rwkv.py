@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
-from seqcheck.equiv.relations import unstacked
+from seqcheck.equiv.relations import shifted, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.rwkv import wkv4_inputs
 from seqcheck.reference import rwkv as ref
@@ -174,18 +174,13 @@ register_claim(Claim(
 ))
 
 
-def _shift_invariance(impl, args: dict) -> tuple:
-    """The form on k + c (c = 500) against the form on k: the definition cancels e^c."""
-    return (np.asarray(impl(**{**args, "k": args["k"] + 500.0})),), (np.asarray(impl(**args)),)
-
-
 register_claim(Claim(
     key="rwkv.wkv4.shift_invariance",
     statement="WKV is unchanged by a constant added to every k (the definition cancels it), and stays finite at k "
               "near 1e3 where the naive sums overflow",
     subject="rwkv.wkv4.recurrent",
     default_impl=ref.wkv4_recurrent,
-    relation=_shift_invariance,
+    relation=shifted("k", 500.0),
     inputs=lambda: wkv4_inputs(form="recurrent"),
     bound=lambda args, expected: tuple(2 * b for b in wkv4_bound({**args, "k": np.abs(args["k"]) + 500.0}, expected)),
     rule="twice the WKV bound at |k| + 500",

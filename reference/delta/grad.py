@@ -19,19 +19,8 @@ Verified in the tests against central differences and torch autograd of the recu
 
 import numpy as np
 
-from .._checks import as_real, check_shape
+from .._checks import recurrence_cotangents
 from .delta import _Delta, _heads_first
-
-
-def _cotangents(p: _Delta, cotangent, state_cotangent):
-    batch, heads, T, _ = p.q.shape
-    cotangent = as_real("cotangent", cotangent)
-    check_shape("cotangent", cotangent, (batch, T, heads, p.v.shape[3]), "(B, T, H, V)", match="q and v")
-    if state_cotangent is None:
-        return _heads_first(cotangent), np.zeros(p.S0.shape)
-    state_cotangent = as_real("state_cotangent", state_cotangent)
-    check_shape("state_cotangent", state_cotangent, p.S0.shape, "(B, H, K, V)", match="q and v")
-    return _heads_first(cotangent), state_cotangent
 
 
 def delta_rule_vjp(q, k, v, beta, *, cotangent, state_cotangent=None, g=None, scale=None, initial_state=None):
@@ -39,8 +28,9 @@ def delta_rule_vjp(q, k, v, beta, *, cotangent, state_cotangent=None, g=None, sc
     v, beta, g=, scale=, initial_state=)`` (module docstring): {"q", "k", "v" (B, T, H, .),
     "beta" (B, T, H), "g" (B, T, H; only with a gate), "initial_state" (B, H, K, V)}."""
     p = _Delta(q, k, v, beta, g, None, scale, initial_state)
-    do, G = _cotangents(p, cotangent, state_cotangent)
-    T = p.q.shape[2]
+    batch, heads, T, _ = p.q.shape
+    do, G = recurrence_cotangents(cotangent, state_cotangent, (batch, T, heads, p.v.shape[3]), p.S0.shape)
+    do = _heads_first(do)
     gates = np.ones(p.beta.shape) if g is None else np.exp(p.gate)  # (B, H, T)
     states = [p.S0]
     for t in range(T):

@@ -16,20 +16,8 @@ central differences and torch autograd of the recurrence.
 
 import numpy as np
 
-from .._checks import as_real, check_shape
+from .._checks import recurrence_cotangents
 from .gla import _GLA, _heads_first
-
-
-def _cotangents(p: _GLA, cotangent, state_cotangent):
-    batch, heads, T, _ = p.q.shape
-    V = p.v.shape[3]
-    cotangent = as_real("cotangent", cotangent)
-    check_shape("cotangent", cotangent, (batch, T, heads, V), "(B, T, H, V)", match="q and v")
-    if state_cotangent is None:
-        return _heads_first(cotangent), np.zeros(p.S0.shape)
-    state_cotangent = as_real("state_cotangent", state_cotangent)
-    check_shape("state_cotangent", state_cotangent, p.S0.shape, "(B, H, K, V)", match="q and v")
-    return _heads_first(cotangent), state_cotangent
 
 
 def gla_vjp(q, k, v, g, *, cotangent, state_cotangent=None, scale=None, initial_state=None):
@@ -39,8 +27,9 @@ def gla_vjp(q, k, v, g, *, cotangent, state_cotangent=None, scale=None, initial_
     if g is None:
         raise TypeError("g must be given: the log-decays (B, T, H, K) or (B, T, H) the gradient is taken in")
     p = _GLA(q, k, v, g, None, scale, initial_state)
-    do, G = _cotangents(p, cotangent, state_cotangent)
-    T = p.q.shape[2]
+    batch, heads, T, _ = p.q.shape
+    do, G = recurrence_cotangents(cotangent, state_cotangent, (batch, T, heads, p.v.shape[3]), p.S0.shape)
+    do = _heads_first(do)
     states = [p.S0]
     for t in range(T):
         states.append(p.steps(t)[..., None] * states[-1] + p.k[:, :, t, :, None] * p.v[:, :, t, None, :])

@@ -1,6 +1,6 @@
 """The attention gradients (reference/attention/grad.py): the VJP against central finite differences
 in random directions (JAX's check_vjp: <J^T c, t> = <J t, c>) and against torch autograd of the
-definition written here in float64 torch; FlashAttention-2's tiled backward against the VJP at
+definition written in float64 torch (tests/kernels/torch_attention.py); FlashAttention-2's tiled backward against the VJP at
 every block size; fully masked rows; bad input."""
 
 import numpy as np
@@ -10,6 +10,8 @@ from seqcheck.reference.attention import (flash_attention, flash_attention_backw
                                           softmax_attention_vjp)
 
 torch = pytest.importorskip("torch")
+
+from kernels.torch_attention import torch_attention  # noqa: E402  (the definition written in torch)
 
 OPTIONS = {
     "plain": {},
@@ -56,41 +58,13 @@ def test_vjp_matches_central_differences_in_a_random_direction(name, seed):
     assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic))
 
 
-def torch_attention(q, k, v, *, causal=False, window=None, key_padding_mask=None, alibi_slopes=None, softcap=None,
-                    scale=None):
-    """The definition in float64 torch, written from softmax_attention's docstring (bottom-right masks)."""
-    B, Tq, H, D = q.shape
-    Tk, Hkv = k.shape[1], k.shape[2]
-    k, v = k.repeat_interleave(H // Hkv, dim=2), v.repeat_interleave(H // Hkv, dim=2)
-    s = torch.einsum("bihd,bjhd->bhij", q, k) * (D ** -0.5 if scale is None else scale)
-    if softcap:
-        s = softcap * torch.tanh(s / softcap)
-    offset = (torch.arange(Tq)[:, None] + Tk - Tq) - torch.arange(Tk)[None, :]  # i + Tk - Tq - j
-    if alibi_slopes is not None:
-        slopes = torch.as_tensor(alibi_slopes).reshape(-1, H)
-        s = s - slopes[:, :, None, None] * offset.abs()
-    visible = torch.ones(Tq, Tk, dtype=torch.bool)
-    if causal:
-        visible &= offset >= 0
-    if window is not None:
-        left, right = window
-        visible &= (offset <= left) & (-offset <= right)
-    visible = visible[None, None].expand(B, H, Tq, Tk)
-    if key_padding_mask is not None:
-        visible = visible & torch.as_tensor(key_padding_mask)[:, None, None, :]
-    s = s.masked_fill(~visible, -torch.inf)
-    lse = torch.logsumexp(s, dim=-1)
-    P = torch.where(visible, torch.exp(s - torch.where(torch.isfinite(lse), lse, 0.0)[..., None]), 0.0)
-    return torch.einsum("bhij,bjhd->bihd", P, v), lse.transpose(1, 2)
-
-
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_vjp_matches_torch_autograd_of_the_definition(name):
     args, cotangents, _ = problem(10, padded=True)
     options = OPTIONS[name]
     tensors = {n: torch.from_numpy(a.copy()).requires_grad_(n in ("q", "k", "v")) for n, a in args.items()
                if n in ("q", "k", "v")}
-    out, lse = torch_attention(**tensors, **options, key_padding_mask=args.get("key_padding_mask"))
+    out, lse = torch_attention(**tensors, **options, key_padding_mask=args.get("key_padding_mask"), return_lse=True)
     lse_cotangent = torch.from_numpy(cotangents["lse_cotangent"])
     objective = (out * torch.from_numpy(cotangents["cotangent"])).sum() + torch.where(
         torch.isfinite(lse), lse * lse_cotangent, 0.0).sum()
