@@ -14,7 +14,10 @@ when the final state is an output, dS:
     dg_t = a_t <G_t, R>                     (a = exp(g); none without a gate)
     dS_0 = M_1 G_1
 
-Verified in the tests against central differences and torch autograd of the recurrence.
+The gradient of ``fla-org/flash-linear-attention: fla/ops/delta_rule/naive.py
+delta_rule_recurrence`` (and ``fla/ops/gated_delta_rule/naive.py``) as torch autograd would take
+it, in the layout and conventions of ``reference.delta``. Verified in the tests against central
+differences and torch autograd of the recurrence.
 """
 
 import numpy as np
