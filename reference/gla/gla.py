@@ -95,23 +95,40 @@ class _GLA:
         """a_t (B, H, K)."""
         return np.exp(self.rates[..., t]) if self.log else self.rates[..., t]
 
-    def segments(self, rates):
-        """prod_{j<s<=i} a_s along the last axis, (..., n) -> (..., n, n), 0 above the diagonal:
-        running products of the a_s (no division; a reset's a = 0 makes the products across it 0)."""
-        return segprod(np.exp(rates) if self.log else rates)
 
-    def running(self, rates):
-        """prod_{first<=s<=i} a_s along the last axis (running sums of g, never differences)."""
-        return np.exp(np.cumsum(rates, axis=-1)) if self.log else np.cumprod(rates, axis=-1)
+def _segments(rates, log):
+    """prod_{j<s<=i} a_s along the last axis, (..., n) -> (..., n, n), 0 above the diagonal:
+    running products of the a_s (no division; a reset's a = 0 makes the products across it 0)."""
+    return segprod(np.exp(rates) if log else rates)
 
-    def after(self, rates):
-        """prod_{i<s<=last} a_s along the last axis (running sums from the end)."""
-        reversed_running = np.flip(self.running(np.flip(rates[..., 1:], axis=-1)), axis=-1)
-        return np.concatenate([reversed_running, _ones(rates[..., :1], self.log)], axis=-1)
 
-    def total(self, rates):
-        """The rates of whole segments combined along the last axis: sum of g, or product of a."""
-        return rates.sum(axis=-1) if self.log else np.prod(rates, axis=-1)
+def _segments_per_channel(decays):
+    """prod_{j<s<=i} a_s for decays (..., n, K) along the steps' axis -> (..., n, n, K), 0 for j > i,
+    the channels last so that the scores below reduce over contiguous memory."""
+    n = decays.shape[-2]
+    out = np.zeros(decays.shape[:-1] + decays.shape[-2:], dtype=decays.dtype)  # an object array's zeros are 0
+    for i in range(n):  # row i = row i-1 times a_i
+        if i:
+            out[..., i, :i, :] = out[..., i - 1, :i, :] * decays[..., i, None, :]
+        out[..., i, i, :] = 1
+    return out
+
+
+def running(rates, log):
+    """prod_{first<=s<=i} a_s along the last axis (running sums of g, never differences); ``log``:
+    the rates are log-decays g, else the decays a themselves."""
+    return np.exp(np.cumsum(rates, axis=-1)) if log else np.cumprod(rates, axis=-1)
+
+
+def after(rates, log):
+    """prod_{i<s<=last} a_s along the last axis (running sums from the end)."""
+    reversed_running = np.flip(running(np.flip(rates[..., 1:], axis=-1), log), axis=-1)
+    return np.concatenate([reversed_running, _ones(rates[..., :1], log)], axis=-1)
+
+
+def _total(rates, log):
+    """The rates of whole segments combined along the last axis: sum of g, or product of a."""
+    return rates.sum(axis=-1) if log else np.prod(rates, axis=-1)
 
 
 def _ones(like, log):
@@ -126,14 +143,18 @@ def _padded(a, length, axis, fill):
     return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
 
 
-def _rows_later(P):
-    """prod over j < s < i from prod over j < s <= i (..., n, n): the rows moved one step later."""
-    return np.concatenate([np.zeros_like(P[..., :1, :]), P[..., :-1, :]], axis=-2)
+def _rows_later(P, axis=-2):
+    """prod over j < s < i from prod over j < s <= i (rows along ``axis``): the rows moved one step
+    later."""
+    P = np.moveaxis(P, axis, 0)
+    return np.moveaxis(np.concatenate([np.zeros_like(P[:1]), P[:-1]]), 0, axis)
 
 
-def _later(Q):
-    """prod over first <= s < i from prod over first <= s <= i (..., n): moved one step later."""
-    return np.concatenate([np.ones_like(Q[..., :1]), Q[..., :-1]], axis=-1)
+def later(Q, axis=-1):
+    """prod over first <= s < i from prod over first <= s <= i (steps along ``axis``): moved one
+    step later."""
+    Q = np.moveaxis(Q, axis, 0)
+    return np.moveaxis(np.concatenate([np.ones_like(Q[:1]), Q[:-1]]), 0, axis)
 
 
 SUB_CHUNK = 8
@@ -142,32 +163,67 @@ sub-chunks of a chunk, products of three factors that never divide, so the score
 products (fla's secondary chunking, with sub-chunks of 16 there; 8 is faster in NumPy)."""
 
 
+class ChunkDecays:
+    """The decays of chunks, rates (..., K, c) (log-decays with ``log``, else the decays), for the
+    scores sum_k x_ik P_ijk y_jk with P_ij = prod_{j<s<=i} a_s per key channel. Sub-chunk I's row i
+    and sub-chunk J's column j (J < I) are coupled by prod_{start(I)<=s<=i} a_s * prod over the
+    sub-chunks between * prod_{j<s<=end(J)} a_s, so those scores are matrix products; segment
+    products only inside a sub-chunk."""
+
+    def __init__(self, rates, log):
+        self.c = rates.shape[-1]
+        self.size = min(SUB_CHUNK, self.c)
+        self.n = -(-self.c // self.size)
+        sub = _padded(rates, self.n * self.size, -1, 0 if log else 1)
+        sub = np.swapaxes(sub.reshape(sub.shape[:-1] + (self.n, self.size)), -3, -2)  # (..., n, K, s)
+        steps = np.swapaxes(sub, -1, -2)  # (..., n, s, K)
+        self.P = _segments_per_channel(np.exp(steps) if log else steps)  # (..., n, s, s, K)
+        self.A = np.swapaxes(running(sub, log), -1, -2)  # prod_{start(I)<=s<=i} (..., n, s, K)
+        total = np.swapaxes(_total(sub, log), -1, -2)  # each sub-chunk's product (..., K, n)
+        between = _rows_later(_segments(total, log))  # prod over the sub-chunks J < L < I (..., K, I, J)
+        self.between = np.moveaxis(between, -3, -1)[..., None, :]  # (..., I, J, 1, K)
+        self.after = np.swapaxes(after(sub, log), -1, -2)  # prod_{j<s<=end(J)} (..., n, s, K)
+
+    def _split(self, a):
+        """(..., c, K) -> (..., n, s, K), zero-padded."""
+        a = _padded(a, self.n * self.size, -2, 0)
+        return a.reshape(a.shape[:-2] + (self.n, self.size, a.shape[-1]))
+
+    def scores(self, x, ys, strict=False):
+        """[sum_k x_ik P_ijk y_jk for j <= i, 0 above the diagonal, for y in ys]: x, y (..., c, K)
+        -> (..., c, c). ``strict``: products over j < s < i, for reads before step i's decay
+        (RWKV-6's bonus, RWKV-7's rank-one term), and 0 on the diagonal: row i of x's strict scores
+        is row i - 1 of the scores of x moved one step earlier."""
+        if strict:
+            earlier = np.concatenate([x[..., 1:, :], np.zeros_like(x[..., :1, :])], axis=-2)
+            return [_rows_later(scores) for scores in self.scores(earlier, ys)]
+        xs = self._split(x)
+        X = xs * self.A  # (..., I, s, K)
+        ysubs = [self._split(y) for y in ys]
+        Ys = [np.swapaxes(y * self.after, -1, -2) for y in ysubs]  # (..., J, K, s)
+        n, s = self.n, self.size
+        out = [np.zeros(xs.shape[:-3] + (n, n, s, s), dtype=np.result_type(x, y)) for y in ys]
+        for I in range(n):  # one row of sub-chunks at a time keeps the products small
+            coupled = X[..., I, None, :, :] * self.between[..., I, :I, :, :]  # (..., J < I, s, K)
+            for scores, y, Y in zip(out, ysubs, Ys):
+                scores[..., I, :I, :, :] = coupled @ Y[..., :I, :, :]
+                scores[..., I, I, :, :] = np.einsum("...ijk,...ik,...jk->...ij", self.P[..., I, :, :, :], xs[..., I, :, :],
+                                                    y[..., I, :, :])
+        return [np.swapaxes(scores, -3, -2).reshape(scores.shape[:-4] + (n * s, n * s))[..., :self.c, :self.c]
+                for scores in out]
+
+
 def _chunk(p: _GLA, start, stop, S, strict):
     """Outputs (B, H, c, V) of steps [start, stop) from the state S before them, and the state
-    after. Sub-chunk I's row i and sub-chunk J's column j (J < I) are coupled by
-    prod_{start(I)<=s<=i} a_s * prod over the sub-chunks between * prod_{j<s<=end(J)} a_s, so their
-    scores are matrix products. ``strict``: products over j < s < i (a read before step i's
-    decay, RWKV's), the diagonal left to the caller."""
+    after. ``strict``: products over j < s < i (a read before step i's decay, RWKV's), the
+    diagonal left to the caller."""
     q, k, v = (a[:, :, start:stop] for a in (p.q, p.k, p.v))  # (B, H, c, .)
     rates = p.rates[..., start:stop]  # (B, H, K, c)
-    B, H, c, K = q.shape
-    size = min(SUB_CHUNK, c)
-    n = -(-c // size)
-    qs, ks, vs = (_padded(a, n * size, 2, 0).reshape(B, H, n, size, a.shape[-1]) for a in (q, k, v))
-    sub = _padded(rates, n * size, -1, 0 if p.log else 1).reshape(B, H, K, n, size)
-    P, A = p.segments(sub), p.running(sub)  # within each sub-chunk: (B, H, K, n, s, s), (B, H, K, n, s)
-    if strict:
-        P, A = _rows_later(P), _later(A)
-    between = _rows_later(p.segments(p.total(sub)))  # prod over the sub-chunks J < L < I, (B, H, K, I, J)
-    intra = np.einsum("bhnik,bhknij,bhnjk->bhnij", qs, P, ks) @ vs
-    X = qs * np.moveaxis(A, 2, -1)  # (B, H, I, s, K)
-    Y = ks * np.moveaxis(p.after(sub), 2, -1)  # (B, H, J, s, K)
-    scores = (X[:, :, :, None] * np.moveaxis(between, 2, -1)[..., None, :]) @ np.swapaxes(Y, -1, -2)[:, :, None]
-    inter = (scores @ vs[:, :, None]).sum(axis=3)  # (B, H, I, s, V)
-    Q = p.running(rates)
-    read = _later(Q) if strict else Q
-    out = (intra + inter).reshape(B, H, n * size, v.shape[-1])[:, :, :c] + (q * np.swapaxes(read, -1, -2)) @ S
-    S = Q[..., -1, None] * S + np.swapaxes(k * np.swapaxes(p.after(rates), -1, -2), -1, -2) @ v
+    Q = running(rates, p.log)
+    read = later(Q) if strict else Q
+    [scores] = ChunkDecays(rates, p.log).scores(q, [k], strict)
+    out = scores @ v + (q * np.swapaxes(read, -1, -2)) @ S
+    S = Q[..., -1, None] * S + np.swapaxes(k * np.swapaxes(after(rates, p.log), -1, -2), -1, -2) @ v
     return out, S
 
 

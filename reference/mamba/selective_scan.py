@@ -100,6 +100,13 @@ class _Scan(NamedTuple):
     dBu: np.ndarray  # dt_t B_t u_t, (B, T, D, N)
     h0: np.ndarray  # (B, D, N)
     finish: Callable  # (states (B, T, D, N), return_state) -> out or (out, last state)
+    u: np.ndarray  # (B, T, D)
+    dt: np.ndarray  # (B, T, D), after the bias and softplus
+    raw_dt: np.ndarray  # delta + delta_bias, before softplus
+    B: np.ndarray  # per channel, broadcasting against (B, T, D, N)
+    C: np.ndarray
+    D: object  # (D,) or None
+    z: object  # (B, T, D) or None
 
 
 _SCAN_NAMES = {n: n for n in ("u", "delta", "B", "C", "z", "initial_state")}
@@ -160,6 +167,7 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
         check_shape("delta_bias", delta_bias, (dim,), "(D,)", match=n["u"])
         delta = delta + delta_bias
     check_bool("delta_softplus", delta_softplus)
+    raw_dt = delta
     if delta_softplus:
         delta = np.where(delta <= 20, np.log1p(np.exp(np.minimum(delta, 20))), delta)
     if initial_state is None:
@@ -168,7 +176,7 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
         initial_state = as_real(n["initial_state"], initial_state, complex_ok=is_complex)
         check_shape(n["initial_state"], initial_state, (batch, dim, N), "(B, D, N)", match=f"{n['u']} and A")
     if step:  # one time step: T = 1
-        u, delta, B, C = u[:, None], delta[:, None], B[:, None], C[:, None]
+        u, delta, raw_dt, B, C = u[:, None], delta[:, None], raw_dt[:, None], B[:, None], C[:, None]
         z = None if z is None else z[:, None]
 
     def finish(states, return_state):
@@ -184,7 +192,7 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
 
     dtA = delta[..., None] * A
     dBu = (delta * u)[..., None] * B
-    return _Scan(dtA, dBu, initial_state, finish)
+    return _Scan(dtA, dBu, initial_state, finish, u, delta, raw_dt, B, C, D, z)
 
 
 def _recurrent(s, return_state):

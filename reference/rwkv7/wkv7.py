@@ -24,11 +24,13 @@ terms read, u_i = a_i^T S_{i-1} (V), solve the unit lower-triangular system
 
 by forward substitution; then o_i = scale ((r_i o gamma_i)^T S_prev + sum_{j<=i} (r_i o P_ij . b_j) u_j
 + (r_i o P_ij . k_j) v_j) and S = gamma_last o S_prev + sum_j (P_last,j o b_j) u_j^T + (P_last,j o k_j) v_j^T.
+The system is linear in S_prev, u = G S_prev + u0, so every chunk's G, u0 and scores are computed at
+once (``GROUP`` steps at a time) and only S = (diag(gamma_last) + M) S_prev + N runs chunk by chunk;
+the scores come from ``reference.gla.gla.ChunkDecays`` (sub-chunks, no division).
 
 Differences from the originals: float64; batch-first (B, T, H, .) layout; the three forms of w;
 any chunk size (fla's naive ``dplr_chunkwise`` asserts it divides T); the segment products come
-from running products of the decays (``reference.mamba.segprod``: no division, a reset's d = 0
-stops them).
+from running products of the decays (no division, a reset's d = 0 stops them).
 
 Exact mode: ``w_kind="decay"``; if any input is an object array everything becomes
 ``fractions.Fraction`` and the result is exact.
@@ -37,10 +39,11 @@ Exact mode: ``w_kind="decay"``; if any input is an object array everything becom
 from fractions import Fraction
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from .._checks import (as_fractions, as_real, check_bool, check_choice, check_layout, check_shape, finite_real,
                        positive_int)
-from ..mamba.ssd import segprod
+from ..gla.gla import ChunkDecays, after, later, running
 
 W_KINDS = ("log", "decay", "loglog")
 
@@ -86,23 +89,17 @@ class _WKV7:
         if w_kind == "loglog" and np.isnan(w).any():
             raise ValueError(f"{nw} must hold log(-log(decay)) without NaN (w_kind='loglog')")
         self.log = w_kind != "decay"
-        self.w = _heads_first(-np.exp(w) if w_kind == "loglog" else w)
-        self.r, self.k, self.v, self.a, self.b = (_heads_first(arrays[n]) for n in (nr, nk, nv, na, nb))
+        rates = -np.exp(w) if w_kind == "loglog" else w
+        self.rates = np.ascontiguousarray(np.moveaxis(_heads_first(rates), -1, 2))  # (B, H, K, T)
+        # contiguous heads-first copies: every chunk slices them along time
+        self.r, self.k, self.v, self.a, self.b = (np.ascontiguousarray(_heads_first(arrays[n]))
+                                                  for n in (nr, nk, nv, na, nb))
         self.r = self.r * scale
         self.S0 = arrays[nstate]
 
     def step(self, t):
         """d_t (B, H, K)."""
-        return np.exp(self.w[:, :, t]) if self.log else self.w[:, :, t]
-
-    def within(self, start, stop):
-        """(P (B, H, c, c, K) = prod_{j<s<=i} d_s, 0 for j > i; gamma (B, H, c, K) = prod_{start<=s<=i} d_s)."""
-        w = np.moveaxis(self.w[:, :, start:stop], -1, -2)  # (B, H, K, c)
-        if self.log:  # running products of the decays (no division; a reset's d = 0 stops them)
-            P, gamma = segprod(np.exp(w)), np.exp(np.cumsum(w, axis=-1))
-        else:
-            P, gamma = segprod(w), np.cumprod(w, axis=-1)
-        return np.ascontiguousarray(np.moveaxis(P, 2, -1)), np.ascontiguousarray(np.moveaxis(gamma, 2, -1))
+        return np.exp(self.rates[..., t]) if self.log else self.rates[..., t]
 
 
 def _read(x, S):
@@ -120,28 +117,66 @@ def _recurrent(p: _WKV7):
     return np.concatenate(outs, axis=1), S
 
 
-def _pairs(x, P, y):
-    """(x_i o P_ij) . y_j per head: (B, H, c, c)."""
-    return np.einsum("bhik,bhijk,bhjk->bhij", x, P, y)
+def _solve_unit_lower(L, rhs):
+    """X with X - L X = rhs for strictly lower-triangular L (..., c, c), rhs (..., c, m): forward
+    substitution (LAPACK's for floats; row by row on Fractions and empty batches)."""
+    if L.dtype != object and L.size:
+        return solve_triangular(np.eye(L.shape[-1]) - L, rhs, lower=True, unit_diagonal=True)
+    X = rhs.copy()
+    for i in range(1, L.shape[-2]):
+        X[..., i, :] += np.einsum("...j,...jm->...m", L[..., i, :i], X[..., :i, :])
+    return X
+
+
+def _by_chunks(a, chunk_size, fill, axis):
+    """(B, H, T, .) -> (B, H, N, c, .) along the steps' ``axis`` (2, or 3 for the rates (B, H, K, T)),
+    the last chunk padded with steps that change nothing (``fill``: 0, or the decay of one step: 1)."""
+    T = a.shape[axis]
+    N = -(-T // chunk_size)
+    shape = list(a.shape)
+    shape[axis] = N * chunk_size - T
+    a = np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
+    a = a.reshape(a.shape[:axis] + (N, chunk_size) + a.shape[axis + 1:])
+    return np.moveaxis(a, axis, 2)  # (B, H, N, ., c) for the rates, (B, H, N, c, .) otherwise
+
+
+GROUP = 128
+"""Steps whose chunks are computed together (each chunk's own terms at once, then the state through
+them): a few at a time keeps the temporaries small enough to stay in cache."""
+
+
+def _chunks(p: _WKV7, start, stop, chunk_size, S):
+    """Outputs (B, H, stop - start, V) of the chunks of steps [start, stop) from the state S before
+    them, and the state after. Within a chunk the rank-one reads are u = G S_prev + u0 (the UT solve
+    applied to both parts), so the chunk maps S_prev to M S_prev + N and its outputs to
+    R S_prev + o0: every chunk's terms at once, then the state across them."""
+    r, k, v, a, b = (_by_chunks(x[:, :, start:stop], chunk_size, 0, 2) for x in (p.r, p.k, p.v, p.a, p.b))
+    rates = _by_chunks(p.rates[..., start:stop], chunk_size, 0 if p.log else 1, 3)  # (B, H, N, K, c)
+    decays = ChunkDecays(rates, p.log)
+    gamma = np.swapaxes(running(rates, p.log), -1, -2)  # gamma_i (B, H, N, c, K)
+    a_b, a_k = decays.scores(a, [b, k], strict=True)  # (a_i o P_{i-1,j}) . b_j and . k_j
+    r_b, r_k = decays.scores(r, [b, k])
+    K = a.shape[-1]
+    solved = _solve_unit_lower(a_b, np.concatenate([a * later(gamma, axis=-2), a_k @ v], axis=-1))
+    G, u0 = solved[..., :K], solved[..., K:]  # u_i = G_i S_prev + u0_i
+    last = np.swapaxes(after(rates, p.log), -1, -2)  # P_last,j (B, H, N, c, K)
+    M = np.swapaxes(last * b, -1, -2) @ G  # S = (diag(gamma_last) + M) S_prev + N
+    N = np.swapaxes(last * b, -1, -2) @ u0 + np.swapaxes(last * k, -1, -2) @ v
+    before = []
+    for n in range(r.shape[2]):
+        before.append(S)
+        S = gamma[:, :, n, -1, :, None] * S + M[:, :, n] @ S + N[:, :, n]
+    out = (r * gamma + r_b @ G) @ np.stack(before, axis=2) + r_b @ u0 + r_k @ v  # (B, H, N, c, V)
+    B, H, N, c, V = out.shape
+    return out.reshape(B, H, N * c, V)[:, :, :stop - start], S
 
 
 def _chunked(p: _WKV7, chunk_size):
+    group = max(1, GROUP // chunk_size) * chunk_size
     S, outs = p.S0, [_heads_first(p.v[:, :, :0])]
-    for start in range(0, p.r.shape[2], chunk_size):
-        stop = min(start + chunk_size, p.r.shape[2])
-        rc, kc, vc, ac, bc = (x[:, :, start:stop] for x in (p.r, p.k, p.v, p.a, p.b))
-        P, gamma = p.within(start, stop)
-        before = np.concatenate([np.ones_like(gamma[:, :, :1]), gamma[:, :, :-1]], axis=2)  # gamma_{i-1}
-        earlier = np.concatenate([np.zeros_like(P[:, :, :1]), P[:, :, :-1]], axis=2)  # P_{i-1,j}, 0 unless j < i
-        A_ab, A_ak = _pairs(ac, earlier, bc), _pairs(ac, earlier, kc)
-        rhs = np.einsum("bhik,bhkv->bhiv", ac * before, S) + A_ak @ vc
-        U = rhs.copy()
-        for i in range(1, stop - start):  # forward substitution of the unit lower-triangular system
-            U[:, :, i] += np.einsum("bhj,bhjv->bhv", A_ab[:, :, i, :i], U[:, :, :i])
-        outs.append(_heads_first(np.einsum("bhik,bhkv->bhiv", rc * gamma, S) + _pairs(rc, P, bc) @ U
-                                 + _pairs(rc, P, kc) @ vc))
-        last = P[:, :, -1]  # P_last,j (B, H, c, K)
-        S = gamma[:, :, -1, :, None] * S + np.swapaxes(last * bc, -1, -2) @ U + np.swapaxes(last * kc, -1, -2) @ vc
+    for start in range(0, p.r.shape[2], group):
+        out, S = _chunks(p, start, min(start + group, p.r.shape[2]), chunk_size, S)
+        outs.append(_heads_first(out))
     return np.concatenate(outs, axis=1), S
 
 

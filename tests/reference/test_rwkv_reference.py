@@ -68,6 +68,21 @@ def test_a_constant_added_to_k_cancels():
         np.testing.assert_allclose(wkv4_chunked(k + shift, v, w, u, chunk_size=4), want, rtol=1e-12, atol=1e-12)
 
 
+def test_chunks_whose_k_spread_widely_take_the_pairwise_rows(monkeypatch):
+    """A chunk whose k spread beyond SPREAD (a row's weights all e^-800 below the chunk's largest)
+    would lose its rows to underflow in the factored form; the pairwise rows keep them."""
+    from seqcheck.reference.rwkv import wkv4
+
+    k, v, w, u = inputs(5, T=12)
+    k[:, 5] += 800.0  # row 4 sees only small k; the chunk [4, 8) holds the large one
+    k[:, 9] -= 900.0  # a row far below both the state's weight and its chunk's largest
+    want = wkv4_parallel(k, v, w, u)
+    np.testing.assert_allclose(wkv4_chunked(k, v, w, u, chunk_size=4), want, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(wkv4, "SPREAD", np.inf)  # the factored rows everywhere: this input is why the fallback exists
+    with np.errstate(invalid="ignore"):
+        assert not np.allclose(wkv4_chunked(k, v, w, u, chunk_size=4), want, rtol=1e-6, equal_nan=False)
+
+
 def test_stable_forms_stay_finite_where_the_naive_sums_overflow():
     k, v, w, u = inputs(4)
     k = k * 300 + 700  # up to about 1e3

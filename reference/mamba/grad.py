@@ -1,0 +1,103 @@
+"""The exact float64 gradient of Mamba's selective scan (``selective_scan_recurrent``), by the
+reverse-time recurrence of the state's cotangent that the CUDA backward
+(``state-spaces/mamba: csrc/selective_scan/selective_scan_bwd_kernel.cuh``) runs.
+
+Per batch and channel, with a_t = exp(dt_t A), x_t = a_t x_{t-1} + dt_t B_t u_t (N states),
+y_t = C_t . x_t, out_t = (y_t + D u_t) silu(z_t), output cotangent dout_t and, when the last
+state is an output, dX:
+
+    dz_t = dout_t (y_t + D u_t) silu'(z_t),     dy_t = dout_t silu(z_t)
+    G_T = dX + dy_T C_T,      G_t = dy_t C_t + a_{t+1} G_{t+1}          (G: dL/dx_t)
+    dC_t = dy_t x_t,   dB_t = dt_t u_t G_t,   du_t = dt_t (B_t . G_t) + D dy_t,   dD = sum_t dy_t u_t
+    ddt_t = u_t (B_t . G_t) + A . (G_t o x_{t-1} o a_t),   dA = sum_t dt_t G_t o x_{t-1} o a_t
+    ddelta_t = ddt_t sigmoid(delta_t + delta_bias) (with softplus; 1 above 20, as its identity branch)
+    d delta_bias = sum_t ddelta_t,   dx_{-1} = a_1 G_1 (the initial state's gradient)
+
+dB and dC are summed into their own layout: over batch and time for (D, N), over channels for
+(B, T, N), within each group for (B, T, G, N). With complex A (y_t = 2 Re(C_t . x_t)) every
+gradient of a complex input is dL/dRe + i dL/dIm, as torch's autograd gives for a real loss: the
+products above take the conjugate of each partner (G_t = 2 dy_t conj(C_t) + conj(a_{t+1}) G_{t+1},
+dC_t = 2 dy_t conj(x_t), ...), the real inputs' gradients the real part; a real B or C used as
+complex gets the real part of its gradient. Verified in the tests against central differences
+and torch autograd of the recurrence.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+from .._checks import as_real, check_shape
+from .selective_scan import _prepare
+
+
+def _into_layout(gradient, given, like_complex):
+    """A per-channel gradient (B, T, D, N) summed into the layout of the B or C that was given."""
+    given = np.asarray(given)
+    if given.ndim == 2:  # (D, N): time-invariant
+        total = gradient.sum(axis=(0, 1))
+    elif given.ndim == 3:  # (B, T, N): shared by all channels
+        total = gradient.sum(axis=2)
+    else:  # (B, T, G, N)
+        batch, T, D, N = gradient.shape
+        total = gradient.reshape(batch, T, given.shape[2], D // given.shape[2], N).sum(axis=3)
+    return total if like_complex and given.dtype.kind == "c" else total.real
+
+
+def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, *, cotangent, state_cotangent=None, delta_bias=None,
+                       delta_softplus=False, initial_state=None):
+    """The gradients of <out, cotangent> (+ Re <X_T, state_cotangent>) for
+    ``selective_scan_recurrent(u, delta, A, B, C, D, z, delta_bias=, delta_softplus=,
+    initial_state=)`` (module docstring): {"u", "delta", "A", "B", "C", "initial_state"} and "D",
+    "z", "delta_bias" when given, each in its input's shape."""
+    s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    is_complex = s.dtA.dtype.kind == "c"
+    batch, T, dim, N = s.dBu.shape
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, (batch, T, dim), "(B, T, D)", match="u")
+    G = np.zeros(s.h0.shape, dtype=s.h0.dtype)
+    if state_cotangent is not None:
+        state_cotangent = as_real("state_cotangent", state_cotangent, complex_ok=is_complex)
+        check_shape("state_cotangent", state_cotangent, (batch, dim, N), "(B, D, N)", match="u and A")
+        G = G + state_cotangent
+    a = np.exp(s.dtA)
+    states = np.empty(s.dBu.shape, dtype=np.result_type(a, s.dBu, s.h0))
+    x = s.h0
+    for t in range(T):
+        x = a[:, t] * x + s.dBu[:, t]
+        states[:, t] = x
+    before = np.concatenate([s.h0[:, None], states[:, :-1]], axis=1)  # x_{t-1}
+    y = np.sum(states * s.C, axis=-1)
+    y = 2 * y.real if is_complex else y
+    pre_gate = y if s.D is None else y + s.u * s.D
+    grads = {}
+    if s.z is None:
+        dy = cotangent
+    else:
+        gate = expit(s.z)
+        dy = cotangent * s.z * gate
+        grads["z"] = cotangent * pre_gate * gate * (1 + s.z * (1 - gate))
+    if s.D is not None:
+        grads["D"] = (dy * s.u).sum(axis=(0, 1))
+    conj = np.conj if is_complex else (lambda v: v)
+    reads = (2 if is_complex else 1) * dy[..., None] * conj(s.C)  # dL/dx_t through y_t
+
+    total = np.empty(states.shape, dtype=np.result_type(states, reads, G))  # G_t
+    for t in reversed(range(T)):
+        G = reads[:, t] + G
+        total[:, t] = G
+        G = conj(a[:, t]) * G
+    through_decay = total * conj(before * a)  # dL/d(dt_t A)
+    through_input = np.sum(total * conj(np.broadcast_to(s.B, states.shape)), axis=-1).real  # B_t . G_t
+    ddt = s.u * through_input + np.sum(through_decay * conj(A), axis=-1).real
+    du = s.dt * through_input + (0 if s.D is None else s.D * dy)
+    ddelta = ddt * (np.where(s.raw_dt <= 20, expit(s.raw_dt), 1.0) if delta_softplus else 1.0)
+    grads.update({
+        "u": du,
+        "delta": ddelta,
+        "A": (s.dt[..., None] * through_decay).sum(axis=(0, 1)),
+        "B": _into_layout((s.dt * s.u)[..., None] * total, B, is_complex),
+        "C": _into_layout((2 if is_complex else 1) * dy[..., None] * conj(states), C, is_complex),
+        "initial_state": G,
+    })
+    if delta_bias is not None:
+        grads["delta_bias"] = ddelta.sum(axis=(0, 1))
+    return grads
