@@ -44,9 +44,19 @@ def _cotangent_names(gradient: Gradient, args: dict) -> tuple:
     return tuple(name for name in gradient.cotangents if args.get(name) is not None)
 
 
+def _given(gradient: Gradient, args: dict) -> tuple:
+    """The inputs in ``wrt`` that the draw gave (an optional one left None has no gradient)."""
+    return tuple(name for name in gradient.wrt if args.get(name) is not None)
+
+
+NOT_GIVEN = np.zeros(0)  # the gradient of an input the draw left None: nothing to judge
+
+
 def _expected(gradient: Gradient, args: dict) -> tuple:
     grads = gradient.vjp(**args)
-    return tuple(np.asarray(grads[name], dtype=np.float64) for name in gradient.wrt)
+    given = _given(gradient, args)
+    return tuple(np.asarray(grads[name], dtype=np.result_type(grads[name], np.float64)) if name in given
+                 else NOT_GIVEN for name in gradient.wrt)
 
 
 def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
@@ -56,7 +66,8 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
 
     forward = without(args, gradient.cotangents)
     inputs = {name: to_backend(value, backend, np.float64) for name, value in forward.items()}
-    for name in gradient.wrt:
+    given = _given(gradient, args)
+    for name in given:
         inputs[name] = inputs[name].requires_grad_(True)
     raw = candidate(**inputs)
     if raw is None or isinstance(raw, list):
@@ -72,25 +83,28 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
         if not isinstance(out, torch.Tensor):
             raise UsageError(f"an output is a {type(out).__name__}, not a torch tensor", "return torch tensors")
         cotangent = to_backend(args[name], backend, np.float64)
-        objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum()
+        objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum().real  # Re for complex
     if not getattr(objective, "requires_grad", False):
         raise UsageError("no output depends on the inputs through autograd (detached, or computed outside torch)",
                          "compute the outputs with torch operations on the given tensors, or use check_vjp")
-    grads = torch.autograd.grad(objective, [inputs[name] for name in gradient.wrt], allow_unused=True)
-    return tuple(np.zeros(np.shape(args[name])) if g is None else to_numpy(g) for name, g in zip(gradient.wrt, grads))
+    grads = dict(zip(given, torch.autograd.grad(objective, [inputs[name] for name in given], allow_unused=True)))
+    return tuple(NOT_GIVEN if name not in given else np.zeros(np.shape(args[name])) if grads[name] is None
+                 else to_numpy(grads[name]) for name in gradient.wrt)
 
 
 def _explicit(vjp, gradient: Gradient, args: dict) -> tuple:
-    """An explicit backward's gradients, checked to be {name: array} for every input in ``wrt``."""
+    """An explicit backward's gradients, checked to be {name: array} for every input in ``wrt``
+    that the draw gave."""
     raw = vjp(**args)
+    given = _given(gradient, args)
     if not isinstance(raw, dict):
         raise UsageError(f"the backward returned a {type(raw).__name__}, not a dict",
-                         f"return {{name: gradient}} for {', '.join(gradient.wrt)}")
-    missing = [name for name in gradient.wrt if name not in raw]
+                         f"return {{name: gradient}} for {', '.join(given)}")
+    missing = [name for name in given if name not in raw]
     if missing:
         raise UsageError(f"the backward's dict lacks {', '.join(missing)}",
-                         f"return a gradient for each of {', '.join(gradient.wrt)}")
-    return tuple(to_numpy(raw[name]) for name in gradient.wrt)
+                         f"return a gradient for each of {', '.join(given)}")
+    return tuple(to_numpy(raw[name]) if name in given else NOT_GIVEN for name in gradient.wrt)
 
 
 def _judge(key, gradient: Gradient, actual_of, call, candidate, backend, max_examples, seed, timeout, progress,

@@ -144,7 +144,8 @@ class Gradient:
 
     ``vjp(**args)`` takes the form's arguments plus one cotangent argument per output of the
     form (named in ``cotangents``, in the outputs' order; None for an output not returned, as
-    lse without ``return_lse``) and returns {input name: gradient} for the inputs in ``wrt``.
+    lse without ``return_lse``) and returns {input name: gradient} for the inputs in ``wrt`` that
+    the draw gave (an optional input left None, as the selective scan's D or z, has none).
     The engine draws the form's arguments from its inputs and each cotangent N(0, 1) of its
     output's shape. ``bound(args, expected)`` is the derived float64 bound per time position of
     each gradient (``expected`` in ``wrt``'s order), ``rule`` says how.

@@ -12,8 +12,8 @@ draws each size axis large in about 30 draws of 100. The exact claims' strategie
 "parallel" (``tree`` and an int ``rng`` seed), "chunked" (``chunk_size``, 1 to T + 1 unless
 given) and, for SSD, "quadratic" (no ``initial_state`` and no ``return_state``).
 
-Conventions (seqcheck.equiv.families.mamba): with a complex A, the selective scan's states,
-``initial_state`` and the returned one, are float64 (B, D, 2N) with (re, im) interleaved along N.
+Conventions (seqcheck.equiv.families.mamba): with a complex A, the selective scan's B, C and
+states (``initial_state`` and the returned one) are complex128 arrays, as the references take them.
 """
 
 from __future__ import annotations

@@ -298,6 +298,10 @@ CASES = {
     "mamba.selective_scan_recurrent(complex A)": Case(lambda s: _scan(**s, complex_A=True), SCAN, ("B", "T")),
     "mamba.selective_scan_parallel": Case(_with(_scan, tree="random", rng=3), SCAN, ("B", "T")),
     "mamba.selective_scan_chunked": Case(_with(_scan, chunk_size=2), SCAN, ("B", "T")),
+    "mamba.selective_scan_vjp": Case(lambda s: {**{n: a for n, a in _scan(**s).items() if n != "return_state"},
+                                                "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
+                                                "state_cotangent": normal(s["B"], s["D"], s["N"], seed=7)},
+                                     SCAN, ("B", "T")),
     "mamba.selective_scan_step": Case(lambda s: _step(**s), dict(B=1, D=2, N=2, G=1), ("B",)),
     "mamba.associative_scan": Case(
         lambda s: dict(a=positive(s["B"], s["T"], s["F"]), b=normal(s["B"], s["T"], s["F"]), tree="random", rng=1),

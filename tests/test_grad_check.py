@@ -1,7 +1,9 @@
 """Checking a candidate's backward (equiv.check(grad=True), equiv.check_vjp, seqcheck check --grad):
 correct torch autograd attention passes for every seed; a backward that ignores the causal mask
 (triton #4541), a dQ without the softmax scale and a backward that drops the lse cotangent are
-caught, named by gradient and place; usage errors are errors, not failures."""
+caught, named by gradient and place; GLA's and the selective scan's torch autograd pass, and a
+dropped initial-state gradient, a gate gradient computed and dropped (mamba #342) and padded steps
+leaking into dA (mamba #368) are caught; usage errors are errors, not failures."""
 
 import re
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 from seqcheck import equiv
 from seqcheck.properties import inputs_for
 from seqcheck.reference.attention import flash_attention_backward, softmax_attention_vjp
+from seqcheck.reference.mamba import selective_scan_vjp
 
 torch = pytest.importorskip("torch")
 
@@ -192,3 +195,51 @@ def test_a_delta_rule_whose_erase_passes_no_gradient_is_caught():
     result = equiv.check(delta_with_the_prediction_detached, DELTA, grad=True, backend="torch", seed=0,
                          max_examples=40, progress=False)
     assert result.status == "failed"
+
+
+def test_a_dropped_initial_state_gradient_is_caught():
+    """The initial state detached (its gradient silently zero: fla PR #48 and #102)."""
+    from kernels.torch_gla import torch_gla
+
+    def detached_state(q, k, v, g, *, initial_state=None, **options):
+        return torch_gla(q, k, v, g, initial_state=None if initial_state is None else initial_state.detach(), **options)
+
+    result = equiv.check(detached_state, GLA, grad=True, backend="torch", seed=0, max_examples=40, progress=False,
+                         inputs=inputs_for(GLA, initial_state=True))
+    assert result.status == "failed" and "'dinitial_state'" in result.counterexample.message
+
+
+SCAN = "mamba.selective_scan.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_autograd_selective_scan_passes(seed):
+    from kernels.torch_scan import torch_scan
+
+    result = equiv.check(torch_scan, SCAN, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_gate_gradient_computed_and_dropped_is_caught():
+    """dz computed and never used (state-spaces/mamba #342): the forward passes, dz is 0."""
+    from kernels.torch_scan import scan_with_z_gradient_dropped
+
+    gated = inputs_for(SCAN, z=True)
+    assert equiv.check(scan_with_z_gradient_dropped, SCAN, backend="torch", seed=0, max_examples=20, progress=False,
+                       inputs=gated).passed
+    result = equiv.check(scan_with_z_gradient_dropped, SCAN, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False, inputs=gated)
+    assert result.status == "failed" and "'dz'" in result.counterexample.message
+
+
+def test_padded_steps_leaking_into_the_gradients_are_caught():
+    """A backward over time padded with zeros: softplus(0) = log 2 decays the state on the padded
+    steps (state-spaces/mamba #368), so dA and the initial state's gradient are wrong."""
+    from kernels.padded_scan import scan_vjp_over_padded_steps
+
+    def oracle(*, return_state=False, **args):
+        return selective_scan_vjp(**args)
+
+    assert equiv.check_vjp(oracle, SCAN, seed=0, max_examples=40, progress=False).passed
+    result = equiv.check_vjp(scan_vjp_over_padded_steps, SCAN, seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and re.search(r"'d(A|initial_state|delta_bias)'", result.counterexample.message)

@@ -214,14 +214,21 @@ register_form(Form(
     outputs=("out", "state"),
 ))
 
+def _with_initial_state_bound(args: dict, expected: tuple) -> tuple:
+    """GLA's gradient bound with the initial state's gradient (per head), when one was drawn."""
+    if args.get("initial_state") is None:
+        return gla_grad_bound(args, expected) + (0.0,)
+    return gla_grad_bound(args, expected, ("initial_state",))
+
+
 register_gradient(Gradient(
     form="gla.gla.recurrent",
     vjp=gla_recurrent_vjp,
-    wrt=GRADIENT_WRT,
+    wrt=GRADIENT_WRT + ("initial_state",),
     cotangents=("cotangent", "state_cotangent"),
-    bound=gla_grad_bound,
-    rule=GRADIENT_RULE,
-    axes=(("batch", "time", "head", "channel"),) * 4,
+    bound=_with_initial_state_bound,
+    rule=GRADIENT_RULE + "; dS_0 the same per head",
+    axes=(("batch", "time", "head", "channel"),) * 4 + (("batch", "head", "key", "value"),),
 ))
 
 register_form(Form(

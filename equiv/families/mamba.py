@@ -28,15 +28,16 @@ import numpy as np
 from hypothesis import strategies as st
 from scipy.special import expit
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
-                                     register_implementation, without)
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Sweep, register_claim, register_form,
+                                     register_gradient, register_implementation, without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.gpu.backend import where
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
+from seqcheck.reference.mamba.grad import selective_scan_vjp
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
 EXACT = "exact (rational)"
@@ -221,6 +222,98 @@ SWEEP_CHUNK = (1, 4, 16, 64, 256)
 
 # ----------------------------------------------------------------------------- forms
 
+# ----------------------------------------------------------------------------- gradient
+
+SCAN_GRADIENT_WRT = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+
+
+def _per_channel(M, shape):
+    """|B| or |C| in any layout, broadcast per channel to (B, T, D, N)."""
+    M = np.abs(np.asarray(M))
+    if M.ndim == 3:  # (B, T, N)
+        M = M[:, :, None, :]
+    elif M.ndim == 4:  # (B, T, G, N)
+        M = np.repeat(M, shape[2] // M.shape[2], axis=2)
+    return np.broadcast_to(M, shape)
+
+
+def _into_layout(magnitude, given):
+    """A per-channel magnitude (B, T, D, N) summed into B's or C's layout."""
+    given = np.asarray(given)
+    if given.ndim == 2:
+        return magnitude.sum(axis=(0, 1))
+    if given.ndim == 3:
+        return magnitude.sum(axis=2)
+    batch, T, D, N = magnitude.shape
+    return magnitude.reshape(batch, T, given.shape[2], D // given.shape[2], N).sum(axis=3)
+
+
+def _scan_grad_magnitudes(args: dict) -> dict:
+    """``selective_scan_vjp`` on magnitudes (reference/mamba/grad.py): every term of each gradient
+    replaced by its size (|u|, |B|, |C|, |D|, |x_0|, the cotangents' sizes, decays exp(dt Re A),
+    |silu(z)| <= |z|, |silu'(z)| <= 1.1, sigmoid <= 1), so each is an upper bound on the terms its
+    gradient sums."""
+    A = np.asarray(args["A"])
+    two = 2 if np.iscomplexobj(A) else 1
+    u, dt = np.abs(args["u"]), _dt(args)
+    batch, T, dim = u.shape
+    shape = (batch, T, dim, A.shape[1])
+    B, C = _per_channel(args["B"], shape), _per_channel(args["C"], shape)
+    a = np.exp(dt[..., None] * A.real)
+    h0 = args.get("initial_state")
+    x = np.zeros(shape[:1] + shape[2:]) if h0 is None else np.abs(h0)
+    states = np.empty(shape)
+    for t in range(T):
+        x = a[:, t] * x + (dt * u)[:, t, :, None] * B[:, t]
+        states[:, t] = x
+    before = np.concatenate([(np.zeros_like(x) if h0 is None else np.abs(h0))[:, None], states[:, :-1]], axis=1)
+    D, z, dout = args.get("D"), args.get("z"), np.abs(args["cotangent"])
+    pre_gate = two * (states * C).sum(axis=-1) + (0 if D is None else np.abs(D) * u)
+    dy = dout if z is None else dout * np.abs(z)
+    G = np.zeros(x.shape) if args.get("state_cotangent") is None else np.abs(args["state_cotangent"])
+    total = np.empty(shape)
+    for t in reversed(range(T)):
+        G = two * dy[:, t, :, None] * C[:, t] + G
+        total[:, t] = G
+        G = a[:, t] * G
+    decayed = total * before * a
+    through_input = (total * B).sum(axis=-1)
+    ddelta = u * through_input + (decayed * np.abs(A)).sum(axis=-1)
+    return {"u": dt * through_input + (0 if D is None else np.abs(D) * dy), "delta": ddelta,
+            "A": (dt[..., None] * decayed).sum(axis=(0, 1)), "B": _into_layout((dt * u)[..., None] * total, args["B"]),
+            "C": _into_layout(two * dy[..., None] * states, args["C"]),
+            "D": None if D is None else (dy * u).sum(axis=(0, 1)),
+            "z": None if z is None else 1.1 * dout * pre_gate,
+            "delta_bias": None if args.get("delta_bias") is None else ddelta.sum(axis=(0, 1)), "initial_state": G}
+
+
+def scan_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of the selective scan's gradients:
+    sums over at most T steps of products of N terms, the decays within T u (1 + Lambda) of exact
+    as in the forward's bound, so they differ by at most 4 (T + N + 8) eps (1 + Lambda) M, M the
+    VJP on magnitudes (``_scan_grad_magnitudes``), x2 for complex A; per time position for the
+    gradients with a time axis (u, delta, z, time-varying B and C), one value for the others."""
+    magnitudes = _scan_grad_magnitudes(args)
+    factor, *_ = _scan_magnitude(args)
+    T, N = np.shape(args["u"])[1], np.shape(args["A"])[1]
+    factor = factor * (T + N + 8) / (T + N + 4)
+    timed = {"u", "delta", "z"} | {name for name in ("B", "C") if np.ndim(args[name]) > 2}
+    return tuple(0.0 if magnitudes[name] is None else
+                 factor * (per_position(magnitudes[name]) if name in timed else np.abs(magnitudes[name]).max())
+                 for name in SCAN_GRADIENT_WRT)
+
+
+SCAN_GRADIENT_RULE = ("derived float64 bound: 4(T+N+8) eps (1 + max sum_t |dt_t A|) M, M the VJP on magnitudes "
+                      "(x2 for complex A), per position (one value for A, D, delta_bias, the initial state and "
+                      "time-invariant B, C)")
+
+
+def selective_scan_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``mamba.selective_scan.recurrent``: the form's arguments and the
+    cotangents of its outputs (the last state's when ``return_state``)."""
+    return selective_scan_vjp(**without(args, ("return_state",)))
+
+
 SCAN_DATA = ("u", "delta", "B", "C", "z")
 SCAN_RECURRENT_INPUTS = for_form(selective_scan_inputs, "recurrent", unused=("chunk_size", "tree"))
 SSD_CHUNKED_INPUTS = for_form(ssd_inputs, "chunked")
@@ -238,6 +331,18 @@ register_form(Form(
                    "max sum_{s<=t} |dt_s A| m_t (the decays' exponents; states: the same with the magnitudes' state)",
     data_args=SCAN_DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="mamba.selective_scan.recurrent",
+    vjp=selective_scan_recurrent_vjp,
+    wrt=SCAN_GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=scan_grad_bound,
+    rule=SCAN_GRADIENT_RULE,
+    axes=(("batch", "time", "channel"), ("batch", "time", "channel"), ("channel", "state"), ("batch", "time", "state"),
+          ("batch", "time", "state"), ("channel",), ("batch", "time", "channel"), ("channel",),
+          ("batch", "channel", "state")),
 ))
 
 register_form(Form(

@@ -8,6 +8,7 @@ from .selective_scan import (
     selective_scan_recurrent,
     selective_scan_step,
 )
+from .grad import selective_scan_vjp
 from .ssd import rms_norm_gated, segprod, segsum, ssd_chunked, ssd_quadratic, ssd_recurrent
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "selective_scan_parallel",
     "selective_scan_recurrent",
     "selective_scan_step",
+    "selective_scan_vjp",
     "ssd_chunked",
     "ssd_quadratic",
     "ssd_recurrent",
