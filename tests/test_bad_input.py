@@ -416,6 +416,11 @@ CASES = {
                                    "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
                                    "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
                         RETENTION, ("B", "T")),
+    "gla.gla_chunked_vjp": Case(lambda s: {**{n: a for n, a in _gla(**s).items() if n != "return_state"},
+                                           "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                                           "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7),
+                                           "chunk_size": 2},
+                                RETENTION, ("B", "T")),
     "gla.gla_step": Case(
         lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), g_t=-positive(s["B"], s["H"], s["K"], seed=4),

@@ -183,6 +183,35 @@ register_claim(Claim(
 ))
 
 
+@st.composite
+def _chunked_backward_inputs(draw):
+    """The chunked form's arguments (any chunk size, resets, an initial state or not) with the
+    cotangents of the output and the final state."""
+    args = draw(CHUNKED_INPUTS(return_state=True))
+    rng = draw(generators())
+    B, T, H, K = args["q"].shape
+    V = args["v"].shape[3]
+    return {**without(args, ("return_state",)), "cotangent": rng.standard_normal((B, T, H, V)),
+            "state_cotangent": rng.standard_normal((B, H, K, V))}
+
+
+register_claim(Claim(
+    key="gla.gla.chunked_backward",
+    statement="GLA's chunked backward (the chunks visited last to first, the state's cotangent passed to the "
+              "chunk before through the chunk's decay) equals the gradient of the recurrence, initial state "
+              "included, for every chunk size",
+    subject="gla.gla.chunked_vjp",
+    default_impl=ref.gla_chunked_vjp,
+    relation=lambda vjp, args: (tuple(vjp(**args)[n] for n in GRADIENT_WRT + ("initial_state",)),
+                                tuple(ref.gla_vjp(**without(args, CHUNK_ARGS))[n]
+                                      for n in GRADIENT_WRT + ("initial_state",))),
+    inputs=_chunked_backward_inputs,
+    bound=lambda args, expected: gla_grad_bound(args, expected, ("initial_state",)),
+    rule=GRADIENT_RULE + "; dS_0 the same per head",
+    outputs=("dq", "dk", "dv", "dg", "dS0"),
+))
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:

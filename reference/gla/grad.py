@@ -12,12 +12,27 @@ Per head, with qs_t = scale q_t, the forward S_t = diag(a_t) S_{t-1} + k_t^T v_t
 
 A reset (g = -inf, a = 0) stops G at that step, and its dg is 0. Verified in the tests against
 central differences and torch autograd of the recurrence.
+
+``gla_chunked_vjp`` is the backward algorithm chunked kernels run (fla's ``chunk_gla_bwd``): the
+forward keeps the state S_prev before each chunk, then the chunks are visited last to first with
+dH, the cotangent flowing into the chunk's last state from later (the state cotangent for the last
+chunk). Within a chunk, with P_ij = prod_{j<s<=i} a_s, Q_i = prod_{start<=s<=i} a_s,
+R_j = prod_{j<s<=last} a_s and A_ij = dO_i . v_j (j <= i):
+
+    dqs_i = Q_i o (S_prev dO_i) + sum_j A_ij P_ij o k_j
+    dk_j  = sum_i A_ij P_ij o qs_i + R_j o (dH v_j)
+    dv_j  = sum_i (qs_i o P_ij . k_j) dO_i + (R_j o k_j) dH
+    dH   <- sum_i (Q_i o qs_i)^T dO_i + diag(Q_last) dH      (S_prev's cotangent: the previous chunk's dH)
+
+and dg_r sums, per key channel, every term whose decay product covers step r: the pairs i >= r > j,
+the state read by rows i >= r, the keys j < r written into dH, and S_prev carried into dH (all
+terms, no difference of sums, so a reset's dg is 0 as in the recurrence).
 """
 
 import numpy as np
 
-from .._checks import recurrence_cotangents
-from .gla import _GLA, _heads_first
+from .._checks import positive_int, recurrence_cotangents
+from .gla import _GLA, _chunk, _heads_first, _segments, after, running
 
 
 def gla_vjp(q, k, v, g, *, cotangent, state_cotangent=None, scale=None, initial_state=None):
@@ -45,3 +60,47 @@ def gla_vjp(q, k, v, g, *, cotangent, state_cotangent=None, scale=None, initial_
     dg = _heads_first(np.moveaxis(da * np.exp(p.rates), 2, -1))  # (B, T, H, K): d/dg = a d/da
     return {"q": p.scale * _heads_first(dq), "k": _heads_first(dk), "v": _heads_first(dv),
             "g": dg.sum(axis=-1) if np.ndim(g) == 3 else dg, "initial_state": G}
+
+
+def gla_chunked_vjp(q, k, v, g, *, chunk_size, cotangent, state_cotangent=None, scale=None, initial_state=None):
+    """``gla_vjp`` by chunks of ``chunk_size`` steps (the last may be shorter), the state's cotangent
+    passed from each chunk to the one before (module docstring): the same gradients up to rounding."""
+    if g is None:
+        raise TypeError("g must be given: the log-decays (B, T, H, K) or (B, T, H) the gradient is taken in")
+    chunk_size = positive_int("chunk_size", chunk_size)
+    p = _GLA(q, k, v, g, None, scale, initial_state)
+    batch, heads, T, _ = p.q.shape
+    do, dH = recurrence_cotangents(cotangent, state_cotangent, (batch, T, heads, p.v.shape[3]), p.S0.shape)
+    do = _heads_first(do)
+    starts = list(range(0, T, chunk_size))
+    before, S = [], p.S0
+    for start in starts:  # the forward, keeping the state before each chunk
+        before.append(S)
+        S = _chunk(p, start, min(start + chunk_size, T), S, False)[1]
+    grads = {name: np.zeros(x.shape) for name, x in (("q", p.q), ("k", p.k), ("v", p.v))}
+    dg = np.zeros(p.rates.shape)  # (B, H, K, T)
+    for start, S_prev in reversed(list(zip(starts, before))):
+        span = slice(start, start + chunk_size)
+        qs, kc, vc, dO, rates = p.q[:, :, span], p.k[:, :, span], p.v[:, :, span], do[:, :, span], p.rates[..., span]
+        P = np.moveaxis(_segments(rates, True), 2, -1)  # (B, H, i, j, K), 0 for j > i
+        Q, R = (np.swapaxes(x, -1, -2) for x in (running(rates, True), after(rates, True)))  # (B, H, c, K)
+        A = dO @ np.swapaxes(vc, -1, -2)  # dO_i . v_j
+        read = Q * (dO @ np.swapaxes(S_prev, -1, -2))  # Q_i o (S_prev dO_i)
+        written = R * (vc @ np.swapaxes(dH, -1, -2))  # R_j o (dH v_j)
+        pairs = qs[:, :, :, None] * P * kc[:, :, None] * A[..., None]  # every pair's term (B, H, i, j, K)
+        grads["q"][:, :, span] = read + np.einsum("bhij,bhijk,bhjk->bhik", A, P, kc)
+        grads["k"][:, :, span] = np.einsum("bhij,bhijk,bhik->bhjk", A, P, qs) + written
+        grads["v"][:, :, span] = np.swapaxes(np.einsum("bhik,bhijk,bhjk->bhij", qs, P, kc), -1, -2) @ dO \
+            + (R * kc) @ dH
+        c = qs.shape[2]
+        before_r = np.concatenate([np.zeros_like(pairs[:, :, :, :1]), np.cumsum(pairs, axis=3)[:, :, :, :-1]],
+                                  axis=3)  # sum over j < r, (B, H, i, r, K)
+        covered = (np.tril(np.ones((c, c)))[:, :, None] * before_r).sum(axis=2)  # pairs i >= r > j
+        rows = np.flip(np.cumsum(np.flip(qs * read, axis=2), axis=2), axis=2)  # rows i >= r read S_prev
+        keys = np.concatenate([np.zeros_like(written[:, :, :1]), np.cumsum(kc * written, axis=2)[:, :, :-1]], axis=2)
+        carried = (Q[:, :, -1] * (S_prev * dH).sum(axis=-1))[:, :, None]  # S_prev carried into dH
+        dg[..., span] = np.swapaxes(covered + rows + keys + carried, -1, -2)
+        dH = np.swapaxes(qs * Q, -1, -2) @ dO + Q[:, :, -1, :, None] * dH
+    dg = _heads_first(np.moveaxis(dg, 2, -1))
+    return {"q": p.scale * _heads_first(grads["q"]), "k": _heads_first(grads["k"]), "v": _heads_first(grads["v"]),
+            "g": dg.sum(axis=-1) if np.ndim(g) == 3 else dg, "initial_state": dH}

@@ -111,6 +111,32 @@ def vjp_dropping_the_initial_state_gradient(q, k, v, g, *, cotangent, state_cota
     return {**grads, "initial_state": np.zeros_like(grads["initial_state"])}
 
 
+def chunked_backward_with_an_undecayed_state_cotangent(q, k, v, g, *, chunk_size, cotangent, state_cotangent=None,
+                                                       scale=None, initial_state=None):
+    """The chunks visited last to first, but the cotangent from later chunks handed to the chunk
+    before as it came, not through the chunk's decay diag(Q_last) (a state gradient carried with
+    the wrong decay across a chunk boundary)."""
+    T = q.shape[1]
+    starts = list(range(0, T, chunk_size))
+    before, S = [], initial_state
+    for start in starts:
+        before.append(S)
+        span = slice(start, start + chunk_size)
+        S = gla_recurrent(q[:, span], k[:, span], v[:, span], g[:, span], scale=scale, initial_state=S,
+                          return_state=True)[1]
+    dH, parts = state_cotangent, []
+    for start, S_prev in reversed(list(zip(starts, before))):
+        span = slice(start, start + chunk_size)
+        own = gla_vjp(q[:, span], k[:, span], v[:, span], g[:, span], cotangent=cotangent[:, span],
+                      state_cotangent=dH, scale=scale, initial_state=S_prev)
+        parts.insert(0, own)
+        from_outputs = gla_vjp(q[:, span], k[:, span], v[:, span], g[:, span], cotangent=cotangent[:, span],
+                               scale=scale, initial_state=S_prev)["initial_state"]
+        dH = from_outputs + (0 if dH is None else dH)  # not decayed through the chunk
+    grads = {n: np.concatenate([part[n] for part in parts], axis=1) for n in ("q", "k", "v", "g")}
+    return {**grads, "initial_state": dH}
+
+
 MUTANTS = {
     "gla.gla.parallel == gla.gla.recurrent": parallel_without_the_diagonal_gate,
     "gla.gla.chunked == gla.gla.recurrent": chunked_dropping_the_state_decay,
@@ -121,5 +147,6 @@ MUTANTS = {
     "gla.gla.ssd": recurrent_with_the_decay_one_step_late,
     "gla.gla.resets": chunked_by_cumsum_differences,
     "gla.gla.gradient_continuation": vjp_dropping_the_initial_state_gradient,
+    "gla.gla.chunked_backward": chunked_backward_with_an_undecayed_state_cotangent,
 }
 """The mutant each claim of the family must reject, by claim key."""

@@ -1,10 +1,11 @@
 """GLA's gradient (reference/gla/grad.py) against central differences in random directions and
-torch autograd of the recurrence, per key channel and per head, through resets; bad input."""
+torch autograd of the recurrence, per key channel and per head, through resets; the chunked
+backward against it at every chunk size; bad input."""
 
 import numpy as np
 import pytest
 
-from seqcheck.reference.gla import gla_recurrent, gla_vjp
+from seqcheck.reference.gla import gla_chunked_vjp, gla_recurrent, gla_vjp
 
 torch = pytest.importorskip("torch")
 
@@ -74,3 +75,16 @@ def test_bad_arguments_are_named(call, match):
     args, cotangents, _ = problem(30)
     with pytest.raises(ValueError, match=match):
         call(args, cotangents)
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("resets", [False, True])
+def test_the_chunked_backward_equals_the_recurrence_at_every_chunk_size(per_head, resets):
+    args, cotangents, _ = problem(4, per_head, resets, T=9)
+    want = gla_vjp(**args, **cotangents)
+    for chunk_size in range(1, 11):
+        got = gla_chunked_vjp(**args, **cotangents, chunk_size=chunk_size)
+        assert sorted(got) == sorted(want)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12, err_msg=f"{name} {chunk_size}")
+    assert np.isfinite(got["g"]).all()
