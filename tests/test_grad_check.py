@@ -15,8 +15,8 @@ import pytest
 
 from seqcheck import equiv
 from seqcheck.properties import inputs_for
-from seqcheck.reference.attention import flash_attention_backward, softmax_attention_vjp
-from seqcheck.reference.mamba import selective_scan_vjp
+from seqcheck.reference.attention import flash_attention_backward
+from seqcheck.reference.mamba import selective_scan_vjp, ssd_vjp
 
 torch = pytest.importorskip("torch")
 
@@ -243,3 +243,31 @@ def test_padded_steps_leaking_into_the_gradients_are_caught():
     assert equiv.check_vjp(oracle, SCAN, seed=0, max_examples=40, progress=False).passed
     result = equiv.check_vjp(scan_vjp_over_padded_steps, SCAN, seed=0, max_examples=40, progress=False)
     assert result.status == "failed" and re.search(r"'d(A|initial_state|delta_bias)'", result.counterexample.message)
+
+
+SSD = "mamba.ssd.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_autograd_ssd_passes(seed):
+    from kernels.torch_ssd import torch_ssd
+
+    result = equiv.check(torch_ssd, SSD, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_the_ssd_oracle_passes_its_own_check():
+    assert equiv.check_vjp(lambda *, return_state=False, **args: ssd_vjp(**args), SSD, seed=0, max_examples=30,
+                           progress=False).passed
+
+
+def test_dt_detached_where_it_scales_x_is_caught():
+    """dt detached in dt x (its gradient through the input lost, only the decay's part left): the
+    forward is right, ddt is not."""
+    from kernels.torch_ssd import ssd_with_dt_detached_in_the_input
+
+    assert equiv.check(ssd_with_dt_detached_in_the_input, SSD, backend="torch", seed=0, max_examples=20,
+                       progress=False).passed
+    result = equiv.check(ssd_with_dt_detached_in_the_input, SSD, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed" and "'ddt'" in result.counterexample.message

@@ -37,7 +37,8 @@ from seqcheck.gpu.backend import where
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
-from seqcheck.reference.mamba.grad import selective_scan_vjp
+from seqcheck.reference.gla import gla_vjp
+from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_vjp
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
 EXACT = "exact (rational)"
@@ -391,6 +392,62 @@ register_form(Form(
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=SSD_DATA,
     outputs=("out", "state"),
+))
+
+SSD_GRADIENT_WRT = ("x", "dt", "A", "B", "C", "initial_state")
+
+
+def _ssd_grad_magnitudes(args: dict) -> dict:
+    """``ssd_vjp`` on magnitudes: GLA's VJP (q = |C|, k = |B|, v = |dt x|, the same decays) on
+    the cotangents' and the initial state's sizes, then the chain rule with |x|, |dt|, |A|; every
+    term positive, so each is an upper bound on the terms its gradient sums."""
+    x, dt, A = np.abs(args["x"]), np.abs(args["dt"]), np.asarray(args["A"], dtype=np.float64)
+    batch, T, H, P = x.shape
+    G = np.shape(args["B"])[2]
+    r = H // G
+    h0, dh = args.get("initial_state"), args.get("state_cotangent")
+    grads = gla_vjp(np.repeat(np.abs(args["C"]), r, axis=2), np.repeat(np.abs(args["B"]), r, axis=2),
+                    dt[..., None] * x, args["dt"] * A, cotangent=np.abs(args["cotangent"]),
+                    state_cotangent=None if dh is None else np.swapaxes(np.abs(dh), -1, -2), scale=1.0,
+                    initial_state=None if h0 is None else np.swapaxes(np.abs(h0), -1, -2))
+    dv, dg = grads["v"], grads["g"]
+    return {"x": dt[..., None] * dv, "dt": (x * dv).sum(axis=-1) + np.abs(A) * dg, "A": (dt * dg).sum(axis=(0, 1)),
+            "B": grads["k"].reshape(batch, T, G, r, -1).sum(axis=3), "C": grads["q"].reshape(batch, T, G, r, -1).sum(axis=3),
+            "initial_state": None if h0 is None else grads["initial_state"]}
+
+
+def ssd_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of SSD's gradients: GLA's (sums over
+    at most T steps of products of N or P terms, decays within T u (1 + Lambda) of exact) with the
+    chain rule's products and sums after it, 4 (T + N + P + 8) eps (1 + Lambda) M, M the VJP on
+    magnitudes (``_ssd_grad_magnitudes``); per time position for x, dt, B and C, one value for A
+    and the initial state."""
+    magnitudes = _ssd_grad_magnitudes(args)
+    T, P, N = np.shape(args["x"])[1], np.shape(args["x"])[3], np.shape(args["B"])[3]
+    Lambda = cumulative_max(np.abs(args["dt"]) * np.abs(args["A"])).max(initial=0.0)
+    factor = 4 * (T + N + P + 8) * 2 * U64 * (1 + Lambda)
+    return tuple(0.0 if magnitudes[name] is None else
+                 factor * (per_position(magnitudes[name]) if name in SSD_DATA else magnitudes[name].max())
+                 for name in SSD_GRADIENT_WRT)
+
+
+def ssd_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``mamba.ssd.recurrent``: the form's arguments and the cotangents of
+    its outputs (the last state's when ``return_state``)."""
+    return ssd_vjp(**without(args, ("return_state",)))
+
+
+register_gradient(Gradient(
+    form="mamba.ssd.recurrent",
+    vjp=ssd_recurrent_vjp,
+    wrt=SSD_GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=ssd_grad_bound,
+    rule="derived float64 bound: 4(T+N+P+8) eps (1 + max sum_t |dt_t A|) M, M the VJP on magnitudes (GLA's on "
+         "|C|, |B|, |dt x| and the cotangents' sizes, then the chain rule on |x|, |dt|, |A|), per position (one "
+         "value for A and the initial state)",
+    axes=(("batch", "time", "head", "channel"), ("batch", "time", "head"), ("head",), ("batch", "time", "group", "state"),
+          ("batch", "time", "group", "state"), ("batch", "head", "channel", "state")),
 ))
 
 register_form(Form(

@@ -25,7 +25,7 @@ and torch autograd of the recurrence.
 import numpy as np
 from scipy.special import expit
 
-from .._checks import as_real, check_shape
+from .._checks import as_real, check_layout, check_shape
 from .selective_scan import _prepare
 
 
@@ -101,3 +101,42 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, *, cotangent, state_co
     if delta_bias is not None:
         grads["delta_bias"] = ddelta.sum(axis=(0, 1))
     return grads
+
+
+def ssd_vjp(x, dt, A, B, C, *, cotangent, state_cotangent=None, initial_state=None):
+    """The gradients of <y, cotangent> (+ <h_T, state_cotangent>) for ``ssd_recurrent(x, dt, A,
+    B, C, initial_state=)``: {"x", "dt", "A", "B", "C", "initial_state"}, each in its input's
+    shape (the gradient is taken in A; the exact mode's ``decay=`` has none).
+
+    SSD is scalar gated linear attention per head (K = N, V = P): q = C, k = B, v = dt x, log-decay
+    g = dt A, scale 1, the state h^T; so this is ``gla_vjp`` followed by the chain rule:
+    dx = dt dv, ddt = x . dv + A dg, dA = sum_t dt dg, dB and dC summed over each group's heads."""
+    from ..gla import gla_vjp  # GLA's package imports this one's
+
+    x, dt = as_real("x", x), as_real("dt", dt)
+    batch, T, H, P = check_layout("x", x, "(B, T, H, P)")
+    check_shape("dt", dt, (batch, T, H), "(B, T, H)", match="x")
+    Bm, Cm = as_real("B", B), as_real("C", C)
+    G, N = check_layout("B", Bm, "(B, T, G, N)")[2:]
+    if H % G:
+        raise ValueError(f"B has G={G} groups, which must divide the H={H} heads of x")
+    check_shape("B", Bm, (batch, T, G, N), "(B, T, G, N)", match="x")
+    check_shape("C", Cm, (batch, T, G, N), "(B, T, G, N)", match="B")
+    A = as_real("A", A)
+    check_shape("A", A, (H,), "(H,)", match="x")
+    if initial_state is not None:
+        initial_state = as_real("initial_state", initial_state)
+        check_shape("initial_state", initial_state, (batch, H, P, N), "(B, H, P, N)", match="x and B")
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, x.shape, "(B, T, H, P)", match="x")
+    if state_cotangent is not None:
+        state_cotangent = as_real("state_cotangent", state_cotangent)
+        check_shape("state_cotangent", state_cotangent, (batch, H, P, N), "(B, H, P, N)", match="x and B")
+    r = H // G
+    grads = gla_vjp(np.repeat(Cm, r, axis=2), np.repeat(Bm, r, axis=2), dt[..., None] * x, dt * A, cotangent=cotangent,
+                    state_cotangent=None if state_cotangent is None else np.swapaxes(state_cotangent, -1, -2),
+                    scale=1.0, initial_state=None if initial_state is None else np.swapaxes(initial_state, -1, -2))
+    dv, dg = grads["v"], grads["g"]
+    return {"x": dt[..., None] * dv, "dt": (x * dv).sum(axis=-1) + A * dg, "A": (dt * dg).sum(axis=(0, 1)),
+            "B": grads["k"].reshape(batch, T, G, r, N).sum(axis=3), "C": grads["q"].reshape(batch, T, G, r, N).sum(axis=3),
+            "initial_state": np.swapaxes(grads["initial_state"], -1, -2)}

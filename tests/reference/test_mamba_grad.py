@@ -1,12 +1,12 @@
-"""The selective scan's gradient (reference/mamba/grad.py) against central differences in random
+"""The selective scan's and SSD's gradients (reference/mamba/grad.py) against central differences in random
 directions and torch autograd of the recurrence: real and complex A, every layout of B and C, D, z,
 delta_bias, softplus (both branches), the initial state; bad input."""
 
 import numpy as np
 import pytest
 
-from seqcheck.reference.mamba import selective_scan_recurrent
-from seqcheck.reference.mamba.grad import selective_scan_vjp
+from seqcheck.reference.mamba import selective_scan_recurrent, ssd_recurrent
+from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_vjp
 
 torch = pytest.importorskip("torch")
 
@@ -97,3 +97,46 @@ def test_bad_arguments_are_named(change, match):
     args, cotangents, _ = problem(0)
     with pytest.raises((ValueError, TypeError), match=match):
         selective_scan_vjp(**args, **{**cotangents, **change})
+
+
+def ssd_problem(seed, B=2, T=6, H=4, P=3, G=2, N=2):
+    rng = np.random.default_rng(seed)
+    args = dict(x=rng.standard_normal((B, T, H, P)), dt=np.exp(rng.standard_normal((B, T, H)) - 1),
+                A=-np.exp(rng.standard_normal(H)), B=rng.standard_normal((B, T, G, N)),
+                C=rng.standard_normal((B, T, G, N)), initial_state=rng.standard_normal((B, H, P, N)))
+    cotangents = dict(cotangent=rng.standard_normal((B, T, H, P)), state_cotangent=rng.standard_normal((B, H, P, N)))
+    return args, cotangents, rng
+
+
+SSD_INPUTS = ("x", "dt", "A", "B", "C", "initial_state")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ssd_vjp_matches_central_differences(seed):
+    args, cotangents, rng = ssd_problem(seed)
+    grads = ssd_vjp(**args, **cotangents)
+    assert sorted(grads) == sorted(SSD_INPUTS)
+    direction = {n: rng.standard_normal(np.shape(args[n])) for n in SSD_INPUTS}
+    h = 1e-6
+
+    def objective(sign):
+        out, state = ssd_recurrent(**{**args, **{n: args[n] + sign * h * direction[n] for n in SSD_INPUTS}},
+                                   return_state=True)
+        return (out * cotangents["cotangent"]).sum() + (state * cotangents["state_cotangent"]).sum()
+
+    numeric = (objective(1) - objective(-1)) / (2 * h)
+    analytic = sum((grads[n] * direction[n]).sum() for n in SSD_INPUTS)
+    assert abs(numeric - analytic) <= 1e-7 * (1 + abs(numeric))
+
+
+def test_ssd_vjp_matches_torch_autograd():
+    from kernels.torch_ssd import torch_ssd
+
+    args, cotangents, _ = ssd_problem(5)
+    grads = ssd_vjp(**args, **cotangents)
+    tensors = {n: torch.tensor(v, requires_grad=True) for n, v in args.items()}
+    out, state = torch_ssd(**tensors, return_state=True)
+    ((out * torch.tensor(cotangents["cotangent"])).sum() + (state * torch.tensor(cotangents["state_cotangent"])).sum()
+     ).backward()
+    for name in SSD_INPUTS:
+        np.testing.assert_allclose(grads[name], tensors[name].grad.numpy(), rtol=1e-11, atol=1e-11, err_msg=name)
