@@ -34,11 +34,11 @@ from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Swee
                                      register_gradient, register_implementation, without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.gpu.backend import where
-from seqcheck.properties.arrays import for_form
+from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
 from seqcheck.reference import mamba as ref
 from seqcheck.reference.gla import gla_vjp
-from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_vjp
+from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_chunked_vjp, ssd_vjp
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
 EXACT = "exact (rational)"
@@ -413,7 +413,7 @@ def _ssd_grad_magnitudes(args: dict) -> dict:
     dv, dg = grads["v"], grads["g"]
     return {"x": dt[..., None] * dv, "dt": (x * dv).sum(axis=-1) + np.abs(A) * dg, "A": (dt * dg).sum(axis=(0, 1)),
             "B": grads["k"].reshape(batch, T, G, r, -1).sum(axis=3), "C": grads["q"].reshape(batch, T, G, r, -1).sum(axis=3),
-            "initial_state": None if h0 is None else grads["initial_state"]}
+            "initial_state": np.swapaxes(grads["initial_state"], -1, -2)}
 
 
 def ssd_grad_bound(args: dict, expected: tuple) -> tuple:
@@ -426,9 +426,13 @@ def ssd_grad_bound(args: dict, expected: tuple) -> tuple:
     T, P, N = np.shape(args["x"])[1], np.shape(args["x"])[3], np.shape(args["B"])[3]
     Lambda = cumulative_max(np.abs(args["dt"]) * np.abs(args["A"])).max(initial=0.0)
     factor = 4 * (T + N + P + 8) * 2 * U64 * (1 + Lambda)
-    return tuple(0.0 if magnitudes[name] is None else
-                 factor * (per_position(magnitudes[name]) if name in SSD_DATA else magnitudes[name].max())
+    return tuple(factor * (per_position(magnitudes[name]) if name in SSD_DATA else magnitudes[name].max())
                  for name in SSD_GRADIENT_WRT)
+
+
+SSD_GRADIENT_RULE = ("derived float64 bound: 4(T+N+P+8) eps (1 + max sum_t |dt_t A|) M, M the VJP on magnitudes "
+                     "(GLA's on |C|, |B|, |dt x| and the cotangents' sizes, then the chain rule on |x|, |dt|, |A|), "
+                     "per position (one value for A and the initial state)")
 
 
 def ssd_recurrent_vjp(**args) -> dict:
@@ -443,11 +447,34 @@ register_gradient(Gradient(
     wrt=SSD_GRADIENT_WRT,
     cotangents=("cotangent", "state_cotangent"),
     bound=ssd_grad_bound,
-    rule="derived float64 bound: 4(T+N+P+8) eps (1 + max sum_t |dt_t A|) M, M the VJP on magnitudes (GLA's on "
-         "|C|, |B|, |dt x| and the cotangents' sizes, then the chain rule on |x|, |dt|, |A|), per position (one "
-         "value for A and the initial state)",
+    rule=SSD_GRADIENT_RULE,
     axes=(("batch", "time", "head", "channel"), ("batch", "time", "head"), ("head",), ("batch", "time", "group", "state"),
           ("batch", "time", "group", "state"), ("batch", "head", "channel", "state")),
+))
+
+@st.composite
+def _ssd_chunked_backward_inputs(draw):
+    """The chunked form's arguments (any chunk size, an initial state or not) with the cotangents
+    of the output and the final state."""
+    args = draw(SSD_CHUNKED_INPUTS(return_state=True))
+    rng = draw(generators())
+    return {**without(args, ("return_state",)), "cotangent": rng.standard_normal(args["x"].shape),
+            "state_cotangent": rng.standard_normal(args["x"].shape[:1] + args["x"].shape[2:] + args["B"].shape[3:])}
+
+
+register_claim(Claim(
+    key="mamba.ssd.chunked_backward",
+    statement="SSD's chunked backward (the chunks visited last to first, the state's cotangent handed to the chunk "
+              "before through exp(sum dt A)) equals the gradient of the recurrence, initial state included, for "
+              "every chunk size",
+    subject="mamba.ssd.chunked_vjp",
+    default_impl=ssd_chunked_vjp,
+    relation=lambda vjp, args: (tuple(vjp(**args)[n] for n in SSD_GRADIENT_WRT),
+                                tuple(ssd_vjp(**without(args, CHUNK_ARGS))[n] for n in SSD_GRADIENT_WRT)),
+    inputs=_ssd_chunked_backward_inputs,
+    bound=ssd_grad_bound,
+    rule=SSD_GRADIENT_RULE,
+    outputs=tuple(f"d{n}" for n in SSD_GRADIENT_WRT),
 ))
 
 register_form(Form(

@@ -113,6 +113,23 @@ def ssd_vjp(x, dt, A, B, C, *, cotangent, state_cotangent=None, initial_state=No
     dx = dt dv, ddt = x . dv + A dg, dA = sum_t dt dg, dB and dC summed over each group's heads."""
     from ..gla import gla_vjp  # GLA's package imports this one's
 
+    return _through_gla(gla_vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state)
+
+
+def ssd_chunked_vjp(x, dt, A, B, C, *, chunk_size, cotangent, state_cotangent=None, initial_state=None):
+    """``ssd_vjp`` by chunks of ``chunk_size`` steps, the backward of ``ssd_chunked``: the chunks
+    visited last to first, the state's cotangent handed to the chunk before through the chunk's
+    decay exp(sum_t dt_t A) (``gla_chunked_vjp`` with SSD's q, k, v, g), then the same chain rule."""
+    from ..gla import gla_chunked_vjp
+
+    def vjp(*args, **options):
+        return gla_chunked_vjp(*args, chunk_size=chunk_size, **options)
+
+    return _through_gla(vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state)
+
+
+def _through_gla(vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state):
+    """SSD's gradients from a GLA backward ``vjp`` on q = C, k = B, v = dt x, g = dt A (``ssd_vjp``)."""
     x, dt = as_real("x", x), as_real("dt", dt)
     batch, T, H, P = check_layout("x", x, "(B, T, H, P)")
     check_shape("dt", dt, (batch, T, H), "(B, T, H)", match="x")
@@ -133,9 +150,9 @@ def ssd_vjp(x, dt, A, B, C, *, cotangent, state_cotangent=None, initial_state=No
         state_cotangent = as_real("state_cotangent", state_cotangent)
         check_shape("state_cotangent", state_cotangent, (batch, H, P, N), "(B, H, P, N)", match="x and B")
     r = H // G
-    grads = gla_vjp(np.repeat(Cm, r, axis=2), np.repeat(Bm, r, axis=2), dt[..., None] * x, dt * A, cotangent=cotangent,
-                    state_cotangent=None if state_cotangent is None else np.swapaxes(state_cotangent, -1, -2),
-                    scale=1.0, initial_state=None if initial_state is None else np.swapaxes(initial_state, -1, -2))
+    grads = vjp(np.repeat(Cm, r, axis=2), np.repeat(Bm, r, axis=2), dt[..., None] * x, dt * A, cotangent=cotangent,
+                state_cotangent=None if state_cotangent is None else np.swapaxes(state_cotangent, -1, -2),
+                scale=1.0, initial_state=None if initial_state is None else np.swapaxes(initial_state, -1, -2))
     dv, dg = grads["v"], grads["g"]
     return {"x": dt[..., None] * dv, "dt": (x * dv).sum(axis=-1) + A * dg, "A": (dt * dg).sum(axis=(0, 1)),
             "B": grads["k"].reshape(batch, T, G, r, N).sum(axis=3), "C": grads["q"].reshape(batch, T, G, r, N).sum(axis=3),

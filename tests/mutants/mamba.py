@@ -8,6 +8,7 @@ import numpy as np
 
 from seqcheck.reference.mamba import (associative_scan, scan_combine, selective_scan_chunked, selective_scan_step,
                                       ssd_quadratic, ssd_recurrent)
+from seqcheck.reference.mamba.grad import ssd_vjp
 from seqcheck.reference.mamba.selective_scan import _prepare as _prepare_scan
 from seqcheck.reference.mamba.ssd import _prepare as _prepare_ssd, segsum
 
@@ -184,6 +185,32 @@ def ssd_chunked_decays_in_float(x, dt, A, B, C, *, chunk_size, decay=None, initi
                        initial_state=initial_state, return_state=return_state)
 
 
+def ssd_chunked_backward_without_the_state_passings_dA(x, dt, A, B, C, *, chunk_size, cotangent,
+                                                      state_cotangent=None, initial_state=None):
+    """The chunks' backwards run last to first with the state's cotangent handed on, but dt and A
+    given only the terms of each chunk's own inputs: the share of the state carried into a chunk
+    (its decay across the chunk, d exp(sum dt A) / d dt) forgotten, as a kernel that drops the
+    state-passing step's contribution to ddA."""
+    T = x.shape[1]
+    starts = list(range(0, T, chunk_size))
+    before, h = [], initial_state
+    for start in starts:
+        before.append(h)
+        span = slice(start, start + chunk_size)
+        h = ssd_recurrent(x[:, span], dt[:, span], A, B[:, span], C[:, span], initial_state=h, return_state=True)[1]
+    dH, parts, dA = state_cotangent, [], 0
+    for start, h_prev in reversed(list(zip(starts, before))):
+        span = slice(start, start + chunk_size)
+        chunk = (x[:, span], dt[:, span], A, B[:, span], C[:, span])
+        own = ssd_vjp(*chunk, cotangent=cotangent[:, span], state_cotangent=dH, initial_state=h_prev)
+        alone = ssd_vjp(*chunk, cotangent=cotangent[:, span], state_cotangent=dH)
+        parts.insert(0, {**own, "dt": alone["dt"]})
+        dA = dA + alone["A"]
+        dH = own["initial_state"]
+    grads = {n: np.concatenate([part[n] for part in parts], axis=1) for n in ("x", "dt", "B", "C")}
+    return {**grads, "A": dA, "initial_state": dH}
+
+
 MUTANTS = {
     "mamba.selective_scan.parallel == mamba.selective_scan.recurrent": parallel_scan_with_euler_A,
     "mamba.selective_scan.chunked == mamba.selective_scan.recurrent": chunked_scan_dropping_the_state,
@@ -198,5 +225,6 @@ MUTANTS = {
     "mamba.ssd.selective_scan": ssd_recurrent_without_dt_on_x,
     "mamba.ssd.gated_linear_attention": ssd_quadratic_B_and_C_swapped,
     "mamba.ssd.large_decay_finite": ssd_chunked_unstable_segsum,
+    "mamba.ssd.chunked_backward": ssd_chunked_backward_without_the_state_passings_dA,
 }
 """The mutant each claim of the family must reject, by claim key."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from seqcheck.reference.mamba import selective_scan_recurrent, ssd_recurrent
-from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_vjp
+from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_chunked_vjp, ssd_vjp
 
 torch = pytest.importorskip("torch")
 
@@ -140,3 +140,12 @@ def test_ssd_vjp_matches_torch_autograd():
      ).backward()
     for name in SSD_INPUTS:
         np.testing.assert_allclose(grads[name], tensors[name].grad.numpy(), rtol=1e-11, atol=1e-11, err_msg=name)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4, 5, 6, 7])
+def test_ssd_chunked_vjp_equals_the_recurrences_at_every_chunk_size(chunk_size):
+    args, cotangents, _ = ssd_problem(chunk_size)
+    expected = ssd_vjp(**args, **cotangents)
+    chunked = ssd_chunked_vjp(**args, **cotangents, chunk_size=chunk_size)
+    for name in SSD_INPUTS:
+        np.testing.assert_allclose(chunked[name], expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
