@@ -256,6 +256,11 @@ CASES = {
         lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["D"]), positions=3 * positive(s["B"], s["T"]),
                        base=100.0, interpolation_factor=2.0, pairing="interleaved"),
         dict(B=1, T=3, H=2, D=4), ("B", "T")),
+    "positional.rope_vjp": Case(
+        lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["D"]), positions=3 * positive(s["B"], s["T"]),
+                       cotangent=normal(s["B"], s["T"], s["H"], s["D"], seed=4), base=100.0, interpolation_factor=2.0,
+                       pairing="interleaved"),
+        dict(B=1, T=3, H=2, D=4), ("B", "T")),
     "positional.rope_in_dtype": Case(
         lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["D"]), positions=3 * positive(s["B"], s["T"]),
                        dtype=np.float16, base=100.0, interpolation_factor=2.0, pairing="half"),

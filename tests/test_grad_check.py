@@ -271,3 +271,19 @@ def test_dt_detached_where_it_scales_x_is_caught():
     result = equiv.check(ssd_with_dt_detached_in_the_input, SSD, grad=True, backend="torch", seed=0, max_examples=40,
                          progress=False)
     assert result.status == "failed" and "'ddt'" in result.counterexample.message
+
+
+@pytest.mark.parametrize("pairing", ["half", "interleaved"])
+def test_torch_rope_passes_and_a_backward_rotating_the_wrong_way_is_caught(pairing):
+    """A fused rotary backward that rotates the cotangent by +theta (the forward again) instead of
+    its transpose: the forward is right, dx is not."""
+    from kernels.torch_rope import rope_with_the_backward_unconjugated, torch_rope
+
+    key = f"positional.rope.{pairing}"
+    for seed in range(3):
+        assert equiv.check(torch_rope[pairing], key, grad=True, backend="torch", seed=seed, max_examples=30,
+                           progress=False).passed
+    wrong = rope_with_the_backward_unconjugated[pairing]
+    assert equiv.check(wrong, key, backend="torch", seed=0, max_examples=20, progress=False).passed
+    result = equiv.check(wrong, key, grad=True, backend="torch", seed=0, max_examples=30, progress=False)
+    assert result.status == "failed" and "'dx'" in result.counterexample.message

@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
+from seqcheck.equiv.registry import Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient
 from seqcheck.properties.positional import (alibi_inputs, rope_inputs, rope_matrix_inputs, rope_pair_inputs,
                                             sinusoidal_inputs)
 from seqcheck.reference import positional as ref
@@ -65,12 +65,24 @@ def rope_magnitude(args: dict, expected: tuple) -> tuple:
     return (((pair_size * (1 + theta)).max(axis=(0, 2, 3), initial=0.0)),)
 
 
+def rope_grad_bound(args: dict, expected: tuple) -> tuple:
+    """dx is the cotangent rotated by -theta: the forward's bound with the cotangent for x."""
+    return rope_bound({**args, "x": args["cotangent"]}, expected)
+
+
+ROPE_GRADIENT_RULE = "derived float64 bound: 2u max|dy| (6 theta_t + 6) (dx = R(theta)^T dy, a rotation)"
+
+
 for pairing, fn in (("half", rope_half), ("interleaved", rope_interleaved)):
     register_form(Form(key=f"positional.rope.{pairing}", fn=fn, inputs=rope_inputs, bound=rope_bound, rule=ROPE_RULE,
                        statement=f"rotary position embedding, {pairing} pairing",
                        plain=_rope_plain(pairing), magnitude=rope_magnitude,
                        magnitude_rule="each position's max over pairs of (|x_a| + |x_b|)(1 + |theta_ti|)",
                        data_args=("x",)))
+    register_gradient(Gradient(
+        form=f"positional.rope.{pairing}", vjp=functools.partial(ref.rope_vjp, pairing=pairing), wrt=("x",),
+        cotangents=("cotangent",), bound=rope_grad_bound, rule=ROPE_GRADIENT_RULE,
+        axes=(("batch", "time", "head", "channel"),)))
 
 
 register_form(Form(

@@ -17,7 +17,7 @@ Two pairings of the D channels are in use, with the same angles:
 import numpy as np
 
 from ..arith import round_to
-from .._checks import as_real, check_choice, check_layout, even_positive_int, finite_real, float_dtype
+from .._checks import as_real, check_choice, check_layout, check_shape, even_positive_int, finite_real, float_dtype
 
 _PAIRINGS = ("half", "interleaved")
 
@@ -75,6 +75,18 @@ def apply_rope(x, positions=None, *, base=10000.0, interpolation_factor=1.0, pai
     out[..., first] = xa * cos - xb * sin
     out[..., second] = xa * sin + xb * cos
     return out
+
+
+def rope_vjp(x, positions=None, *, cotangent, base=10000.0, interpolation_factor=1.0, pairing="half"):
+    """The gradient of <apply_rope(x), cotangent> with respect to x: {"x": R(theta)^T cotangent}.
+
+    Each pair's rotation is orthogonal, so its transpose is the rotation by -theta: the
+    cotangent rotated by the negated positions (a backward that rotates it by +theta, the
+    forward again, is the classic bug). ``positions`` carry no gradient (they are indices)."""
+    a, pos = _rope_args(x, positions)
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, a.shape, "(B, T, H, D)", match="x")
+    return {"x": apply_rope(cotangent, -pos, base=base, interpolation_factor=interpolation_factor, pairing=pairing)}
 
 
 def rope_matrix(position, dim, *, base=10000.0, interpolation_factor=1.0, pairing="half"):
