@@ -33,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from seqcheck import equiv, reference
+from seqcheck.equiv.registry import without
 from seqcheck.properties import inputs_for
 from seqcheck.reference.eviction import H2O, TOVA, Policy
 
@@ -344,6 +345,10 @@ CASES = {
                        v=normal(s["B"], s["S"], s["H"], s["M"], seed=2), feature_map="elu", eps=1e-6, causal=False),
         dict(B=1, T=2, S=3, H=1, D=2, M=2), ("B", "T", "S")),
     "linear_attention.linear_attention_recurrent": Case(lambda s: _linear(**s), LINEAR, ("B", "T")),
+    "linear_attention.linear_attention_vjp": Case(
+        lambda s: {**without(_linear(**s), ("return_state",)), "cotangent": normal(s["B"], s["T"], s["H"], s["M"], seed=6),
+                   "state_cotangent": (normal(s["B"], s["H"], s["D"], s["M"], seed=7), normal(s["B"], s["H"], s["D"], seed=8))},
+        LINEAR, ("B", "T")),
     "linear_attention.linear_attention_chunked": Case(_with(_linear, chunk_size=2), LINEAR, ("B", "T")),
     "linear_attention.linear_attention_step": Case(
         lambda s: dict(q_t=normal(s["B"], s["H"], s["D"]), k_t=normal(s["B"], s["H"], s["D"], seed=1),

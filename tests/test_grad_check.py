@@ -287,3 +287,25 @@ def test_torch_rope_passes_and_a_backward_rotating_the_wrong_way_is_caught(pairi
     assert equiv.check(wrong, key, backend="torch", seed=0, max_examples=20, progress=False).passed
     result = equiv.check(wrong, key, grad=True, backend="torch", seed=0, max_examples=30, progress=False)
     assert result.status == "failed" and "'dx'" in result.counterexample.message
+
+
+LINEAR = "linear.attention.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_linear_attention_passes(seed):
+    from kernels.torch_linear import torch_linear_attention
+
+    result = equiv.check(torch_linear_attention, LINEAR, grad=True, backend="torch", seed=seed, max_examples=40,
+                         progress=False)
+    assert result.passed, result
+
+
+def test_a_detached_denominator_is_caught():
+    """The normaliser phi(q) . z + eps held constant in the backward: dq and dk lose -(dO . out) / den."""
+    from kernels.torch_linear import linear_attention_with_the_denominator_detached
+
+    wrong = linear_attention_with_the_denominator_detached
+    assert equiv.check(wrong, LINEAR, backend="torch", seed=0, max_examples=20, progress=False).passed
+    result = equiv.check(wrong, LINEAR, grad=True, backend="torch", seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and re.search(r"'d(q|k)'", result.counterexample.message)

@@ -25,10 +25,13 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.relations import continuation, unstacked
-from seqcheck.equiv.registry import Claim, Form, Sweep, mapped, register_claim, register_form, without
+from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, mapped, register_claim, register_form,
+                                     register_gradient, without)
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.linear import linear_inputs, rational_linear_inputs
 from seqcheck.reference import linear_attention as ref
+from seqcheck.reference.gla import gla_vjp
 from seqcheck.reference._checks import as_real, check_ndim
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
@@ -148,6 +151,71 @@ RULE = ("derived float64 bound: 4(T+D+4) eps (|num|_i + |out_i| |den|_i) / |den_
         "magnitudes; state: 4(T+4) eps times the magnitudes' state per head")
 
 
+# ----------------------------------------------------------------------------- gradient
+
+GRADIENT_WRT = ("q", "k", "v", "initial_state")
+
+
+def linear_recurrent_vjp(*, initial_state=None, state_cotangent=None, return_state=False, **args) -> dict:
+    """The gradient oracle of ``linear.attention.recurrent``: ``linear_attention_vjp`` with the
+    state, its cotangent and its gradient as [S | z]."""
+    grads = ref.linear_attention_vjp(**args, initial_state=_pair(initial_state),
+                                     state_cotangent=None if state_cotangent is None else state_pair(state_cotangent))
+    return {**grads, "initial_state": augmented_state(*grads["initial_state"])}
+
+
+def _grad_magnitudes(args: dict) -> dict:
+    """``linear_attention_vjp`` on magnitudes: GLA's VJP (no decay) on |phi(q)|, |phi(k)|,
+    [|v| | 1], |[S_0 | z_0]| with the augmented output's cotangents replaced by their sizes:
+    |dO| rho / |den| for the numerator and 2 (|dO| . m) rho / |den| for the denominator, where
+    m = (|num| + |out| |den|) / |den_t| is the size of the terms out sums (the forward's bound)
+    and rho = (|den| + |eps|) / |den_t| the denominator's conditioning (1 for positive features)."""
+    feature_map = args.get("feature_map", "elu")
+    phi = FEATURE_MAPS[feature_map]
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    Q, K = phi(q), phi(k)
+    batch, T, H, D = Q.shape
+    M = v.shape[3]
+    eps = float(args.get("eps", 1e-6))
+    state0 = args.get("initial_state")
+    S0, z0 = (np.zeros((batch, H, D, M)), np.zeros((batch, H, D))) if state0 is None else state_pair(state0)
+    den = np.einsum("bthd,bthd->bth", Q, z0[:, None] + np.cumsum(K, axis=1)) + eps
+    den_abs = np.einsum("bthd,bthd->bth", np.abs(Q), np.abs(z0)[:, None] + np.cumsum(np.abs(K), axis=1))
+    state_abs = np.abs(S0)[:, None] + np.cumsum(np.einsum("bthd,bthm->bthdm", np.abs(K), np.abs(v)), axis=1)
+    num_abs = np.einsum("bthd,bthdm->bthm", np.abs(Q), state_abs)
+    out = np.abs(ref.linear_attention_recurrent(q, k, v, feature_map=feature_map, eps=eps, initial_state=(S0, z0)))
+    size = np.abs(den)
+    rho = (den_abs + abs(eps)) / size
+    m = (num_abs + out * den_abs[..., None]) / size[..., None]
+    dout = np.abs(args["cotangent"])
+    cotangent = np.concatenate([dout * (rho / size)[..., None], (2 * (dout * m).sum(-1) * rho / size)[..., None]], -1)
+    dstate = args.get("state_cotangent")
+    grads = gla_vjp(np.abs(Q), np.abs(K), np.concatenate([np.abs(v), np.ones((batch, T, H, 1))], -1),
+                    np.zeros((batch, T, H)), cotangent=cotangent, scale=1.0,
+                    state_cotangent=None if dstate is None else np.abs(dstate),
+                    initial_state=np.abs(augmented_state(S0, z0)))
+    derivative = (lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0)))) if feature_map == "elu" else np.ones_like
+    return {"q": grads["q"] * derivative(q), "k": grads["k"] * derivative(k), "v": grads["v"][..., :M],
+            "initial_state": grads["initial_state"]}
+
+
+def linear_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of linear attention's gradients:
+    GLA's sums (at most T steps of D- or (M+1)-term products) after one division by den_t, so
+    4 (T + D + M + 4) eps M, M the VJP on magnitudes (``_grad_magnitudes``); per time position
+    for q, k, v, one value for the initial state."""
+    magnitudes = _grad_magnitudes(args)
+    T, D, M = np.shape(args["q"])[1], np.shape(args["q"])[3], np.shape(args["v"])[3]
+    factor = 4 * (T + D + M + 4) * 2 * U64
+    return tuple(factor * (per_position(magnitudes[name]) if name in DATA else magnitudes[name].max())
+                 for name in GRADIENT_WRT)
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(T+D+M+4) eps M, M the VJP on magnitudes (GLA's on |phi(q)|, |phi(k)|, "
+                 "[|v| | 1] with the cotangents |dO| rho / |den| and 2 (|dO| . m) rho / |den|, m the forward's term "
+                 "sizes, rho the denominator's conditioning), per position (one value for the initial state)")
+
+
 # ----------------------------------------------------------------------------- plain definition in a dtype
 
 def _feature_map_in_dtype(name: str, x, r):
@@ -217,6 +285,16 @@ register_form(Form(
                    "for elu features (state: sqrt(T) times the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="linear.attention.recurrent",
+    vjp=linear_recurrent_vjp,
+    wrt=GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=linear_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "feature"),) * 2 + (("batch", "time", "head", "value"), ("batch", "head", "feature", "value")),
 ))
 
 register_form(Form(

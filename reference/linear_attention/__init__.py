@@ -8,6 +8,7 @@ from .linear import (
     linear_attention_recurrent,
     linear_attention_step,
 )
+from .grad import linear_attention_vjp
 
 __all__ = [
     "elu_feature_map",
@@ -16,4 +17,5 @@ __all__ = [
     "linear_attention_parallel",
     "linear_attention_recurrent",
     "linear_attention_step",
+    "linear_attention_vjp",
 ]
