@@ -394,6 +394,10 @@ CASES = {
     "rwkv.wkv6_parallel": Case(lambda s: _wkv6(**s, state=False), RETENTION, ("B", "T")),
     "rwkv.wkv6_recurrent": Case(lambda s: _wkv6(**s), RETENTION, ("B", "T")),
     "rwkv.wkv6_chunked": Case(_with(_wkv6, chunk_size=2), RETENTION, ("B", "T")),
+    "rwkv.wkv6_vjp": Case(lambda s: {**without(_wkv6(**s), ("return_state",)),
+                                     "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                                     "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
+                          RETENTION, ("B", "T")),
     "rwkv.wkv6_step": Case(
         lambda s: dict(r_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), g_t=-positive(s["B"], s["H"], s["K"], seed=4),

@@ -309,3 +309,28 @@ def test_a_detached_denominator_is_caught():
     assert equiv.check(wrong, LINEAR, backend="torch", seed=0, max_examples=20, progress=False).passed
     result = equiv.check(wrong, LINEAR, grad=True, backend="torch", seed=0, max_examples=40, progress=False)
     assert result.status == "failed" and re.search(r"'d(q|k)'", result.counterexample.message)
+
+
+WKV6 = "rwkv.wkv6.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_wkv6_passes(seed):
+    from kernels.torch_wkv6 import torch_wkv6
+
+    result = equiv.check(torch_wkv6, WKV6, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_backward_ignoring_the_state_cotangent_is_caught():
+    """The final state's cotangent never reaches the backward (transformers PR #23774: the RWKV
+    Function's backward takes g_state and drops it); the forward and the output's gradients
+    alone are right."""
+    from kernels.torch_wkv6 import wkv6_ignoring_the_state_cotangent
+
+    stateful = inputs_for(WKV6, return_state=True)
+    wrong = wkv6_ignoring_the_state_cotangent
+    assert equiv.check(wrong, WKV6, backend="torch", seed=0, max_examples=20, progress=False, inputs=stateful).passed
+    result = equiv.check(wrong, WKV6, grad=True, backend="torch", seed=0, max_examples=40, progress=False,
+                         inputs=stateful)
+    assert result.status == "failed"

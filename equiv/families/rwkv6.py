@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max, per_axis_max, with_exponents, with_step_rounding
+from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form, without
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
+                                     without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.rwkv import rational_wkv6_inputs, wkv6_inputs
@@ -112,6 +113,39 @@ def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
             "u": rng.standard_normal((H, K)), "initial_state": None, "return_state": True, "chunk_size": chunk_size}
 
 
+# ----------------------------------------------------------------------------- gradient
+
+GRADIENT_WRT = ("r", "k", "v", "g", "u", "initial_state")
+
+
+def wkv6_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of RWKV-5/6's gradients: GLA's
+    (sums over at most T steps of K- or V-term products, decays within T u (1 + Lambda) of exact)
+    plus the bonus's products, so 4 (T + K + V + 8) eps (1 + Lambda) M, M ``wkv6_vjp`` on the
+    magnitudes |r|, |k|, |v|, |u|, |S_0| and the cotangents' sizes with the same decays (every
+    term positive); per time position for r, k, v and a time-varying g, one value for u, the
+    initial state and RWKV-5's constant decays."""
+    S0, dS = args.get("initial_state"), args.get("state_cotangent")
+    magnitudes = ref.wkv6_vjp(*(np.abs(args[n]) for n in DATA), args["g"], u=np.abs(args["u"]),
+                              cotangent=np.abs(args["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
+                              initial_state=None if S0 is None else np.abs(S0))
+    T, K, V = np.shape(args["r"])[1], np.shape(args["r"])[3], np.shape(args["v"])[3]
+    factor = 4 * (T + K + V + 8) * 2 * U64 * (1 + cumulative_max(_full_logs(args)).max(initial=0.0))
+    timed = DATA + (("g",) if np.ndim(args["g"]) >= 3 else ())
+    return tuple(factor * (per_position(magnitudes[n]) if n in timed else np.abs(magnitudes[n]).max(initial=0.0))
+                 for n in GRADIENT_WRT)
+
+
+def wkv6_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``rwkv.wkv6.recurrent``: the form's arguments and the cotangents of
+    its outputs (the state's when ``return_state``)."""
+    return ref.wkv6_vjp(**without(args, ("return_state",)))
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+8) eps (1 + max sum_t |g_t|) M, M the VJP on magnitudes (|r|, "
+                 "|k|, |v|, |u|, |S_0|, |dO|, |dS|), per position (one value for u, S_0 and constant decays)")
+
+
 # ----------------------------------------------------------------------------- forms
 
 RECURRENT_INPUTS = for_form(wkv6_inputs, "recurrent", unused=("chunk_size",))
@@ -131,6 +165,17 @@ register_form(Form(
                    "m_t (the decays' exponents; state: the same with the magnitudes' state)",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="rwkv.wkv6.recurrent",
+    vjp=wkv6_recurrent_vjp,
+    wrt=GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=wkv6_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "key"),) * 2 + (("batch", "time", "head", "value"), ("batch", "time", "head", "key"),
+                                                    ("head", "key"), ("batch", "head", "key", "value")),
 ))
 
 register_form(Form(

@@ -1,0 +1,65 @@
+"""Exact float64 gradients of RWKV's time mixing.
+
+RWKV-5/6 (``wkv6_recurrent``) is GLA read one step early plus a bonus: o_t = r_t S_{t-1} +
+((r_t o u) . k_t) v_t. Prepend a step -1 with k = v = 0 and g = 0 (so GLA's state after it is
+S_0) and read GLA with q_s = r_{s+1}: GLA's output at s is r_{s+1} S_s, RWKV's state part at
+s + 1. So ``gla_vjp`` on
+
+    q' = [r; 0],  k' = [0; k],  v' = [0; v],  g' = [0; g],  cotangent' = [dO; 0]     (T + 1 steps)
+
+gives dr = dq'[:T], dk = dk'[1:], dv = dv'[1:], dg = dg'[1:] and the initial state's gradient;
+the bonus adds, with c_t = (r_t o u) . k_t and dc_t = dO_t . v_t,
+
+    dr_t += dc_t u o k_t,   dk_t += dc_t u o r_t,   dv_t += c_t dO_t,   du = sum_{b,t} dc_t r_t o k_t
+
+and every gradient is summed back into its input's layout (g (B, T, H) over K; RWKV-5's (H, K)
+or (H,) over batch and time; u (H,) over K). Verified in the tests against central differences
+and torch autograd of the recurrence.
+"""
+
+import numpy as np
+
+from .._checks import recurrence_cotangents
+from .wkv6 import _prepare
+
+
+def _into(gradient, shape):
+    """A (B, T, H, K) gradient summed into ``shape``: (B, T, H, K), (B, T, H), (H, K) or (H,)."""
+    if gradient.shape == shape:
+        return gradient
+    if shape == gradient.shape[:3]:
+        return gradient.sum(axis=-1)
+    gradient = gradient.sum(axis=(0, 1))
+    return gradient if gradient.shape == shape else gradient.sum(axis=-1)
+
+
+def wkv6_vjp(r, k, v, g, *, u, cotangent, state_cotangent=None, initial_state=None):
+    """The gradients of <o, cotangent> (+ <S_T, state_cotangent>) for ``wkv6_recurrent(r, k, v, g,
+    u=, initial_state=)``: {"r", "k", "v", "g", "u", "initial_state"}, each in its input's shape
+    (module docstring); the gradient is taken in the log-decays g (``decay=`` has none)."""
+    from ..gla import gla_vjp  # GLA's package imports the mamba one, which needs nothing from here
+
+    if g is None:
+        raise TypeError("g must be given: the log-decays the gradient is taken in")
+    p = _prepare(r, k, v, g, None, u, initial_state)
+    if p.exact:
+        raise TypeError("the gradient is float64: r, k, v, u must be real arrays, not Fractions")
+    r, k, v = (np.swapaxes(a, 1, 2) for a in (p.q, p.k, p.v))  # (B, T, H, .)
+    rates = np.moveaxis(p.rates, -1, 1)  # (B, T, H, K)
+    batch, T, H, K = r.shape
+    do, dH = recurrence_cotangents(cotangent, state_cotangent, (batch, T, H, v.shape[3]), p.S0.shape)
+
+    def before(a):
+        return np.concatenate([np.zeros_like(a[:, :1]), a], axis=1)
+
+    def after(a):
+        return np.concatenate([a, np.zeros_like(a[:, :1])], axis=1)
+
+    grads = gla_vjp(after(r), before(k), before(v), before(rates), cotangent=after(do), state_cotangent=dH,
+                    scale=1.0, initial_state=p.S0)
+    c = np.einsum("bthk,hk,bthk->bth", r, p.u, k)
+    dc = (do * v).sum(axis=-1)[..., None]
+    du = (dc * r * k).sum(axis=(0, 1))
+    return {"r": grads["q"][:, :T] + dc * p.u * k, "k": grads["k"][:, 1:] + dc * p.u * r,
+            "v": grads["v"][:, 1:] + c[..., None] * do, "g": _into(grads["g"][:, 1:], np.shape(g)),
+            "u": du if np.ndim(u) == 2 else du.sum(axis=-1), "initial_state": grads["initial_state"]}
