@@ -391,6 +391,7 @@ CASES = {
                                            "return_state": True}, WKV, ("B", "T")),
     "rwkv.wkv4_chunked": Case(lambda s: {**_wkv(**s), "initial_state": _wkv_state(s["B"], s["C"]),
                                          "return_state": True, "chunk_size": 2}, WKV, ("B", "T")),
+    "rwkv.wkv4_vjp": Case(lambda s: {**_wkv(**s), "cotangent": normal(s["B"], s["T"], s["C"], seed=6)}, WKV, ("B", "T")),
     "rwkv.wkv6_parallel": Case(lambda s: _wkv6(**s, state=False), RETENTION, ("B", "T")),
     "rwkv.wkv6_recurrent": Case(lambda s: _wkv6(**s), RETENTION, ("B", "T")),
     "rwkv.wkv6_chunked": Case(_with(_wkv6, chunk_size=2), RETENTION, ("B", "T")),

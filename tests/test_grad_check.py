@@ -16,6 +16,7 @@ import pytest
 from seqcheck import equiv
 from seqcheck.properties import inputs_for
 from seqcheck.reference.attention import flash_attention_backward
+from seqcheck.reference import rwkv as rwkv_ref
 from seqcheck.reference.mamba import selective_scan_vjp, ssd_vjp
 
 torch = pytest.importorskip("torch")
@@ -334,3 +335,25 @@ def test_a_backward_ignoring_the_state_cotangent_is_caught():
     result = equiv.check(wrong, WKV6, grad=True, backend="torch", seed=0, max_examples=40, progress=False,
                          inputs=stateful)
     assert result.status == "failed"
+
+
+WKV4 = "rwkv.wkv4.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_wkv4_passes(seed):
+    from kernels.torch_wkv4 import torch_wkv4
+
+    result = equiv.check(torch_wkv4, WKV4, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_w_and_u_gradients_not_summed_over_the_batch_are_caught():
+    """dw and du kept from the first sequence instead of summed over the batch (the reduction of
+    transformers' RWKV Function, ``torch.sum(g_time_decay, dim=0)``, left out)."""
+    from kernels.torch_wkv4 import vjp_with_w_and_u_from_the_first_sequence
+
+    result = equiv.check_vjp(vjp_with_w_and_u_from_the_first_sequence, WKV4, seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and re.search(r"'d(w|u)'", result.counterexample.message)
+    assert equiv.check_vjp(lambda **args: rwkv_ref.wkv4_vjp(**args), WKV4, seed=0, max_examples=40,
+                           progress=False).passed

@@ -22,12 +22,14 @@ import numpy as np
 from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.registry import Claim, Form, Gradient, register_claim, register_form, register_gradient
 from seqcheck.equiv.relations import shifted, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.rwkv import wkv4_inputs
 from seqcheck.reference import rwkv as ref
 from seqcheck.reference.arith import U64, rounding
+from seqcheck.reference.rwkv.wkv4 import wkv4_logits
 
 DATA = ("k", "v")
 
@@ -108,6 +110,51 @@ register_form(Form(
     magnitude=wkv4_magnitude,
     magnitude_rule="max_{i<=t} |v_i|, plus float32's ulp at X_t D_t (the exponents' size times the values' spread)",
     data_args=DATA,
+))
+
+def wkv4_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of WKV-4's gradients (``wkv4_vjp``):
+    each weight P_ti is within (T + 2) u (1 + X_t) of exact relatively (the forward's bound), so
+    with the terms' sizes dS_ti = P_ti |dO_t| ((1 + X_t)(|v_i - wkv_t| + D_t) + max|v|),
+
+        dv_i: 4 (T + 4) eps sum_t P_ti |dO_t| (1 + X_t),    dk_i: 4 (T + 4) eps sum_t dS_ti,
+        du: the same over the diagonal, dw: over (t-1-i) dS_ti   (one value each for w and u)."""
+    k, v = np.asarray(args["k"], dtype=np.float64), np.asarray(args["v"], dtype=np.float64)
+    w, u = np.asarray(args["w"], dtype=np.float64), np.asarray(args["u"], dtype=np.float64)
+    B, T, C = k.shape
+    if T == 0:
+        return (np.zeros(0), np.zeros(0), 0.0, 0.0)
+    logits = wkv4_logits(k, w, u)
+    P = np.exp(logits - logits.max(axis=2, keepdims=True))
+    P /= P.sum(axis=2, keepdims=True)
+    out = (P * v[:, None]).sum(axis=2)
+    visible = np.isfinite(logits)
+    X = 2 * np.where(visible, np.abs(logits) + np.abs(u), 0.0).max(axis=2, keepdims=True)  # (B, T, 1, C)
+    spread = np.where(visible, np.abs(v[:, None] - out[:, :, None]), 0.0)
+    D = spread.max(axis=2, keepdims=True)
+    dout = np.abs(args["cotangent"])[:, :, None]
+    sizes = P * dout * ((1 + X) * (spread + D) + np.abs(v).max())
+    gaps = np.maximum(np.arange(T)[:, None] - 1 - np.arange(T)[None, :], 0)[..., None]
+    diagonal = np.arange(T)
+    factor = 4 * (T + 4) * 2 * U64
+    return (factor * per_position(sizes.sum(axis=1)), factor * per_position((P * dout * (1 + X)).sum(axis=1)),
+            factor * (gaps * sizes).sum(axis=(0, 1, 2)).max(), factor * sizes[:, diagonal, diagonal].sum(axis=(0, 1)).max())
+
+
+def wkv4_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``rwkv.wkv4.recurrent``."""
+    return ref.wkv4_vjp(**args)
+
+
+register_gradient(Gradient(
+    form="rwkv.wkv4.recurrent",
+    vjp=wkv4_recurrent_vjp,
+    wrt=("k", "v", "w", "u"),
+    cotangents=("cotangent",),
+    bound=wkv4_grad_bound,
+    rule="derived float64 bound: 4(T+4) eps times the terms' sizes P_ti |dO_t| ((1 + X_t)(|v_i - wkv_t| + D_t) + "
+         "max|v|) summed as each gradient sums them (dv: P_ti |dO_t| (1 + X_t)), per position (one value for w, u)",
+    axes=(("batch", "time", "channel"),) * 2 + (("channel",),) * 2,
 ))
 
 register_form(Form(

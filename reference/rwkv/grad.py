@@ -13,13 +13,23 @@ the bonus adds, with c_t = (r_t o u) . k_t and dc_t = dO_t . v_t,
     dr_t += dc_t u o k_t,   dk_t += dc_t u o r_t,   dv_t += c_t dO_t,   du = sum_{b,t} dc_t r_t o k_t
 
 and every gradient is summed back into its input's layout (g (B, T, H) over K; RWKV-5's (H, K)
-or (H,) over batch and time; u (H,) over K). Verified in the tests against central differences
-and torch autograd of the recurrence.
+or (H,) over batch and time; u (H,) over K).
+
+RWKV-4 (``wkv4_recurrent``) is, per channel, a softmax-weighted mean: wkv_t = sum_i P_ti v_i with
+P_t = softmax_i(s_ti) over the logits s_ti = k_i - (t-1-i) w (i < t) and u + k_t (i = t). So, as
+attention's backward, with dO_t the cotangent,
+
+    dv_i = sum_t P_ti dO_t,   ds_ti = P_ti dO_t (v_i - wkv_t),
+    dk_i = sum_t ds_ti,   du = sum_{b,t} ds_tt,   dw = -sum_{b,t,i<t} (t-1-i) ds_ti
+
+(each row's largest logit subtracted, so k of any size is stable). Verified in the tests against
+central differences and torch autograd of the recurrence.
 """
 
 import numpy as np
 
-from .._checks import recurrence_cotangents
+from .._checks import as_real, check_shape, recurrence_cotangents
+from .wkv4 import _prepare as _prepare_wkv4, wkv4_logits
 from .wkv6 import _prepare
 
 
@@ -63,3 +73,24 @@ def wkv6_vjp(r, k, v, g, *, u, cotangent, state_cotangent=None, initial_state=No
     return {"r": grads["q"][:, :T] + dc * p.u * k, "k": grads["k"][:, 1:] + dc * p.u * r,
             "v": grads["v"][:, 1:] + c[..., None] * do, "g": _into(grads["g"][:, 1:], np.shape(g)),
             "u": du if np.ndim(u) == 2 else du.sum(axis=-1), "initial_state": grads["initial_state"]}
+
+
+def wkv4_vjp(k, v, w, u, *, cotangent):
+    """The gradients of <wkv, cotangent> for ``wkv4_recurrent(k, v, w, u)``: {"k", "v" (B, T, C),
+    "w", "u" (C,)} (module docstring). The state (p, q, o) is a scaled representation the
+    original's backward gives no gradient for (RWKV-LM's ``wkv_cuda.cu``), and neither does this."""
+    k, v, w, u, _ = _prepare_wkv4(k, v, w, u, None)
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, k.shape, "(B, T, C)", match="k")
+    T = k.shape[1]
+    if T == 0:
+        return {"k": np.zeros_like(k), "v": np.zeros_like(v), "w": np.zeros_like(w), "u": np.zeros_like(u)}
+    logits = wkv4_logits(k, w, u)  # (B, T, T, C)
+    P = np.exp(logits - logits.max(axis=2, keepdims=True))
+    P /= P.sum(axis=2, keepdims=True)
+    out = (P * v[:, None]).sum(axis=2)
+    ds = P * cotangent[:, :, None] * (v[:, None] - out[:, :, None])
+    gaps = np.maximum(np.arange(T)[:, None] - 1 - np.arange(T)[None, :], 0)[..., None]  # (T, T, 1): t - 1 - i
+    diagonal = np.arange(T)
+    return {"k": ds.sum(axis=1), "v": (P * cotangent[:, :, None]).sum(axis=1),
+            "w": -(gaps * ds).sum(axis=(0, 1, 2)), "u": ds[:, diagonal, diagonal].sum(axis=(0, 1))}

@@ -51,16 +51,23 @@ def wkv4_naive(k, v, w, u):
     return out
 
 
+def wkv4_logits(k, w, u):
+    """The exponents of every row's weights, (B, T, T, C): k_i - (t-1-i) w for i < t, u + k_t on
+    the diagonal, -inf above it (prepared float64 k (B, T, C), w, u (C,))."""
+    T = k.shape[1]
+    t, i = np.arange(T)[:, None], np.arange(T)[None, :]
+    exponents = np.where((i < t)[..., None], -(t - 1 - i)[..., None] * w + k[:, None, :, :], -np.inf)
+    diagonal = np.arange(T)
+    exponents[:, diagonal, diagonal] = u + k
+    return exponents
+
+
 def wkv4_parallel(k, v, w, u):
     """The weights of every row as one T x T matrix of exponents, each row's maximum subtracted."""
     k, v, w, u, _ = _prepare(k, v, w, u, None)
-    T = k.shape[1]
-    if T == 0:
+    if k.shape[1] == 0:
         return v.copy()
-    t, i = np.arange(T)[:, None], np.arange(T)[None, :]
-    exponents = np.where((i < t)[..., None], -(t - 1 - i)[..., None] * w + k[:, None, :, :], -np.inf)  # (B, T, T, C)
-    diagonal = np.arange(T)
-    exponents[:, diagonal, diagonal] = u + k
+    exponents = wkv4_logits(k, w, u)
     weights = np.exp(exponents - exponents.max(axis=2, keepdims=True))
     return (weights * v[:, None]).sum(axis=2) / weights.sum(axis=2)
 

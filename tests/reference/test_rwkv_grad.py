@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradcheck import assert_central_differences, assert_matches_autograd
-from seqcheck.reference.rwkv import wkv6_recurrent, wkv6_vjp
+from seqcheck.reference.rwkv import wkv4_recurrent, wkv4_vjp, wkv6_recurrent, wkv6_vjp
 
 pytest.importorskip("torch")
 
@@ -56,3 +56,29 @@ def test_wkv6_vjp_refuses_exact_decays():
     args, cotangents, _ = wkv6_problem(0)
     with pytest.raises(TypeError, match="g must be given"):
         wkv6_vjp(**{**args, "g": None}, cotangent=cotangents[0])
+
+
+def wkv4_problem(seed, k_offset=0.0, B=2, T=7, C=3):
+    rng = np.random.default_rng(seed)
+    args = dict(k=rng.standard_normal((B, T, C)) + k_offset, v=rng.standard_normal((B, T, C)),
+                w=np.exp(rng.standard_normal(C)), u=rng.standard_normal(C))
+    return args, (rng.standard_normal((B, T, C)),), rng
+
+
+WKV4 = ("k", "v", "w", "u")
+
+
+@pytest.mark.parametrize("k_offset", [0.0, 700.0])
+def test_wkv4_vjp_matches_central_differences_and_autograd(k_offset):
+    """k near 700, where e^k overflows: the gradient stays exact (each row's maximum subtracted)."""
+    from kernels.torch_wkv4 import torch_wkv4
+
+    args, cotangents, rng = wkv4_problem(5, k_offset)
+    grads = wkv4_vjp(**args, cotangent=cotangents[0])
+    assert_central_differences(wkv4_recurrent, args, cotangents, grads, WKV4, rng)
+    assert_matches_autograd(torch_wkv4, args, cotangents, grads, WKV4)
+
+
+def test_wkv4_vjp_of_an_empty_sequence_is_zero():
+    args, cotangents, _ = wkv4_problem(0, T=0)
+    assert all(not np.any(g) for g in wkv4_vjp(**args, cotangent=cotangents[0]).values())
