@@ -427,6 +427,17 @@ CASES = {
         lambda s: dict(q=normal(s["B"], s["T"], s["H"], s["D"]), k=normal(s["B"], s["T"], s["H"], s["D"], seed=1),
                        v=normal(s["B"], s["T"], s["H"], s["D"], seed=2), w=normal(s["H"], s["s"], seed=3)),
         dict(B=1, T=3, H=2, D=2, s=3), ("B", "T")),
+    "aft.aft_full_vjp": Case(lambda s: {**_aft(**s), "cotangent": normal(s["B"], s["T"], s["D"], seed=6)}, AFT,
+                             ("B", "T")),
+    "aft.aft_local_vjp": Case(lambda s: {**_aft(**s), "window": 2, "cotangent": normal(s["B"], s["T"], s["D"], seed=6)},
+                              AFT, ("B", "T")),
+    "aft.aft_simple_vjp": Case(lambda s: {**without(_aft(**s), ("w",)), "cotangent": normal(s["B"], s["T"], s["D"], seed=6)},
+                               AFT, ("B", "T")),
+    "aft.aft_conv_vjp": Case(
+        lambda s: dict(q=normal(s["B"], s["T"], s["H"], s["D"]), k=normal(s["B"], s["T"], s["H"], s["D"], seed=1),
+                       v=normal(s["B"], s["T"], s["H"], s["D"], seed=2), w=normal(s["H"], s["s"], seed=3),
+                       cotangent=normal(s["B"], s["T"], s["H"], s["D"], seed=6)),
+        dict(B=1, T=3, H=2, D=2, s=3), ("B", "T")),
     # gated linear attention
     "gla.gla_parallel": Case(lambda s: _gla(**s, state=False), RETENTION, ("B", "T")),
     "gla.gla_recurrent": Case(lambda s: _gla(**s), RETENTION, ("B", "T")),

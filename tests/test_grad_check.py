@@ -357,3 +357,26 @@ def test_w_and_u_gradients_not_summed_over_the_batch_are_caught():
     assert result.status == "failed" and re.search(r"'d(w|u)'", result.counterexample.message)
     assert equiv.check_vjp(lambda **args: rwkv_ref.wkv4_vjp(**args), WKV4, seed=0, max_examples=40,
                            progress=False).passed
+
+
+@pytest.mark.parametrize("key, name", [("aft.full.parallel", "torch_aft_full"), ("aft.local.parallel", "torch_aft_local"),
+                                       ("aft.simple.parallel", "torch_aft_simple"), ("aft.conv.parallel", "torch_aft_conv")])
+def test_torch_aft_passes(key, name):
+    import kernels.torch_aft
+
+    for seed in range(3):
+        result = equiv.check(getattr(kernels.torch_aft, name), key, grad=True, backend="torch", seed=seed,
+                             max_examples=15 if key == "aft.conv.parallel" else 30, progress=False)
+        assert result.passed, result
+
+
+def test_an_aft_backward_forgetting_the_rows_mean_is_caught():
+    """dS = P dm V instead of P dm (V - m): the D_i term of attention's backward lost."""
+    from kernels.torch_aft import aft_full_forgetting_the_mean
+
+    key = "aft.full.parallel"
+    assert equiv.check(aft_full_forgetting_the_mean, key, backend="torch", seed=0, max_examples=20,
+                       progress=False).passed
+    result = equiv.check(aft_full_forgetting_the_mean, key, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed" and re.search(r"'d(k|w)'", result.counterexample.message)

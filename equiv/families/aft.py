@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from scipy.special import expit
 
-from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
+from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.registry import Claim, Form, Gradient, register_claim, register_form, register_gradient
 from seqcheck.equiv.relations import shifted
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.aft import aft_inputs
 from seqcheck.reference import aft as ref
+from seqcheck.reference.aft.grad import aft_weights, conv_biases, kernel_sums
 from seqcheck.reference.arith import U64
 from seqcheck.reference.rwkv import wkv4_recurrent
 
@@ -61,16 +64,6 @@ def aft_bound(args: dict, expected: tuple = ()) -> tuple:
 
 
 RULE = "derived float64 bound: 4(T+4) eps ((1 + X_t) D_t + max|v|), X_t = 2 max(|k_t'| + |w_tt'|), D_t = spread of v"
-
-
-def conv_biases(w: np.ndarray, T: int, D: int) -> np.ndarray:
-    """AFT-conv's kernel (H, s) as AFT-full's biases (T, T, H * D): w_{t,t'} = w^h_{t'-t+s//2}
-    within the kernel, 0 outside, the same for every channel of head h."""
-    H, s = w.shape
-    offsets = np.arange(T)[None, :] - np.arange(T)[:, None] + s // 2  # t' - t + s//2
-    inside = (offsets >= 0) & (offsets < s)
-    biases = np.where(inside[..., None], w.T[np.clip(offsets, 0, s - 1)], 0.0)  # (T, T, H)
-    return np.repeat(biases, D, axis=2)
 
 
 def _conv_as_full(q, k, v, w):
@@ -148,6 +141,109 @@ register_form(Form(
     statement="AFT-conv: per head, a centred kernel's excess e^w - 1 convolved over time plus every key with weight 1",
     data_args=DATA,
 ))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def _grad_sizes(q, k, v, W, causal, cotangent, kappa=1.0) -> dict:
+    """The sizes of the terms each gradient of Y = sigmoid(q) m sums (reference/aft/grad.py):
+    with the weights P within eps (1 + X_t) relatively (the forward's bound) and dm = |dY|
+    sigmoid(q), dS_tt' = P_tt' dm_t ((1 + X_t)(|v_t' - m_t| + D_t) + max|v|) kappa_t; dv sums
+    P dm (1 + X) kappa, dk and dW (over the batch) sum dS, dq is |dY| sigmoid'(q) times the
+    forward's term ((1 + X_t) D_t + max|v|) kappa_t. kappa: AFT-conv's cancellation (module docstring)."""
+    T = k.shape[1]
+    P = aft_weights(k, W, causal)
+    visible = _rows(T, causal)[None, :, :, None]
+    mean = (P * v[:, None]).sum(axis=2)
+    X = 2 * np.where(visible, np.abs(k)[:, None] + np.abs(W)[None], 0.0).max(axis=2, initial=0.0)[:, :, None]
+    spread = (np.where(visible, v[:, None], -np.inf).max(axis=2, initial=-np.inf)
+              - np.where(visible, v[:, None], np.inf).min(axis=2, initial=np.inf))[:, :, None]
+    vmax = np.abs(v).max(initial=0.0)
+    kappa = np.broadcast_to(kappa, k.shape)[:, :, None]
+    dY = np.abs(cotangent)
+    dm = (dY if q is None else dY * expit(q))[:, :, None]
+    dS = P * dm * ((1 + X) * (np.abs(v[:, None] - mean[:, :, None]) + spread) + vmax) * kappa
+    sizes = {"k": dS.sum(axis=1), "v": (P * dm * (1 + X) * kappa).sum(axis=1), "W": dS.sum(axis=0)}
+    if q is not None:
+        gate = expit(q)
+        sizes["q"] = dY * gate * (1 - gate) * ((1 + X) * spread + vmax)[:, :, 0] * kappa[:, :, 0]
+    return sizes
+
+
+def _grad_bound(sizes: dict, dw, factor: float, wrt: tuple, args: dict) -> tuple:
+    """factor times each size, per time position for q, k, v, one value for w; plus what
+    underflow leaves: a weight below float64's smallest normal number carries an absolute error
+    of up to that number (a subnormal kept or flushed), times the values and cotangents it
+    multiplies, in each of the T + 4 terms of up to T + 1 rows."""
+    T = np.shape(args["k"])[1]
+    underflow = (T + 4) * np.finfo(np.float64).tiny * (1 + np.abs(args["v"]).max(initial=0.0)) * (
+        1 + np.abs(args["cotangent"]).max(initial=0.0)) * (T + 1)
+    return tuple(0.0 if name not in sizes and name != "w" else
+                 factor * (np.abs(dw).max(initial=0.0) if name == "w" else per_position(sizes[name])) + underflow
+                 for name in wrt)
+
+
+def _flat(args: dict, names=("q", "k", "v", "cotangent")) -> list:
+    return [None if args.get(n) is None else np.asarray(args[n], dtype=np.float64) for n in names]
+
+
+def full_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of AFT-full's gradients:
+    4 (T + 4) eps times the terms' sizes (``_grad_sizes``)."""
+    q, k, v, dY = _flat(args)
+    w = np.asarray(args["w"], dtype=np.float64)
+    sizes = _grad_sizes(q, k, v, w if w.ndim == 3 else w[..., None], bool(args.get("causal", False)), dY)
+    dw = sizes["W"] if w.ndim == 3 else sizes["W"].sum(axis=-1)
+    return _grad_bound(sizes, dw, 4 * (k.shape[1] + 4) * 2 * U64, GRADIENT_WRT, args)
+
+
+def local_grad_bound(args: dict, expected: tuple) -> tuple:
+    """AFT-local's: AFT-full's with its biases w' (w inside the window, 0 outside)."""
+    q, k, v, dY = _flat(args)
+    w = np.asarray(args["w"], dtype=np.float64)
+    biases = _local_biases(args)
+    sizes = _grad_sizes(q, k, v, biases if biases.ndim == 3 else biases[..., None], bool(args.get("causal", False)), dY)
+    t = np.arange(k.shape[1])
+    inside = (np.abs(t[:, None] - t[None, :]) < args["window"])[..., None]
+    dw = np.where(inside, sizes["W"], 0.0)
+    return _grad_bound(sizes, dw if w.ndim == 3 else dw.sum(axis=-1), 4 * (k.shape[1] + 4) * 2 * U64, GRADIENT_WRT, args)
+
+
+def simple_grad_bound(args: dict, expected: tuple) -> tuple:
+    """AFT-simple's: AFT-full's with w = 0."""
+    q, k, v, dY = _flat(args)
+    T = k.shape[1]
+    sizes = _grad_sizes(q, k, v, np.zeros((T, T, 1)), bool(args.get("causal", False)), dY)
+    return _grad_bound(sizes, 0.0, 4 * (T + 4) * 2 * U64, GRADIENT_WRT[:3], args)
+
+
+def conv_grad_bound(args: dict, expected: tuple) -> tuple:
+    """AFT-conv's: AFT-full's on H * D channels with the kernel's biases and the forward's
+    cancellation kappa_t, 4 (T + s + 4) eps; w's gradient sums the biases' along the diagonals."""
+    q, k, v, dY = _flat(args)
+    w = np.asarray(args["w"], dtype=np.float64)
+    B, T, H, D = k.shape
+    q, k, v, dY = (None if a is None else a.reshape(B, T, H * D) for a in (q, k, v, dY))
+    biases = conv_biases(w, T, D)
+    a = np.exp(k - k.max(axis=1, keepdims=True, initial=-np.inf))[:, None]
+    kappa = (a * (1 + np.abs(np.expm1(biases)))).sum(axis=2) / (a * np.exp(biases)).sum(axis=2)
+    sizes = _grad_sizes(q, k, v, biases, False, dY, kappa)
+    sizes = {n: (s if n == "W" else s.reshape(B, T, H, D)) for n, s in sizes.items()}
+    return _grad_bound(sizes, kernel_sums(sizes["W"].reshape(T, T, H, D), w.shape[1]), 4 * (T + w.shape[1] + 4) * 2 * U64, GRADIENT_WRT, args)
+
+
+GRADIENT_WRT = ("q", "k", "v", "w")
+GRADIENT_RULE = ("derived float64 bound: 4(T+4) eps times the sizes of the terms each gradient sums, dS_tt' = P_tt' "
+                 "|dY_t| sigmoid(q_t) ((1 + X_t)(|v_t' - m_t| + D_t) + max|v|) (dv: P |dY| sigmoid (1 + X)), per "
+                 "position (one value for w); AFT-conv: (T+s+4) and the forward's kappa_t")
+
+for key, vjp, bound, wrt in (("aft.full.parallel", ref.aft_full_vjp, full_grad_bound, GRADIENT_WRT),
+                             ("aft.local.parallel", ref.aft_local_vjp, local_grad_bound, GRADIENT_WRT),
+                             ("aft.simple.parallel", ref.aft_simple_vjp, simple_grad_bound, GRADIENT_WRT[:3]),
+                             ("aft.conv.parallel", ref.aft_conv_vjp, conv_grad_bound, GRADIENT_WRT)):
+    register_gradient(Gradient(form=key, vjp=vjp, wrt=wrt, cotangents=("cotangent",), bound=bound, rule=GRADIENT_RULE,
+                               axes=(("batch", "time", "channel"),) * 3 if key != "aft.conv.parallel"
+                               else (("batch", "time", "head", "channel"),) * 3 + (("head", "tap"),)))
 
 
 # ----------------------------------------------------------------------------- the variants are AFT-full
