@@ -374,6 +374,10 @@ CASES = {
     "retention.msr_recurrent": Case(_with(_msr, eps=0.0), RETENTION, ("B", "T")),
     "retention.msr_chunked": Case(_with(_msr, eps=1e-6, chunk_size=2), RETENTION, ("B", "T")),
     "retention.msr_decays": Case(lambda s: dict(heads=3), {}),
+    "retention.msr_scales": Case(lambda s: dict(heads=3, length=4), {}),
+    "retention.msr_vjp": Case(lambda s: {**_msr(**s), "eps": 1e-6,
+                                         "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6)},
+                              RETENTION, ("B", "T")),
     "retention.msr_rotate": Case(lambda s: dict(x=normal(s["B"], s["T"], s["H"], s["K"]), positions=np.arange(s["T"])),
                                  dict(B=1, T=3, H=2, K=2), ("B", "T")),
     # the delta rule

@@ -21,3 +21,10 @@ def test_examples_run(name):
     assert blocks, f"docs/{name} has no python example"
     for block in blocks:
         exec(compile(block, f"docs/{name}", "exec"), {})
+
+
+def test_every_gradient_oracle_is_documented():
+    from seqcheck import equiv
+
+    page = (DOCS / "gradients.md").read_text()
+    assert not [key for key in equiv.gradients() if f"`{key}`" not in page]

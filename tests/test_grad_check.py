@@ -177,6 +177,42 @@ def test_a_truncated_backward_through_the_state_is_caught():
     assert result.status == "failed" and re.search(r"'d[kv]'", result.counterexample.message)
 
 
+MSR = "retnet.msr.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_msr_passes(seed):
+    from kernels.torch_msr import torch_msr
+
+    result = equiv.check(torch_msr, MSR, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_an_msr_whose_norm_passes_no_gradient_is_caught():
+    """The RMSNorm's normaliser held constant in the backward (dz = r dy): the projection
+    -r y (dy . y)/V lost, so dq, dk and dv are all wrong; the forward is right."""
+    from kernels.torch_msr import msr_with_the_norm_detached
+
+    assert equiv.check(msr_with_the_norm_detached, MSR, backend="torch", seed=0, max_examples=20,
+                       progress=False).passed
+    result = equiv.check(msr_with_the_norm_detached, MSR, grad=True, backend="torch", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed" and re.search(r"'d[qkv]'", result.counterexample.message)
+
+
+def test_an_msr_computed_in_float32_fails_the_float64_gradient_budget():
+    """A kernel that silently computes in float32 and casts back: the derived float64 budget,
+    loose as it is (the forward's cancellation times the backward's), is far below float32's
+    rounding."""
+    from kernels.torch_msr import torch_msr
+
+    def in_float32(q, k, v, *, eps=1e-6):
+        return torch_msr(q.float(), k.float(), v.float(), eps=eps).double()
+
+    result = equiv.check(in_float32, MSR, grad=True, backend="torch", seed=0, max_examples=40, progress=False)
+    assert result.status == "failed"
+
+
 DELTA = "delta.delta_rule.recurrent"
 
 

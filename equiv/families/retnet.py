@@ -369,6 +369,77 @@ register_form(Form(
     data_args=DATA,
 ))
 
+
+
+# The gradient. Backward, row n: dz = r (dy - y (dy . y)/V), dx = dz / sqrt(s_n), then retention's
+# backward on the rotated qr, kr (``seqcheck.reference.retention.msr_vjp``). Two correct float64
+# evaluations differ by (a) their own rounding, GLA's factor 4 (T+K+V+4) eps (1 + Lambda) + 16u
+# times M, the VJP on magnitudes (|dz| <= r (|dy_j| + (1 + 3|y_j|) a), a = mean(|dy| (1 + |y|))),
+# and (b) the forward's error in x reaching dz: x within rho rms(x) per element (rho = F m_n /
+# rms(x_n), F the forward's factor) moves y by rho (1 + |y_j|) and r by rho r, so dz by at most
+# r rho (|dy_j| + (1 + 3|y_j|) a) to first order (doubled, plus (V + 8) eps for the norm's own
+# rounding), carried through the same VJP on magnitudes. Magnitudes of rotated vectors are taken
+# per pair (|a_2i| + |a_2i+1| bounds either element of the pair turned by any angle), and the
+# rotation back sums each pair's two bounds.
+
+def _pair_sums(a: np.ndarray) -> np.ndarray:
+    """|a_2i| + |a_2i+1| in both places of each pair (bounds either element after any rotation)."""
+    pairs = np.abs(a[..., 0::2]) + np.abs(a[..., 1::2])
+    return np.repeat(pairs, 2, axis=-1)
+
+
+def msr_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of multi-scale retention's gradients
+    (comment above)."""
+    q, k, v = (np.asarray(args[n], dtype=np.float64) for n in DATA)
+    dy, eps = np.asarray(args["cotangent"], dtype=np.float64), args.get("eps", 1e-6)
+    B, T, H, K = q.shape
+    positions, gamma = np.arange(T), ref.msr_decays(H)
+    qr, kr = ref.msr_rotate(q, positions), ref.msr_rotate(k * K ** -0.5, positions)
+    root = np.sqrt(ref.msr_scales(H, T))[None, :, :, None]
+    x = ref.retention_recurrent(qr, kr, v, gamma)
+    mq, mk, mv = _pair_sums(q), _pair_sums(k) * K ** -0.5, np.abs(v)
+    m = ref.retention_recurrent(mq, mk, mv, gamma)
+    V = v.shape[3]
+    logs = T * np.abs(np.log(gamma)).max()
+    forward = 4 * (T + K + 4) * 2 * U64 * (1 + logs) + 16 * U64
+    own = 4 * (T + K + V + 4) * 2 * U64 * (1 + logs) + 16 * U64
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rms_x = np.sqrt(np.mean(x * x, axis=-1, keepdims=True))
+        rho = np.where(rms_x > 0, forward * m.max(axis=-1, keepdims=True) / rms_x, np.inf)
+        z = x / root
+        r = 1 / np.sqrt(np.mean(z * z, axis=-1, keepdims=True) + eps)
+        y = np.nan_to_num(z * r)
+    a = np.mean(np.abs(dy) * (1 + np.abs(y)), axis=-1, keepdims=True)
+    size = r * (np.abs(dy) + (1 + 3 * np.abs(y)) * a)
+    g = np.broadcast_to(np.log(gamma), (B, T, H))
+
+    def through(cotangent):
+        grads = gla_vjp(mq, mk, mv, g, cotangent=np.nan_to_num(cotangent / root, nan=np.inf), scale=1.0)
+        return {"q": _pair_sums(grads["q"]), "k": _pair_sums(grads["k"]) * K ** -0.5, "v": grads["v"]}
+
+    with np.errstate(over="ignore", invalid="ignore"):  # a NaN row (zeros, eps = 0): no bound
+        rounding, carried = through(size), through((2 * rho + (V + 8) * 2 * U64) * size)
+        return tuple(np.nan_to_num(per_position(own * rounding[n] + carried[n]), nan=np.inf) for n in DATA)
+
+
+def msr_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``retnet.msr.recurrent``: ``msr_vjp`` on the form's arguments."""
+    return ref.msr_vjp(**args)
+
+
+register_gradient(Gradient(
+    form="retnet.msr.recurrent",
+    vjp=msr_recurrent_vjp,
+    wrt=DATA,
+    cotangents=("cotangent",),
+    bound=msr_grad_bound,
+    rule="derived float64 bound: (4(T+K+V+4) eps (1 + T max|log gamma|) + 16u) M + M', M the VJP on magnitudes "
+         "with |dz| <= r (|dy| + (1 + 3|y|) mean(|dy| (1 + |y|))), M' the same for the forward's error in x "
+         "reaching dz (2 rho + (V+8) eps, rho = F m_n / rms(x_n)), per position",
+    axes=(("batch", "time", "head", "channel"),) * 3,
+))
+
 register_form(Form(
     key="retnet.msr.parallel",
     fn=ref.msr_parallel,

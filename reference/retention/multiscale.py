@@ -23,12 +23,23 @@ torchscale asserts that the chunk size divides T).
 
 import numpy as np
 
-from .._checks import as_real, check_layout, check_shape, finite_real, positive_int
+from .._checks import as_real, check_layout, check_shape, finite_real, int_in_range, positive_int
 
 
 def msr_decays(heads):
     """gamma_h = 1 - 2^(-5-h), h = 0..heads-1 (RetNetRelPos's ``decay``, as exp(log))."""
     return 1 - 2.0 ** (-5 - np.arange(positive_int("heads", heads), dtype=np.float64))
+
+
+def msr_scales(heads, length):
+    """The running scale s_n = gamma_h s_{n-1} + 1, s_0 = 1, as (length, heads): torchscale's
+    ``scale`` in ``recurrent_forward``, by which the state kv_n = S_n / sqrt(s_n) is divided."""
+    gamma, scales = msr_decays(heads), []
+    s = np.ones_like(gamma)
+    for _ in range(int_in_range("length", length, 0)):
+        scales.append(s)
+        s = s * gamma + 1
+    return np.stack(scales) if scales else np.zeros((0, gamma.size))
 
 
 def msr_rotate(x, positions):
