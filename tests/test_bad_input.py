@@ -420,6 +420,10 @@ CASES = {
     # RWKV-7
     "rwkv7.wkv7_recurrent": Case(lambda s: _wkv7(**s), RETENTION, ("B", "T")),
     "rwkv7.wkv7_chunked": Case(_with(_wkv7, chunk_size=2), RETENTION, ("B", "T")),
+    "rwkv7.wkv7_vjp": Case(lambda s: {**without(_wkv7(**s), ("return_state",)),
+                                      "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=7),
+                                      "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=8)},
+                           RETENTION, ("B", "T")),
     "rwkv7.wkv7_step": Case(
         lambda s: dict(r_t=normal(s["B"], s["H"], s["K"]), w_t=-positive(s["B"], s["H"], s["K"], seed=4),
                        k_t=normal(s["B"], s["H"], s["K"], seed=1), v_t=normal(s["B"], s["H"], s["V"], seed=2),

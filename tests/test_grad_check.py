@@ -213,6 +213,31 @@ def test_an_msr_computed_in_float32_fails_the_float64_gradient_budget():
     assert result.status == "failed"
 
 
+WKV7 = "rwkv.wkv7.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_wkv7_passes(seed):
+    from kernels.torch_wkv7 import torch_wkv7
+
+    result = equiv.check(torch_wkv7, WKV7, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_a_wkv7_backward_reading_its_states_one_step_late_is_caught():
+    """da and db from S_t where the rank-one term read S_{t-1} (hanbt/learn_dl #29); the
+    reference's own VJP passes the same check."""
+    from kernels.torch_wkv7 import vjp_reading_the_state_after_the_step
+    from seqcheck.reference.rwkv7 import wkv7_vjp
+
+    def right(return_state=False, **args):
+        return wkv7_vjp(**args)
+
+    assert equiv.check_vjp(right, WKV7, seed=0, max_examples=20, progress=False).passed
+    result = equiv.check_vjp(vjp_reading_the_state_after_the_step, WKV7, seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and re.search(r"'d[ab]'", result.counterexample.message)
+
+
 DELTA = "delta.delta_rule.recurrent"
 
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.bounds import cumulative_max
-from seqcheck.equiv.registry import Claim, Form, Sweep, register_claim, register_form
+from seqcheck.equiv.bounds import cumulative_max, per_position
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
+                                     without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs
@@ -54,32 +55,49 @@ def _log_decays(args: dict) -> np.ndarray:
     return -np.exp(w) if kind == "loglog" else w
 
 
-def _error_mass(args: dict) -> tuple:
-    """(|scale r_t| (E_t + 2 G_t + |S_t|_F) per position; E_T + 2 G_T per head; the running
-    exponent): the module docstring's recurrences, run along the reference's own states."""
+def _norm(x: np.ndarray, axes=-1) -> np.ndarray:
+    return np.linalg.norm(x, axis=axes)
+
+
+def _forward_masses(args: dict) -> dict:
+    """The module docstring's recurrences along the reference's own states, per (B, H): |S_t|_F and
+    the error masses E_t, G_t for the states S_0 .. S_T ("S", "E", "G": (T + 1, B, H)); each step's
+    transition bound g_t and its parts max|d_t|, |a_t| |b_t| ((T, B, H)); the running exponent."""
     r, k, v, a, b = (np.asarray(args[name], dtype=np.float64) for name in ("r", "k", "v", "a", "b"))
     B, T, H, K = r.shape
     logs = _log_decays(args)
     decays = np.exp(logs)
     S0 = args.get("initial_state")
     S = np.zeros((B, H, K, v.shape[3])) if S0 is None else np.asarray(S0, dtype=np.float64)
-    scale = abs(args.get("scale", 1.0))
-    E, G, per_position = np.zeros((B, H)), np.zeros((B, H)), np.zeros(T)
+    E, G = np.zeros((B, H)), np.zeros((B, H))
+    masses = {"S": [_norm(S, (-2, -1))], "E": [E], "G": [G], "g": [], "d": [], "ab": []}
     for t in range(T):
         d, at, bt = decays[:, t], a[:, t], b[:, t]
         M = d[..., :, None] * np.eye(K) + bt[..., :, None] * at[..., None, :]
         g = np.maximum(np.linalg.norm(M, ord=2, axis=(-2, -1)), d.max(axis=-1))
-        ab = np.linalg.norm(at, axis=-1) * np.linalg.norm(bt, axis=-1)
-        rho = (d.max(axis=-1) + 2 * ab) * np.linalg.norm(S, axis=(-2, -1)) \
-            + np.linalg.norm(k[:, t], axis=-1) * np.linalg.norm(v[:, t], axis=-1)
+        ab = _norm(at) * _norm(bt)
+        rho = (d.max(axis=-1) + 2 * ab) * _norm(S, (-2, -1)) + _norm(k[:, t]) * _norm(v[:, t])
         G = g * (G + E)
         E = g * E + rho
         S = d[..., None] * S + bt[..., None] * np.einsum("bhk,bhkv->bhv", at, S)[:, :, None, :] \
             + k[:, t, :, :, None] * v[:, t, :, None, :]
-        reach = scale * np.linalg.norm(r[:, t], axis=-1) * (E + 2 * G + np.linalg.norm(S, axis=(-2, -1)))
-        per_position[t] = reach.max(initial=0.0)
-    mass = (E + 2 * G).max(axis=0) if E.size else np.zeros(H)
-    return per_position, mass, cumulative_max(np.where(np.isfinite(logs), np.abs(logs), 0.0))
+        for name, value in (("S", _norm(S, (-2, -1))), ("E", E), ("G", G), ("g", g), ("d", d.max(axis=-1)),
+                            ("ab", ab)):
+            masses[name].append(value)
+    masses = {n: np.stack(x) if x else np.zeros((0, B, H)) for n, x in masses.items()}
+    masses["exponents"] = cumulative_max(np.where(np.isfinite(logs), np.abs(logs), 0.0))
+    return masses
+
+
+def _error_mass(args: dict) -> tuple:
+    """(|scale r_t| (E_t + 2 G_t + |S_t|_F) per position; E_T + 2 G_T per head; the running
+    exponent)."""
+    m = _forward_masses(args)
+    r = np.asarray(args["r"], dtype=np.float64)
+    reach = abs(args.get("scale", 1.0)) * np.moveaxis(_norm(r), 1, 0) * (m["E"][1:] + 2 * m["G"][1:] + m["S"][1:])
+    per_position = reach.max(axis=(1, 2), initial=0.0)
+    mass = (m["E"][-1] + 2 * m["G"][-1]).max(axis=0)
+    return per_position, mass, m["exponents"]
 
 
 def wkv7_bound(args: dict, expected: tuple) -> tuple:
@@ -93,6 +111,90 @@ def wkv7_bound(args: dict, expected: tuple) -> tuple:
 RULE = ("derived float64 bound: 4(T+K+4) eps (1 + max sum|log d|) |scale r_t| (E_t + 2 G_t + |S_t|_F), "
         "E_t = g_t E_{t-1} + rho_t the rounding mass carried by the transitions' norms, G_t = g_t (G_{t-1} + E_{t-1}) "
         "the chunked reads'; state: half the factor times E_T + 2 G_T per head")
+
+# ----------------------------------------------------------------------------- gradient
+#
+# The backward runs the transposed transitions, G_{t-1} = M_t^T G_t + scale r_{t-1} dO_{t-1}^T, so
+# its rounding is the forward's with the roles of (k, v) and (scale r, dO) exchanged: per head,
+# terms of size rho'_t = (max|d_{t+1}| + 2 |a_{t+1}| |b_{t+1}|) |G_{t+1}|_F + |scale r_t| |dO_t|,
+# carried back by the same g's (F_t = g_{t+1} F_{t+1} + rho'_t, and a chunked backward's reads
+# H_t = g_{t+1} (H_{t+1} + F_{t+1})). Each input gradient is a product of the cotangent G_t, the
+# state S_{t-1} or S_t and inputs (dr_t = scale S_t dO_t, dk_t = G_t v_t, dv_t = G_t^T k_t,
+# db_t = G_t (a_t^T S_{t-1}), da_t = S_{t-1} (G_t^T b_t), dd_t = rowsum(G_t o S_{t-1})), so two
+# correct evaluations differ by at most the factor 4 (T + K + V + 4) eps (1 + Lambda) times the
+# product of its factors' norms, the state's and cotangent's each counted with its error mass
+# (|S_t|_F + E_t + 2 G_t, |G_t|_F + F_t + 2 H_t): first order in the rounding, cross terms
+# included. dw = dd d'(w) adds the slope's rounding, (1 + |log d|) relatively.
+
+GRADIENT_WRT = DATA + ("initial_state",)
+
+
+def _backward_masses(args: dict, m: dict) -> dict:
+    """|G_t|_F and its mass |G_t|_F + F_t + 2 H_t for the cotangents of S_1 .. S_T ((T, B, H)), and
+    the initial state's error mass F_0 + 2 H_0 ((B, H))."""
+    r, dO = np.asarray(args["r"], dtype=np.float64), np.asarray(args["cotangent"], dtype=np.float64)
+    B, T, H, K = r.shape
+    dS = args.get("state_cotangent")
+    G = np.zeros((B, H, K, dO.shape[3])) if dS is None else np.asarray(dS, dtype=np.float64)
+    a, b = (np.asarray(args[n], dtype=np.float64) for n in ("a", "b"))
+    decays = np.exp(_log_decays(args))
+    reads = abs(args.get("scale", 1.0)) * _norm(r) * _norm(dO)  # (B, T, H)
+    norms, F, Hc = np.zeros((T, B, H)), _norm(G, (-2, -1)), np.zeros((B, H))
+    masses = np.zeros((T, B, H))
+    for t in reversed(range(T)):
+        G = G + args.get("scale", 1.0) * r[:, t, :, :, None] * dO[:, t, :, None, :]
+        F = F + reads[:, t]
+        norms[t] = _norm(G, (-2, -1))
+        masses[t] = norms[t] + F + 2 * Hc
+        du = np.einsum("bhkv,bhk->bhv", G, b[:, t])
+        Hc = m["g"][t] * (Hc + F)
+        F = m["g"][t] * F + (m["d"][t] + 2 * m["ab"][t]) * norms[t]
+        G = decays[:, t, :, :, None] * G + a[:, t, :, :, None] * du[:, :, None, :]
+    return {"norms": norms, "masses": masses, "initial": F + 2 * Hc}
+
+
+def _slopes(args: dict) -> np.ndarray:
+    """|d'(w)| (1 + |log d|) per element: the decay's slope in w and its rounding."""
+    logs = np.where(np.isfinite(_log_decays(args)), _log_decays(args), 0.0)
+    d = np.exp(_log_decays(args))
+    kind = args.get("w_kind", "log")
+    if kind == "decay":
+        return np.ones_like(d)
+    return d * (1 if kind == "log" else np.abs(logs)) * (1 + np.abs(logs))
+
+
+def wkv7_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of wkv7's gradients (comment above);
+    one value for the initial state."""
+    m = _forward_masses(args)
+    back = _backward_masses(args, m)
+    r, k, v, a, b, dO = (np.moveaxis(_norm(np.asarray(args[n], dtype=np.float64)), 1, 0)
+                         for n in ("r", "k", "v", "a", "b", "cotangent"))  # (T, B, H)
+    T, K, V = np.shape(args["r"])[1], np.shape(args["r"])[3], np.shape(args["v"])[3]
+    factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + m["exponents"].max(initial=0.0))
+    state = m["S"] + m["E"] + 2 * m["G"]  # (T + 1, B, H)
+    before, after, G = state[:-1], state[1:], back["masses"]
+    masses = {"r": abs(args.get("scale", 1.0)) * after * dO, "k": G * v, "v": G * k, "b": G * a * before,
+              "a": before * G * b, "d": G * before}
+
+    def per_time(x):
+        return x.max(axis=(1, 2), initial=0.0) if x.size else np.zeros(T)
+
+    w = factor * (np.moveaxis(masses["d"], 0, 1)[..., None] * _slopes(args))
+    return tuple(factor * back["initial"].max(initial=0.0) if n == "initial_state" else
+                 per_position(w) if n == "w" else factor * per_time(masses[n]) for n in GRADIENT_WRT)
+
+
+def wkv7_recurrent_vjp(**args) -> dict:
+    """The gradient oracle of ``rwkv.wkv7.recurrent``: ``wkv7_vjp`` on the form's arguments and
+    its outputs' cotangents (the state's when ``return_state``)."""
+    return ref.wkv7_vjp(**without(args, ("return_state",)))
+
+
+GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+4) eps (1 + max sum|log d|) times each gradient's factors' norms, "
+                 "the state counted as |S_t|_F + E_t + 2 G_t and its cotangent as |G_t|_F + F_t + 2 H_t (the "
+                 "backward's rounding masses carried by the same transitions); dw times |d'(w)| (1 + |log d|)")
+
 
 # ----------------------------------------------------------------------------- sweeps
 
@@ -123,6 +225,17 @@ register_form(Form(
     statement="RWKV-7's wkv7, the definition: S_t = (diag(d_t) + b_t a_t^T) S_{t-1} + k_t v_t^T, o_t = scale S_t^T r_t",
     data_args=DATA,
     outputs=("out", "state"),
+))
+
+register_gradient(Gradient(
+    form="rwkv.wkv7.recurrent",
+    vjp=wkv7_recurrent_vjp,
+    wrt=GRADIENT_WRT,
+    cotangents=("cotangent", "state_cotangent"),
+    bound=wkv7_grad_bound,
+    rule=GRADIENT_RULE,
+    axes=(("batch", "time", "head", "key"),) * 3 + (("batch", "time", "head", "value"),)
+    + (("batch", "time", "head", "key"),) * 2 + (("batch", "head", "key", "value"),),
 ))
 
 register_form(Form(
