@@ -85,7 +85,7 @@ def to_numpy(x) -> np.ndarray:
         if tensor.is_floating_point() and tensor.dtype not in (_torch().float16, _torch().float32,
                                                               _torch().float64):
             tensor = tensor.to(_torch().float32)  # bfloat16/float8 have no DLPack form NumPy reads
-        return _widen(np.from_dlpack(tensor.contiguous()))
+        return _widen(np.from_dlpack(tensor.resolve_conj().resolve_neg().contiguous()))  # lazy conj/neg bits
     if module == "cupy":
         import cupy
 

@@ -287,12 +287,28 @@ CASES = {
     "ssm.lti_kernel": Case(lambda s: {**{k: v for k, v in _lti(1, 1, s["Dch"], s["N"]).items()
                                          if k in ("Abar", "Bbar", "C")}, "length": s["L"]},
                            dict(Dch=2, N=2, L=3), ("L",)),
+    "ssm.lti_vjp": Case(
+        lambda s: {**_lti(**s), "initial_state": normal(s["B"], s["Dch"], s["N"], seed=5),
+                   "cotangent": normal(s["B"], s["T"], s["Dch"], seed=6),
+                   "state_cotangent": normal(s["B"], s["Dch"], s["N"], seed=7)},
+        dict(B=1, T=3, Dch=2, N=2), ("B", "T")),
+    "ssm.lti_kernel_vjp": Case(lambda s: {**{k: v for k, v in _lti(1, 1, s["Dch"], s["N"]).items()
+                                             if k in ("Abar", "Bbar", "C")}, "length": s["L"],
+                                          "cotangent": normal(s["Dch"], s["L"], seed=6)},
+                               dict(Dch=2, N=2, L=3), ("L",)),
     "ssm.causal_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["Dch"]), K=normal(s["Dch"], s["L"], seed=1),
                                            D=normal(s["Dch"], seed=2)), dict(B=1, T=3, Dch=2, L=2), ("B", "T", "L")),
     "ssm.fft_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["Dch"]), K=normal(s["Dch"], s["L"], seed=1),
                                         D=normal(s["Dch"], seed=2)), dict(B=1, T=3, Dch=2, L=2), ("B", "T", "L")),
     "ssm.s4_krylov_kernel": Case(lambda s: _s4(**s), dict(H=2, n=2, L=3), ("L",)),
     "ssm.s4_dplr_kernel": Case(lambda s: _s4(**s), dict(H=2, n=2, L=3), ("L",)),
+    "ssm.s4_krylov_vjp": Case(lambda s: {**_s4(**s), "cotangent": normal(s["H"], s["L"], seed=6)},
+                              dict(H=2, n=2, L=3), ("L",)),
+    "ssm.s4d_vjp": Case(
+        lambda s: dict(log_dt=-positive(s["H"]), A=modes(s["H"], s["n"]), B=modes(s["H"], s["n"], seed=1),
+                       C=modes(s["H"], s["n"], seed=2), length=s["L"], discretization="bilinear",
+                       cotangent=normal(s["H"], s["L"], seed=6)),
+        dict(H=2, n=2, L=3), ("L",)),
     "ssm.s4d_kernel": Case(
         lambda s: dict(log_dt=-positive(s["H"]), A=modes(s["H"], s["n"]), B=modes(s["H"], s["n"], seed=1),
                        C=modes(s["H"], s["n"], seed=2), length=s["L"], discretization="bilinear", conj_halving=True),
@@ -554,7 +570,7 @@ DECODE_FNS = ("simulate_decoding", "decode", "*_decode")
 ALLOWED = {
     # complex numbers where the mechanism is defined for them
     ("discretize", "[AB]", "complex"): "discretisation is defined for complex systems",
-    ("lti_kernel", "[ABC]*", "complex"): "the Krylov kernel of a complex system is complex",
+    ("lti_kernel*", "[ABC]*", "complex"): "the Krylov kernel of a complex system is complex",
     ("selective_scan_*", "A", "complex"): "complex A: the complex selective scan (2 Re(C x))",
     ("selective_scan_*", "[BC]", "complex"): "with a complex A, B and C may be complex",
     ("associative_scan", "[ab]", "complex"): "the scan operator is elementwise on any numbers",
@@ -562,6 +578,7 @@ ALLOWED = {
     ("segprod", "a", "complex"): "segment products of complex decays",
     # None meaning something
     ("s4d_kernel", "B", "None"): "B=None means ones (models/s4/s4d.py has no B)",
+    ("s4d_vjp", "B", "None"): "B=None means ones, which have no gradient",
     ("s4d_krylov_kernel", "B", "None"): "B=None means ones",
     ("rms_norm_gated", "z", "None"): "z=None: no gate",
     ("*_step", "state", "None"): "state=None: the zero state",
@@ -578,8 +595,9 @@ ALLOWED = {
     ("causal_conv", "[uK]", "axis [01] +1"): "any batch B; u: any length T; K: any kernel length L",
     ("fft_conv", "[uK]", "axis [01] +1"): "any batch B; u: any length T; K: any kernel length L",
     ("lti_*", "u", "axis [01] +1"): "any batch B and length T",
-    ("lti_kernel", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
+    ("lti_kernel*", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
     ("lti_recurrent", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
+    ("lti_vjp", "Abar", "ndim-1"): "Abar (N, N) is shared by every channel",
     ("discretize", "B", "axis 1 +1"): "any number M of inputs",
     ("*", "alibi_slopes", "ndim*"): "(H,) and (B, H) are both layouts: the mutated shape can be the other one",
     ("apply_rope", "x", "axis 2 +1"): "any number of heads H",

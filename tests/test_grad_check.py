@@ -238,6 +238,54 @@ def test_a_wkv7_backward_reading_its_states_one_step_late_is_caught():
     assert result.status == "failed" and re.search(r"'d[ab]'", result.counterexample.message)
 
 
+LTI = "ssm.lti.recurrent"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_lti_passes_as_a_recurrence_and_as_s4s_fftconv(seed):
+    from kernels.torch_ssm import torch_lti, torch_lti_fft
+
+    assert equiv.check(torch_lti, LTI, grad=True, backend="torch", seed=seed, max_examples=40, progress=False).passed
+    without_state = inputs_for(LTI, initial_state=None)
+    result = equiv.check(torch_lti_fft, LTI, grad=True, backend="torch", seed=seed, max_examples=40, progress=False,
+                         inputs=without_state)
+    assert result.passed, result
+
+
+def test_an_fftconv_backward_without_padding_is_caught():
+    """The correlations of the backward by FFTs of length T: they wrap around (the forward pads to
+    2T and is right)."""
+    from kernels.torch_ssm import lti_fft_with_an_unpadded_backward
+
+    wrong, without_state = lti_fft_with_an_unpadded_backward, inputs_for(LTI, initial_state=None)
+    assert equiv.check(wrong, LTI, backend="torch", seed=0, max_examples=20, progress=False,
+                       inputs=without_state).passed
+    result = equiv.check(wrong, LTI, grad=True, backend="torch", seed=0, max_examples=40, progress=False,
+                         inputs=without_state)
+    assert result.status == "failed"
+
+
+S4D = "ssm.s4d.krylov"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_s4d_passes(seed):
+    from kernels.torch_ssm import torch_s4d
+
+    result = equiv.check(torch_s4d, S4D, grad=True, backend="torch", seed=seed, max_examples=40, progress=False)
+    assert result.passed, result
+
+
+def test_conjugated_complex_gradients_are_caught():
+    """dA, dB, dC conjugated (JAX's d/dz read as torch's dL/dRe + i dL/dIm); log_dt, real, is right."""
+    from kernels.torch_ssm import s4d_with_conjugated_gradients
+
+    wrong = s4d_with_conjugated_gradients
+    assert equiv.check(wrong, S4D, backend="torch", seed=0, max_examples=20, progress=False).passed
+    result = equiv.check(wrong, S4D, grad=True, backend="torch", seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and re.search(r"'d[ABC]'", result.counterexample.message)
+
+
 DELTA = "delta.delta_rule.recurrent"
 
 

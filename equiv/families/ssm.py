@@ -64,8 +64,9 @@ import scipy.signal
 from hypothesis import strategies as st
 
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, register_claim, register_form,
-                                     register_implementation, without)
+from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Sweep, register_claim, register_form,
+                                     register_gradient, register_implementation, without)
 from seqcheck.gpu.backend import where
 from seqcheck.properties.ssm import (continuation_inputs, conv_inputs, discretize_inputs, dplr_inputs,
                                      lti_conv_inputs, lti_inputs, order_inputs, rational_lti_inputs, s4d_inputs)
@@ -264,6 +265,57 @@ register_form(Form(
     data_args=LTI_DATA,
     outputs=("y",),
     sweeps=(SWEEP_T,),
+))
+
+
+# ---------------------------------------------------------------------------- LTI gradient
+#
+# ``lti_vjp`` runs the transposed system backward, lambda_t = Abar^T lambda_{t+1} + C^T dy_t, then
+# sums products of lambda, the states and the inputs over batch and time. Every term is bounded by
+# the same VJP run on magnitudes (|u|, |Abar|, |Bbar|, |C|, |D|, |x_{-1}|, |dy|): lambda_t and
+# x_t each within (T+2)(N+1) u of exact relatively (the forward's argument, both directions), the
+# products and their B T-term sums adding (B T + 4) u. A backward through S4's FFTConv instead
+# correlates dy with the kernel (du) and with u (the kernel's cotangent) by FFTs of length n = 2T,
+# each within (2 eps(n) + 3u)(|a|_2 |b|_1 + |a|_1 |b|_2) normwise (the forward's FFT bound), and
+# the kernel's cotangent reaches Abar, Bbar, C through the Krylov VJP on magnitudes. Two correct
+# backwards differ by twice the recurrent bound plus twice the FFT one.
+
+def lti_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-position bound on two correct float64 evaluations of the LTI recurrence's gradients
+    (comment above): per time for du, per axis 1 (state or channel) for the parameters."""
+    Abar, Bbar, C = (np.abs(np.asarray(args[n], dtype=np.float64)) for n in ("Abar", "Bbar", "C"))
+    u, dy = np.asarray(args["u"], dtype=np.float64), np.asarray(args["cotangent"], dtype=np.float64)
+    D, x0 = args.get("D"), args.get("initial_state")
+    magnitudes = ref.lti_vjp(np.abs(u), Abar, Bbar, C, None if D is None else np.abs(D), cotangent=np.abs(dy),
+                             initial_state=None if x0 is None else np.abs(x0))
+    B, T, _ = u.shape
+    N = C.shape[1]
+    factor = 2 * U64 * (2 * (T + 2) * (N + 1) + B * T + 4)
+    fft = {name: np.zeros(np.shape(magnitudes[name])) for name in magnitudes}
+    if T:
+        K = ref.lti_kernel(args["Abar"], args["Bbar"], args["C"], T)
+        fft["u"] = np.broadcast_to(fft_conv_error(dy, K)[:, None, :], u.shape)
+        per_lag = np.broadcast_to(fft_conv_error(dy, u).sum(axis=0)[:, None], K.shape)  # (Dch, T)
+        fft.update(ref.lti_kernel_vjp(Abar, Bbar, C, T, cotangent=per_lag))
+        fft["Abar"] = np.abs(fft["Abar"]) if np.ndim(args["Abar"]) == 3 else np.abs(fft["Abar"]).sum(axis=0)
+        fft["Bbar"], fft["C"] = np.abs(fft["Bbar"]), np.abs(fft["C"])
+    return tuple(2 * per_position(factor * np.abs(magnitudes[name]) + fft[name]) if args.get(name) is not None
+                 else np.zeros(0) for name in LTI_GRADIENT_WRT)
+
+
+LTI_GRADIENT_WRT = ("u", "Abar", "Bbar", "C", "D", "initial_state")
+
+register_gradient(Gradient(
+    form="ssm.lti.recurrent",
+    vjp=lambda **args: ref.lti_vjp(**args),
+    wrt=LTI_GRADIENT_WRT,
+    cotangents=("cotangent",),
+    bound=lti_grad_bound,
+    rule="derived float64 bound: 2u (2(T+2)(N+1) + B T + 4) M + 2 F, M the VJP on magnitudes (|u|, |Abar|, |Bbar|, "
+         "|C|, |D|, |x_-1|, |dy|), F an FFTConv backward's correlation errors (2 eps(2T) + 3u)(|a|_2 |b|_1 + "
+         "|a|_1 |b|_2) through the Krylov VJP on magnitudes; per time for du, per axis 1 for the parameters",
+    axes=(("batch", "time", "channel"), ("channel", "row", "column"), ("channel", "state"), ("channel", "state"),
+          ("channel",), ("batch", "channel", "state")),
 ))
 
 
@@ -610,6 +662,60 @@ register_form(Form(
     oracle="ssm.s4d.krylov",
     data_args=("A", "B", "C"),
     outputs=("K",),
+))
+
+
+# The gradient: with f_nl = C B beta Abar^l, every parameter's gradient is 2 sum_l dK_l conj(df_nl/dp)
+# (``s4d_vjp``); each term is a product of the mode's Bbar factor beta, its power Abar^l or
+# l Abar^(l-1) and their derivatives, within the forward's per-mode relative errors (the power's
+# (6l + 6 + 2l (|log rho| + pi)) u or exp(z l)'s (l |z| + 4) u, bilinear Abar's 4u (1 + |z|/2)
+# (1 + rho) / (|1 - z/2| rho) per factor), plus (L + 2n + 40) u for the derivative formulas and the
+# sums over lags and modes. The size of each term is taken before cancellation: ZOH's beta_A =
+# (dt Abar - beta) / A counts |dt Abar| + |beta|.
+
+def s4d_grad_bound(args: dict, expected: tuple) -> tuple:
+    """Per-mode (and, for log_dt, per-channel) bound on two correct float64 evaluations of the S4D
+    kernel's gradients (comment above)."""
+    dt, A, B, C, L = _s4d_args(args["log_dt"], args["A"], args["B"], args["C"], args["length"],
+                               args.get("discretization", "zoh"))
+    dK = np.abs(np.asarray(args["cotangent"], dtype=np.float64))
+    z, n = dt * A, A.shape[1]
+    if args.get("discretization", "zoh") == "zoh":
+        rho = np.abs(np.exp(z))
+        beta = np.abs(np.expm1(z) / A)
+        beta_A, Abar_A, beta_dt, Abar_dt = (dt * rho + beta) / np.abs(A), dt * rho, rho, np.abs(A) * rho
+        extra = 0.0
+    else:
+        m = np.abs(1 - z / 2)
+        rho, beta = np.abs(1 + z / 2) / m, dt / m
+        beta_A, Abar_A, beta_dt, Abar_dt = dt**2 / (2 * m**2), dt / m**2, 1 / m**2, np.abs(A) / m**2
+        with np.errstate(divide="ignore"):
+            extra = np.where(rho > 0, 4 * (1 + np.abs(z) / 2) * (1 + rho) / (m * rho), 0.0)
+    l = np.arange(L)
+    with np.errstate(divide="ignore"):
+        log_rho = np.where(rho > 0, np.abs(np.log(np.where(rho > 0, rho, 1.0))), 0.0)
+    W0 = np.einsum("hl,hnl->hn", dK, rho[..., None] ** l)
+    W1 = np.einsum("hl,hnl->hn", dK, np.where(l > 0, l * rho[..., None] ** np.maximum(l - 1, 0), 0.0))
+    absB, absC = np.abs(B), np.abs(C)
+    eps = U64 * (L * (np.abs(z) + 2 * log_rho + 2 * np.pi + 16 + extra) + L + 2 * n + 40)
+    sizes = {"A": 2 * absC * absB * (beta_A * W0 + beta * Abar_A * W1), "B": 2 * absC * beta * W0,
+             "C": 2 * absB * beta * W0}
+    log_dt = 2 * dt[:, 0] * (eps * absC * absB * (beta_dt * W0 + beta * Abar_dt * W1)).sum(axis=1)
+    return tuple(2 * log_dt if name == "log_dt" else np.zeros(0) if args.get(name) is None
+                 else 2 * per_position(eps * sizes[name]) for name in S4D_GRADIENT_WRT)
+
+
+S4D_GRADIENT_WRT = ("log_dt", "A", "B", "C")
+
+register_gradient(Gradient(
+    form="ssm.s4d.krylov",
+    vjp=lambda **args: ref.s4d_vjp(**args),
+    wrt=S4D_GRADIENT_WRT,
+    cotangents=("cotangent",),
+    bound=s4d_grad_bound,
+    rule="derived float64 bound: 2 eps_n 2 sum_l |dK_l| |df_nl/dp| per mode (log_dt: summed over modes), eps_n = "
+         "u (L (|z| + 2|log rho| + 2 pi + 16 (+ bilinear Abar's)) + L + 2n + 40), the terms' sizes before cancellation",
+    axes=(("channel",), ("channel", "mode"), ("channel", "mode"), ("channel", "mode")),
 ))
 
 
