@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqcheck.equiv.registry import without
+
 
 def continuation(impl, args: dict, timed: tuple) -> tuple:
     """Run all T steps at once, and split at every point s (1 <= s < T): the first s steps, then
@@ -25,6 +27,37 @@ def continuation(impl, args: dict, timed: tuple) -> tuple:
     full_out, full_state = np.asarray(full_out), np.asarray(full_state)
     return ((np.stack(outs, axis=-1), np.stack(states, axis=-1)),
             (np.repeat(full_out[..., None], splits, axis=-1), np.repeat(full_state[..., None], splits, axis=-1)))
+
+
+def gradient_continuation(vjp, forward, args: dict, timed: tuple, names: tuple) -> tuple:
+    """At every split s (1 <= s < T): the second part's backward from the state ``forward``
+    returns on the first part, its initial-state gradient carried as the first part's state
+    cotangent, against one backward through the whole sequence. ``timed`` are the arguments
+    (cotangent included) split along time; outputs are the gradients ``names``, the timed ones
+    joined, stacked over the splits on a last axis (absent ones as empty arrays)."""
+    T = args["cotangent"].shape[1]
+    full = vjp(**args)
+
+    def part(sl):
+        return {n: value[:, sl] if n in timed and value is not None else value for n, value in args.items()}
+
+    def joined(earlier, later, n):
+        if n not in earlier:
+            return np.zeros(0)
+        if n in timed:
+            return np.concatenate([np.asarray(earlier[n]), np.asarray(later[n])], axis=1)
+        return np.asarray(earlier[n]) + (np.asarray(later[n]) if n != "initial_state" else 0)
+
+    splits = []
+    for s in range(1, T):
+        first, second = part(slice(None, s)), part(slice(s, None))
+        _, carried = forward(**without(first, ("cotangent", "state_cotangent")), return_state=True)
+        later = vjp(**{**second, "initial_state": carried})
+        earlier = vjp(**{**first, "state_cotangent": later["initial_state"]})
+        splits.append([joined(earlier, later, n) for n in names])
+    stacked = tuple(np.stack([split[i] for split in splits], axis=-1) for i in range(len(names)))
+    whole = tuple(np.repeat(np.asarray(full.get(n, np.zeros(0)))[..., None], len(splits), axis=-1) for n in names)
+    return stacked, whole
 
 
 def unstacked(bound):

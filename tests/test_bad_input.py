@@ -324,6 +324,11 @@ CASES = {
                                                 "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
                                                 "state_cotangent": normal(s["B"], s["D"], s["N"], seed=7)},
                                      SCAN, ("B", "T")),
+    "mamba.selective_scan_chunked_vjp": Case(
+        lambda s: {**{n: a for n, a in _scan(**s).items() if n != "return_state"}, "chunk_size": 2,
+                   "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
+                   "state_cotangent": normal(s["B"], s["D"], s["N"], seed=7)},
+        SCAN, ("B", "T")),
     "mamba.selective_scan_step": Case(lambda s: _step(**s), dict(B=1, D=2, N=2, G=1), ("B",)),
     "mamba.associative_scan": Case(
         lambda s: dict(a=positive(s["B"], s["T"], s["F"]), b=normal(s["B"], s["T"], s["F"]), tree="random", rng=1),

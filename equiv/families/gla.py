@@ -25,7 +25,7 @@ from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, wi
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
                                      without)
-from seqcheck.equiv.relations import continuation, unstacked
+from seqcheck.equiv.relations import continuation, gradient_continuation, unstacked
 from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.gla import gla_inputs, rational_gla_inputs
 from seqcheck.reference import gla as ref
@@ -144,30 +144,6 @@ def _gradient_continuation_inputs(draw):
             "state_cotangent": rng.standard_normal((B, H, K, V))}
 
 
-def _gradient_continuation(vjp, args: dict) -> tuple:
-    """At every split s: the second part's backward from the first part's final state, its
-    initial-state gradient carried as the first part's state cotangent, against one backward
-    through the whole sequence. Outputs (dq, dk, dv, dg, dS_0) stack the splits on a last axis."""
-    names = GRADIENT_WRT + ("initial_state",)
-    full = vjp(**args)
-    T = args["q"].shape[1]
-    timed = ("q", "k", "v", "g", "cotangent")
-
-    def part(sl):
-        return {n: (a[:, sl] if n in timed else a) for n, a in args.items()}
-
-    splits = []
-    for s in range(1, T):
-        first, second = part(slice(None, s)), part(slice(s, None))
-        _, carried = ref.gla_recurrent(**without(first, ("cotangent", "state_cotangent")), return_state=True)
-        later = vjp(**{**second, "initial_state": carried})
-        earlier = vjp(**{**first, "state_cotangent": later["initial_state"]})
-        splits.append({n: (np.concatenate([np.asarray(earlier[n]), np.asarray(later[n])], axis=1) if n in timed
-                           else np.asarray(earlier[n])) for n in names})
-    stacked = tuple(np.stack([split[n] for split in splits], axis=-1) for n in names)
-    return stacked, tuple(np.repeat(np.asarray(full[n])[..., None], len(splits), axis=-1) for n in names)
-
-
 register_claim(Claim(
     key="gla.gla.gradient_continuation",
     statement="GLA's gradients continue through the state: a backward through x2 from x1's state, whose "
@@ -175,7 +151,8 @@ register_claim(Claim(
               "[x1; x2], at every split (the initial-state gradient included)",
     subject="gla.gla.vjp",
     default_impl=ref.gla_vjp,
-    relation=_gradient_continuation,
+    relation=lambda vjp, args: gradient_continuation(vjp, ref.gla_recurrent, args, ("q", "k", "v", "g", "cotangent"),
+                                                     GRADIENT_WRT + ("initial_state",)),
     inputs=_gradient_continuation_inputs,
     bound=unstacked(lambda args, expected: gla_grad_bound(args, expected, ("initial_state",))),
     rule=GRADIENT_RULE + "; dS_0 the same per head",

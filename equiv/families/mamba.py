@@ -32,7 +32,7 @@ from seqcheck.equiv.bounds import cumulative_max, per_axis_max, per_position, wi
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Sweep, register_claim, register_form,
                                      register_gradient, register_implementation, without)
-from seqcheck.equiv.relations import continuation, unstacked
+from seqcheck.equiv.relations import continuation, gradient_continuation, unstacked
 from seqcheck.gpu.backend import where
 from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.mamba import rational_ssd_inputs, scan_element_inputs, selective_scan_inputs, ssd_inputs
@@ -375,6 +375,73 @@ register_form(Form(
     sweeps=(Sweep("T", "sequence length T (chunks of 64, D=16, N=16)", SWEEP_T, lambda T, rng: _scan_sweep_args(T, rng)),
             Sweep("chunk_size", "chunk size (T=256, D=16, N=16)", SWEEP_CHUNK,
                   lambda c, rng: _scan_sweep_args(256, rng, chunk_size=c))),
+))
+
+
+
+def _with_scan_cotangents(draw, args: dict) -> dict:
+    """``args`` (drawn with the final state returned) with the cotangents of the output and the
+    final state, complex with a complex A."""
+    rng = draw(generators())
+    u, A = args["u"], np.asarray(args["A"])
+    state = u.shape[:1] + u.shape[2:] + A.shape[1:]
+    dS = rng.standard_normal(state) + (1j * rng.standard_normal(state) if np.iscomplexobj(A) else 0)
+    return {**without(args, ("return_state", "tree")), "cotangent": rng.standard_normal(u.shape),
+            "state_cotangent": dS}
+
+
+@st.composite
+def _scan_chunked_backward_inputs(draw):
+    """The chunked form's arguments (any chunk size, every option) with the cotangents of the
+    output and the final state."""
+    return _with_scan_cotangents(draw, draw(for_form(selective_scan_inputs, "chunked", unused=("tree",))(
+        return_state=True)))
+
+
+def _scan_gradients(grads: dict) -> tuple:
+    return tuple(np.asarray(grads[n]) if n in grads else np.zeros(0) for n in SCAN_GRADIENT_WRT)
+
+
+register_claim(Claim(
+    key="mamba.selective_scan.chunked_backward",
+    statement="the selective scan's chunked backward (states recomputed from each chunk's starting state, the "
+              "chunks visited last to first, the state's cotangent handed to the chunk before through "
+              "exp(dt A)) equals the gradient of the recurrence, initial state included, for every chunk size",
+    subject="mamba.selective_scan.chunked_vjp",
+    default_impl=ref.selective_scan_chunked_vjp,
+    relation=lambda vjp, args: (_scan_gradients(vjp(**args)),
+                                _scan_gradients(selective_scan_vjp(**without(args, CHUNK_ARGS)))),
+    inputs=_scan_chunked_backward_inputs,
+    bound=scan_grad_bound,
+    rule=SCAN_GRADIENT_RULE,
+    outputs=tuple(f"d{n}" for n in SCAN_GRADIENT_WRT),
+))
+
+
+@st.composite
+def _scan_gradient_continuation_inputs(draw):
+    """The recurrence's arguments with an initial state, T 2..8, and both cotangents."""
+    return _with_scan_cotangents(draw, draw(SCAN_RECURRENT_INPUTS(seq_len=st.integers(2, 8), initial_state=True,
+                                                                  return_state=True)))
+
+
+def _scan_gradient_continuation(vjp, args: dict) -> tuple:
+    timed = ("u", "delta", "z", "cotangent") + tuple(n for n in ("B", "C") if np.ndim(args[n]) > 2)
+    return gradient_continuation(vjp, ref.selective_scan_recurrent, args, timed, SCAN_GRADIENT_WRT)
+
+
+register_claim(Claim(
+    key="mamba.selective_scan.gradient_continuation",
+    statement="the selective scan's gradients continue through the state: a backward through u2 from u1's final "
+              "state, whose initial-state gradient is u1's state cotangent, then through u1, equals one backward "
+              "through [u1; u2], at every split (shared parameters' gradients summed over the two parts)",
+    subject="mamba.selective_scan.vjp",
+    default_impl=selective_scan_vjp,
+    relation=_scan_gradient_continuation,
+    inputs=_scan_gradient_continuation_inputs,
+    bound=unstacked(scan_grad_bound),
+    rule=SCAN_GRADIENT_RULE,
+    outputs=tuple(f"d{n}" for n in SCAN_GRADIENT_WRT),
 ))
 
 SSD_DATA = ("x", "dt", "B", "C")

@@ -8,7 +8,7 @@ from .selective_scan import (
     selective_scan_recurrent,
     selective_scan_step,
 )
-from .grad import selective_scan_vjp, ssd_chunked_vjp, ssd_vjp
+from .grad import selective_scan_chunked_vjp, selective_scan_vjp, ssd_chunked_vjp, ssd_vjp
 from .ssd import rms_norm_gated, segprod, segsum, ssd_chunked, ssd_quadratic, ssd_recurrent
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "segprod",
     "segsum",
     "selective_scan_chunked",
+    "selective_scan_chunked_vjp",
     "selective_scan_parallel",
     "selective_scan_recurrent",
     "selective_scan_step",

@@ -25,8 +25,9 @@ and torch autograd of the recurrence.
 import numpy as np
 from scipy.special import expit
 
-from .._checks import as_real, check_layout, check_shape
-from .selective_scan import _prepare
+from .._checks import as_real, check_layout, check_shape, positive_int
+from .selective_scan import _chunk_states, _prepare
+from .ssd import segsum
 
 
 def _into_layout(gradient, given, like_complex):
@@ -49,6 +50,63 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, *, cotangent, state_co
     initial_state=)`` (module docstring): {"u", "delta", "A", "B", "C", "initial_state"} and "D",
     "z", "delta_bias" when given, each in its input's shape."""
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    return _scan_vjp(s, np.asarray(A), B, C, delta_bias, delta_softplus, cotangent, state_cotangent, _recurrent_states,
+                     _reverse_recurrence)
+
+
+def selective_scan_chunked_vjp(u, delta, A, B, C, D=None, z=None, *, chunk_size, cotangent, state_cotangent=None,
+                               delta_bias=None, delta_softplus=False, initial_state=None):
+    """``selective_scan_vjp`` by chunks of ``chunk_size`` steps, the backward of
+    ``selective_scan_chunked``: the states recomputed chunk by chunk from the state each chunk
+    starts from, then the chunks visited last to first. Within a chunk [s, e) the state's
+    cotangent is in closed form,
+
+        G_t = sum_{t <= j < e} conj(exp(sum_{t < r <= j} dt_r A)) dL/dx_j|_(y_j) + conj(exp(sum_{t < r < e} dt_r A)) H,
+
+    H the cotangent flowing into x_{e-1} from the chunks after (the final state's for the last),
+    and the chunk before gets H = conj(exp(dt_s A)) G_s; the same gradients up to rounding."""
+    size = positive_int("chunk_size", chunk_size)
+    s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    return _scan_vjp(s, np.asarray(A), B, C, delta_bias, delta_softplus, cotangent, state_cotangent,
+                     lambda s: _chunk_states(s, size), lambda s, reads, G: _reverse_by_chunks(s, reads, G, size))
+
+
+def _recurrent_states(s):
+    a, x = np.exp(s.dtA), s.h0
+    states = np.empty(s.dBu.shape, dtype=np.result_type(a, s.dBu, s.h0))
+    for t in range(s.dtA.shape[1]):
+        x = a[:, t] * x + s.dBu[:, t]
+        states[:, t] = x
+    return states
+
+
+def _reverse_recurrence(s, reads, G):
+    """G_t = reads_t + conj(a_{t+1}) G_{t+1} for every t, and the initial state's conj(a_0) G_0."""
+    conj_a = np.conj(np.exp(s.dtA))
+    total = np.empty(reads.shape, dtype=np.result_type(reads, G, conj_a))
+    for t in reversed(range(reads.shape[1])):
+        G = reads[:, t] + G
+        total[:, t] = G
+        G = conj_a[:, t] * G
+    return total, G
+
+
+def _reverse_by_chunks(s, reads, H, size):
+    """``_reverse_recurrence`` chunk by chunk, last to first (``selective_scan_chunked_vjp``)."""
+    T = reads.shape[1]
+    total = np.empty(reads.shape, dtype=np.result_type(reads, H, s.dtA))
+    for start in reversed(range(0, T, size)):
+        span = slice(start, min(start + size, T))
+        decays = np.conj(np.exp(segsum(np.moveaxis(s.dtA[:, span], 1, -1))))  # (B, D, N, c, c): [j, t]
+        G = np.einsum("bdnjt,bjdn->btdn", decays, reads[:, span]) + np.moveaxis(decays[..., -1, :], -1, 1) * H[:, None]
+        total[:, span] = G
+        H = np.conj(np.exp(s.dtA[:, start])) * G[:, 0]
+    return total, H
+
+
+def _scan_vjp(s, A, B, C, delta_bias, delta_softplus, cotangent, state_cotangent, states_of, reverse):
+    """The gradients from the prepared scan ``s``: the states by ``states_of(s)``, the states'
+    cotangents G_t and the initial state's by ``reverse(s, reads, G_T)`` (module docstring)."""
     is_complex = s.dtA.dtype.kind == "c"
     batch, T, dim, N = s.dBu.shape
     cotangent = as_real("cotangent", cotangent)
@@ -59,11 +117,7 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, *, cotangent, state_co
         check_shape("state_cotangent", state_cotangent, (batch, dim, N), "(B, D, N)", match="u and A")
         G = G + state_cotangent
     a = np.exp(s.dtA)
-    states = np.empty(s.dBu.shape, dtype=np.result_type(a, s.dBu, s.h0))
-    x = s.h0
-    for t in range(T):
-        x = a[:, t] * x + s.dBu[:, t]
-        states[:, t] = x
+    states = states_of(s)
     before = np.concatenate([s.h0[:, None], states[:, :-1]], axis=1)  # x_{t-1}
     y = np.sum(states * s.C, axis=-1)
     y = 2 * y.real if is_complex else y
@@ -79,12 +133,7 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, *, cotangent, state_co
         grads["D"] = (dy * s.u).sum(axis=(0, 1))
     conj = np.conj if is_complex else (lambda v: v)
     reads = (2 if is_complex else 1) * dy[..., None] * conj(s.C)  # dL/dx_t through y_t
-
-    total = np.empty(states.shape, dtype=np.result_type(states, reads, G))  # G_t
-    for t in reversed(range(T)):
-        G = reads[:, t] + G
-        total[:, t] = G
-        G = conj(a[:, t]) * G
+    total, G = reverse(s, reads, G)
     through_decay = total * conj(before * a)  # dL/d(dt_t A)
     through_input = np.sum(total * conj(np.broadcast_to(s.B, states.shape)), axis=-1).real  # B_t . G_t
     ddt = s.u * through_input + np.sum(through_decay * conj(A), axis=-1).real

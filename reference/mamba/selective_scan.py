@@ -253,6 +253,12 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, del
     check_bool("return_state", return_state)
     size = positive_int("chunk_size", chunk_size)
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    return s.finish(_chunk_states(s, size), return_state)
+
+
+def _chunk_states(s, size):
+    """Every state x_t (B, T, D, N), chunk by chunk in closed form from the state the chunk
+    before left (``selective_scan_chunked``)."""
     x, states = s.h0, [np.zeros(s.dBu[:, :0].shape)]  # T = 0: no state
     for start in range(0, s.dtA.shape[1], size):
         dtA, dBu = s.dtA[:, start:start + size], s.dBu[:, start:start + size]
@@ -262,7 +268,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, *, chunk_size, del
         chunk = np.einsum("bdnts,bsdn->btdn", decays[..., 1:, :], inputs)
         states.append(chunk)
         x = chunk[:, -1]
-    return s.finish(np.concatenate(states, axis=1), return_state)
+    return np.concatenate(states, axis=1)
 
 
 def selective_scan_step(u_t, delta_t, A, B_t, C_t, D=None, z_t=None, *, state, delta_bias=None,

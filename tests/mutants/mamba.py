@@ -8,7 +8,7 @@ import numpy as np
 
 from seqcheck.reference.mamba import (associative_scan, scan_combine, selective_scan_chunked, selective_scan_step,
                                       ssd_quadratic, ssd_recurrent)
-from seqcheck.reference.mamba.grad import ssd_vjp
+from seqcheck.reference.mamba.grad import selective_scan_vjp, ssd_vjp
 from seqcheck.reference.mamba.selective_scan import _prepare as _prepare_scan
 from seqcheck.reference.mamba.ssd import _prepare as _prepare_ssd, segsum
 
@@ -211,6 +211,38 @@ def ssd_chunked_backward_without_the_state_passings_dA(x, dt, A, B, C, *, chunk_
     return {**grads, "A": dA, "initial_state": dH}
 
 
+def chunked_scan_backward_recomputing_states_from_zero(u, delta, A, B, C, D=None, z=None, *, chunk_size, cotangent,
+                                                        state_cotangent=None, delta_bias=None, delta_softplus=False,
+                                                        initial_state=None):
+    """The chunks' backwards run last to first with the state's cotangent handed on, but each
+    chunk's states recomputed from zero instead of from the state the chunk started from (the
+    saved chunk-start states not read back): dC, dA and ddelta lose the carried state's terms."""
+    T, timed = np.shape(u)[1], {"u", "delta", "z"} | {n for n, M in (("B", B), ("C", C)) if np.ndim(M) > 2}
+    options = dict(D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    dH, parts = state_cotangent, []
+    for start in reversed(range(0, T, chunk_size)):
+        span = slice(start, start + chunk_size)
+        chunk = {n: (M[:, span] if n in timed and M is not None else M)
+                 for n, M in (("u", u), ("delta", delta), ("B", B), ("C", C), ("z", z))}
+        parts.insert(0, selective_scan_vjp(**chunk, A=A, **options, cotangent=cotangent[:, span], state_cotangent=dH))
+        dH = parts[0]["initial_state"]
+    if not parts:  # T = 0: nothing to recompute
+        return selective_scan_vjp(u, delta, A, B, C, z=z, cotangent=cotangent, state_cotangent=state_cotangent,
+                                  initial_state=initial_state, **options)
+    joined = {n: (np.concatenate([p[n] for p in parts], axis=1) if n in timed else sum(p[n] for p in parts))
+              for n in parts[0] if n != "initial_state"}
+    return {**joined, "initial_state": dH}
+
+
+def scan_vjp_ignoring_the_state_cotangent(u, delta, A, B, C, D=None, z=None, *, cotangent, state_cotangent=None,
+                                          delta_bias=None, delta_softplus=False, initial_state=None):
+    """A backward that never reads the final state's cotangent (transformers PR #23774: the
+    Function's backward takes it and drops it): right for the output alone, wrong when the state
+    is carried on."""
+    return selective_scan_vjp(u, delta, A, B, C, D, z, cotangent=cotangent, delta_bias=delta_bias,
+                              delta_softplus=delta_softplus, initial_state=initial_state)
+
+
 MUTANTS = {
     "mamba.selective_scan.parallel == mamba.selective_scan.recurrent": parallel_scan_with_euler_A,
     "mamba.selective_scan.chunked == mamba.selective_scan.recurrent": chunked_scan_dropping_the_state,
@@ -226,5 +258,7 @@ MUTANTS = {
     "mamba.ssd.gated_linear_attention": ssd_quadratic_B_and_C_swapped,
     "mamba.ssd.large_decay_finite": ssd_chunked_unstable_segsum,
     "mamba.ssd.chunked_backward": ssd_chunked_backward_without_the_state_passings_dA,
+    "mamba.selective_scan.chunked_backward": chunked_scan_backward_recomputing_states_from_zero,
+    "mamba.selective_scan.gradient_continuation": scan_vjp_ignoring_the_state_cotangent,
 }
 """The mutant each claim of the family must reject, by claim key."""
