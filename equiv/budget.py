@@ -84,3 +84,31 @@ def baseline_rule(form: Form, dtype) -> str:
     return (f"{BASELINE_FACTOR:g} x baseline (the definition evaluated in {name}) "
             f"+ {FLOOR_ULPS:g} ulp of {name} at {scale}, and {FLOOR_ULPS:g} times {name}'s "
             f"smallest normal number (for kernels flushing subnormals to zero)")
+
+
+def gradient_baseline_budget(gradient, dtype, args: dict, expected: tuple) -> Budget:
+    """``k * baseline + floor`` for a backward working in ``dtype``: the baseline is the error of
+    the definition's backward in ``dtype`` (``Gradient.plain``) on ``args``, the floor
+    ``f (eps M + tiny)`` with M each gradient's largest magnitude."""
+    dtype = numpy_dtype(dtype)
+    plain = gradient.plain(args, dtype)
+    scales = gradient.magnitude(args, expected) if gradient.magnitude else (None,) * len(expected)
+    eps, tiny = float(finfo(dtype).eps), float(finfo(dtype).tiny)
+    budgets = []
+    for name, low, ref, scale in zip(gradient.outputs, plain, expected, scales):
+        low, ref = np.asarray(low, dtype=np.float64), np.asarray(ref)
+        if (np.isfinite(ref) & ~np.isfinite(low)).any():
+            raise OutOfRange(f"gradient {name!r}: the definition's backward overflows in {dtype.name}")
+        if scale is None:
+            finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
+            scale = float(finite_ref.max()) if finite_ref.size else 0.0
+        baseline = error_per_position(low, ref, 1) if ref.size else np.zeros(0)
+        budgets.append(BASELINE_FACTOR * baseline + FLOOR_ULPS * (eps * np.asarray(scale, dtype=np.float64) + tiny))
+    return Budget(tuple(budgets), gradient_baseline_rule(gradient, dtype))
+
+
+def gradient_baseline_rule(gradient, dtype) -> str:
+    name = numpy_dtype(dtype).name
+    scale = "the sizes of the terms each position sums" if gradient.magnitude else "the gradient's largest magnitude"
+    return (f"{BASELINE_FACTOR:g} x baseline (the definition's backward evaluated in {name}) "
+            f"+ {FLOOR_ULPS:g} ulp of {name} at {scale}, and {FLOOR_ULPS:g} times {name}'s smallest normal number")

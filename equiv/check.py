@@ -36,8 +36,10 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     runs longer than that, False is silent, a callable receives the lines.
 
     ``grad=True`` judges the candidate's backward instead: it is differentiated with torch
-    autograd (backend "torch" or "torch:cuda", float64) against the form's gradient oracle, a
-    random cotangent drawn per output (docs/gradients.md).
+    autograd (backend "torch" or "torch:cuda") against the form's gradient oracle, a random
+    cotangent drawn per output; with a low ``dtype`` the inputs and cotangents are rounded to it
+    and the budget is the baseline of the definition's backward in it, where the form declares
+    one (docs/gradients.md).
 
     The result's ``status`` is "passed", "failed" (``counterexample``: the shrunk failing
     arguments and a runnable reproducer; ``worst_example``: the worst seen), "error" (the
@@ -49,12 +51,9 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     if grad is not False and grad is not True:
         raise TypeError(f"grad: expected True or False, got {grad!r}")
     if grad:
-        if _working(dtype) is not None:
-            raise ValueError(f"dtype: gradients are judged in float64 only so far (got dtype={dtype!r}); "
-                             "low-precision gradient budgets are still to come")
         return check_grad(candidate, key, backend=backend, max_examples=max_examples, seed=_seed(seed),
                           inputs=inputs if inputs is not None else _inputs_for(key), timeout=timeout,
-                          progress=_progress_sink(progress))
+                          progress=_progress_sink(progress), dtype=_working(dtype))
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     working = _working(dtype)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.budget import float64_budget
-from seqcheck.equiv.convert import to_backend, to_numpy
+from seqcheck.equiv.budget import Budget, float64_budget, gradient_baseline_budget, gradient_baseline_rule
+from seqcheck.equiv.convert import numpy_dtype, round_to, to_backend, to_numpy
 from seqcheck.equiv.engine import DEFAULT_TIMEOUT, Comparison, Result, UsageError, compare, verify
 from seqcheck.equiv.registry import Gradient, as_outputs, get_form, get_gradient, without
 from seqcheck.equiv.reproduce import reproducer_source
@@ -59,13 +59,14 @@ def _expected(gradient: Gradient, args: dict) -> tuple:
                  else NOT_GIVEN for name in gradient.wrt)
 
 
-def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
+def _autograd(candidate, gradient: Gradient, args: dict, backend: str, working=None) -> tuple:
     """The candidate's input gradients by torch autograd of sum_o <out_o, cotangent_o>, the
-    entries where an output is not finite (a fully masked row's lse = -inf) left out."""
+    entries where an output is not finite (a fully masked row's lse = -inf) left out; inputs and
+    cotangents in the working dtype (None: float64)."""
     import torch
 
     forward = without(args, gradient.cotangents)
-    inputs = {name: to_backend(value, backend, np.float64) for name, value in forward.items()}
+    inputs = {name: to_backend(value, backend, _dtype_of(gradient, name, working)) for name, value in forward.items()}
     given = _given(gradient, args)
     for name in given:
         inputs[name] = inputs[name].requires_grad_(True)
@@ -82,7 +83,7 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
     for out, name in zip(outputs, names):
         if not isinstance(out, torch.Tensor):
             raise UsageError(f"an output is a {type(out).__name__}, not a torch tensor", "return torch tensors")
-        cotangent = to_backend(args[name], backend, np.float64)
+        cotangent = to_backend(args[name], backend, _dtype_of(gradient, name, working))
         objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum().real  # Re for complex
     if not getattr(objective, "requires_grad", False):
         raise UsageError("no output depends on the inputs through autograd (detached, or computed outside torch)",
@@ -92,10 +93,10 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str) -> tuple:
                  else to_numpy(grads[name]) for name in gradient.wrt)
 
 
-def _explicit(vjp, gradient: Gradient, args: dict) -> tuple:
+def _explicit(vjp, gradient: Gradient, args: dict, working=None) -> tuple:
     """An explicit backward's gradients, checked to be {name: array} for every input in ``wrt``
-    that the draw gave."""
-    raw = vjp(**args)
+    that the draw gave; its arguments in the working dtype (None: float64)."""
+    raw = vjp(**{name: to_backend(value, "numpy", _dtype_of(gradient, name, working)) for name, value in args.items()})
     given = _given(gradient, args)
     if not isinstance(raw, dict):
         raise UsageError(f"the backward returned a {type(raw).__name__}, not a dict",
@@ -107,22 +108,66 @@ def _explicit(vjp, gradient: Gradient, args: dict) -> tuple:
     return tuple(to_numpy(raw[name]) if name in given else NOT_GIVEN for name in gradient.wrt)
 
 
+def _dtype_of(gradient: Gradient, name: str, working):
+    """The inputs differentiated and the cotangents travel in the working dtype, other float
+    arrays (ALiBi slopes, say) in float32 when it is low, as for the forward."""
+    if working is None:
+        return np.float64
+    return working if name in gradient.wrt or name in gradient.cotangents else np.dtype(np.float32)
+
+
+def _rounded(gradient: Gradient, working, args: dict) -> dict:
+    """The float arguments rounded as they reach the candidate, so the oracle sees what it sees."""
+    if working is None:
+        return args
+    return {name: round_to(value, _dtype_of(gradient, name, working))
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value for name, value in args.items()}
+
+
+def _finite_after_rounding(gradient: Gradient, working, args: dict) -> bool:
+    rounded = _rounded(gradient, working, args)
+    return all(np.array_equal(np.isfinite(value), np.isfinite(rounded[name])) for name, value in args.items()
+               if isinstance(value, np.ndarray) and value.dtype.kind == "f")
+
+
+def _tolerance(gradient: Gradient, working, args: dict, expected: tuple) -> Budget:
+    if working is None:
+        return float64_budget(gradient.bound, gradient.rule, args, expected)
+    return gradient_baseline_budget(gradient, working, args, expected)
+
+
+def _working_for(gradient: Gradient, key: str, dtype):
+    """The backward's working dtype (None: float64), refused where the form has no baseline."""
+    working = None if dtype is None else numpy_dtype(dtype)
+    if working is None or working == np.float64:
+        return None
+    if gradient.plain is None:
+        raise ValueError(f"dtype: the gradients of {key!r} have no low-precision baseline (their definition's backward "
+                         f"is not evaluated in {working.name}); check them with dtype=None, which claims float64 "
+                         f"accuracy")
+    return working
+
+
 def _judge(key, gradient: Gradient, actual_of, call, candidate, backend, max_examples, seed, timeout, progress,
-           inputs) -> Result:
+           inputs, working=None) -> Result:
+    strategy = with_cotangents(gradient, inputs)
+    if working is not None:
+        strategy = strategy.filter(lambda args: _finite_after_rounding(gradient, working, args)).map(
+            lambda args: _rounded(gradient, working, args))
     return verify(
         key=key,
         relation=lambda args: (actual_of(args), _expected(gradient, args)),
-        tolerance=lambda args, expected: float64_budget(gradient.bound, gradient.rule, args, expected),
-        strategy=with_cotangents(gradient, inputs),
+        tolerance=lambda args, expected: _tolerance(gradient, working, args, expected),
+        strategy=strategy,
         names=gradient.outputs,
         time_axis=1,
         max_examples=max_examples,
         seed=seed,
-        dtype="float64",
+        dtype="float64" if working is None else working.name,
         backend=backend,
         reproducer=lambda args: reproducer_source(title=f"seqcheck counterexample: the gradients of {key} [{backend}]",
                                                   call=call, args=args, candidate=candidate),
-        rule=gradient.rule,
+        rule=gradient.rule if working is None else gradient_baseline_rule(gradient, working),
         axes=gradient.axes,
         timeout=timeout,
         progress=progress,
@@ -130,50 +175,62 @@ def _judge(key, gradient: Gradient, actual_of, call, candidate, backend, max_exa
     )
 
 
-def check_grad(candidate, key: str, *, backend, max_examples, seed, inputs, timeout, progress) -> Result:
+def check_grad(candidate, key: str, *, backend, max_examples, seed, inputs, timeout, progress, dtype=None) -> Result:
     """``check(candidate, key, grad=True)``: the candidate's autograd gradients against the oracle
-    (``inputs``: the strategy of the form's arguments, resolved by ``check``)."""
+    (``inputs``: the strategy of the form's arguments, resolved by ``check``; ``dtype`` the
+    candidate's working precision, None for float64)."""
     if backend not in GRAD_BACKENDS:
         raise ValueError(f"backend: grad=True differentiates the candidate with torch autograd: expected one of "
                          f"{GRAD_BACKENDS}, got {backend!r} (an explicit backward: check_vjp)")
     gradient = get_gradient(key)
-    call = f"equiv.replay_grad(candidate, {key!r}, args, backend={backend!r})"
-    return _judge(key, gradient, lambda args: _autograd(candidate, gradient, args, backend), call, candidate, backend,
-                  max_examples, seed, timeout, progress, inputs)
+    working = _working_for(gradient, key, dtype)
+    call = (f"equiv.replay_grad(candidate, {key!r}, args, backend={backend!r}, "
+            f"dtype={None if working is None else working.name!r})")
+    return _judge(key, gradient, lambda args: _autograd(candidate, gradient, args, backend, working), call, candidate,
+                  backend, max_examples, seed, timeout, progress, inputs, working)
 
 
-def check_vjp(vjp, key: str, *, max_examples=100, seed=None, inputs=None, timeout=DEFAULT_TIMEOUT,
+def check_vjp(vjp, key: str, *, dtype=None, max_examples=100, seed=None, inputs=None, timeout=DEFAULT_TIMEOUT,
               progress=True) -> Result:
     """Judge an explicit backward ``vjp(**args, <cotangents>) -> {name: gradient}`` (NumPy arrays
     in and out) against the float64 gradient oracle of form ``key``, per input and time position
-    within the derived bound. ``inputs``: a strategy of the form's arguments (``inputs_for(key,
-    ...)``; the cotangents are drawn for it); the rest as ``check``."""
+    within the derived bound. ``dtype``: the backward's working precision: None (float64) claims
+    float64 accuracy; "float32", "bfloat16", ... get the baseline budget (the definition's
+    backward evaluated in that dtype), and the arguments arrive in it. ``inputs``: a strategy of
+    the form's arguments (``inputs_for(key, ...)``; the cotangents are drawn for it); the rest as
+    ``check``."""
     from seqcheck.equiv.check import _inputs_for, _progress_sink, _seed
 
     if not callable(vjp):
         raise TypeError(f"vjp: expected a callable, got {type(vjp).__name__}")
     gradient = get_gradient(key)
-    call = f"equiv.replay_vjp(vjp, {key!r}, args)"
-    return _judge(key, gradient, lambda args: _explicit(vjp, gradient, args), call, vjp, "numpy", max_examples,
-                  _seed(seed), timeout, _progress_sink(progress), _inputs_for(key) if inputs is None else inputs)
+    working = _working_for(gradient, key, dtype)
+    call = f"equiv.replay_vjp(vjp, {key!r}, args, dtype={None if working is None else working.name!r})"
+    return _judge(key, gradient, lambda args: _explicit(vjp, gradient, args, working), call, vjp, "numpy",
+                  max_examples, _seed(seed), timeout, _progress_sink(progress),
+                  _inputs_for(key) if inputs is None else inputs, working)
 
 
-def _compare(gradient: Gradient, args: dict, actual: tuple) -> Comparison:
+def _compare(gradient: Gradient, args: dict, actual: tuple, working) -> Comparison:
     expected = _expected(gradient, args)
-    return compare(actual, expected, float64_budget(gradient.bound, gradient.rule, args, expected), gradient.outputs,
-                   1, gradient.axes)
+    return compare(actual, expected, _tolerance(gradient, working, args, expected), gradient.outputs, 1,
+                   gradient.axes)
 
 
-def replay_grad(candidate, key: str, args: dict, *, backend="torch") -> Comparison:
+def replay_grad(candidate, key: str, args: dict, *, backend="torch", dtype=None) -> Comparison:
     """Differentiate ``candidate`` once on ``args`` (with their cotangents) as ``check(grad=True)`` does."""
     gradient = get_gradient(key)
-    return _compare(gradient, args, _autograd(candidate, gradient, args, backend))
+    working = _working_for(gradient, key, dtype)
+    args = _rounded(gradient, working, args)
+    return _compare(gradient, args, _autograd(candidate, gradient, args, backend, working), working)
 
 
-def replay_vjp(vjp, key: str, args: dict) -> Comparison:
+def replay_vjp(vjp, key: str, args: dict, *, dtype=None) -> Comparison:
     """Run the explicit backward ``vjp`` once on ``args`` as ``check_vjp`` does."""
     gradient = get_gradient(key)
-    return _compare(gradient, args, _explicit(vjp, gradient, args))
+    working = _working_for(gradient, key, dtype)
+    args = _rounded(gradient, working, args)
+    return _compare(gradient, args, _explicit(vjp, gradient, args, working), working)
 
 
 __all__ = ["check_grad", "check_vjp", "replay_grad", "replay_vjp"]

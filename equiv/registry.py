@@ -158,6 +158,8 @@ class Gradient:
     bound: Callable
     rule: str
     axes: tuple = ()  # each gradient's axes, as Form.axes (for the worst element's index)
+    plain: Callable | None = None  # (args, dtype) -> the definition's backward in dtype, in wrt's order
+    magnitude: Callable | None = None  # (args, expected) -> the low-precision floor's scale per gradient and position
 
     @property
     def outputs(self) -> tuple[str, ...]:

@@ -241,6 +241,8 @@ CASES = {
     "attention.flash_attention_mp": Case(_with(_attention, dps=20, block_q=2, block_k=2), ATTENTION, AT_EMPTY),
     "attention.softmax_attention_vjp": Case(lambda s: _attention_grad(**s), ATTENTION, AT_EMPTY),
     "attention.flash_attention_backward": Case(lambda s: _attention_grad(**s, saved=True), ATTENTION, AT_EMPTY),
+    "attention.attention_vjp_in_dtype": Case(lambda s: {**_attention_grad(**s), "dtype": np.float32}, ATTENTION,
+                                             AT_EMPTY),
     "attention.attention_mask": Case(
         lambda s: dict(batch=s["B"], Tq=s["Tq"], Tk=s["Tk"], causal=True, window=(1, 0),
                        key_padding_mask=np.ones((s["B"], s["Tk"]), bool)),
@@ -772,7 +774,8 @@ def _same(a, b) -> bool:
 
 # ----------------------------------------------------------------------------- float64 whatever comes
 
-LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "positional.rope_in_dtype")  # return their dtype
+LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype",
+                           "positional.rope_in_dtype")  # return their dtype
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))

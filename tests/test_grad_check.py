@@ -87,8 +87,8 @@ def test_replay_reproduces_a_counterexample():
 def test_usage_errors():
     with pytest.raises(ValueError, match="^backend"):
         equiv.check(torch_attention, KEY, grad=True, backend="numpy")
-    with pytest.raises(ValueError, match="^dtype"):
-        equiv.check(torch_attention, KEY, grad=True, backend="torch", dtype="float32")
+    with pytest.raises(ValueError, match="^dtype: the gradients of 'gla.gla.recurrent' have no low-precision"):
+        equiv.check(torch_attention, "gla.gla.recurrent", grad=True, backend="torch", dtype="float32")
     with pytest.raises(ValueError, match="no gradient oracle yet"):
         equiv.check(torch_attention, "mamba.ssd.chunked", grad=True, backend="torch")
     with pytest.raises(TypeError, match="^grad"):
@@ -96,6 +96,52 @@ def test_usage_errors():
     detached = equiv.check(lambda q, k, v, **o: torch_attention(q.detach(), k.detach(), v.detach(), **o), KEY,
                            grad=True, backend="torch", seed=0, max_examples=5, progress=False)
     assert detached.status == "error" and "autograd" in detached.reason
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_autograd_attention_passes_in_low_precision(dtype, seed):
+    """The baseline: the definition's backward in the dtype (attention_vjp_in_dtype), 4 times its
+    error plus 4 ulps at the sizes of the terms each gradient sums."""
+    result = equiv.check(torch_attention, KEY, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=40,
+                         progress=False)
+    assert result.passed, result
+
+
+def test_low_precision_gradient_budgets_still_catch_bugs():
+    """A backward ignoring the causal mask fails in float32; a bfloat16 kernel declared float32
+    exceeds the float32 budget."""
+    causal = inputs_for(KEY, **CAUSAL_ONLY)
+    result = equiv.check(causal_blind_backward, KEY, grad=True, backend="torch", dtype="float32", seed=0,
+                         max_examples=40, progress=False, inputs=causal)
+    assert result.status == "failed" and result.dtype == "float32"
+
+    def in_bfloat16(q, k, v, **options):
+        out = torch_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), **options)
+        return tuple(x.float() for x in out) if isinstance(out, tuple) else out.float()
+
+    result = equiv.check(in_bfloat16, KEY, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
+                         progress=False)
+    assert result.status == "failed"
+
+
+def test_check_vjp_in_float32_passes_the_arguments_in_float32():
+    """An explicit backward declared float32 receives float32 arrays; the definition's backward
+    in float32 is within its own baseline budget, and one that drops the lse cotangent is not."""
+    from seqcheck.reference.attention import attention_vjp_in_dtype
+
+    def vjp(*, return_lse=False, **args):
+        assert all(args[n].dtype == np.float32 for n in ("q", "k", "v", "cotangent"))
+        return attention_vjp_in_dtype(**args, dtype=np.float32)
+
+    def without_dlse(*, lse_cotangent=None, **args):
+        return vjp(**args)
+
+    assert equiv.check_vjp(vjp, KEY, dtype="float32", seed=0, max_examples=40, progress=False).passed
+    with_lse = inputs_for(KEY, return_lse=True)
+    result = equiv.check_vjp(without_dlse, KEY, dtype="float32", seed=0, max_examples=40, progress=False,
+                             inputs=with_lse)
+    assert result.status == "failed"
 
 
 def test_the_cli_takes_grad(tmp_path):

@@ -338,6 +338,43 @@ def attention_grad_bound(args: dict, expected: tuple) -> tuple:
     return dq, dk, dv
 
 
+def attention_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale per position: the sizes of the terms each gradient sums,
+    each weight P_ij counted with the condition of forming it, 1 + sqrt(D) sigma_ij - log P_ij (a
+    score's D-term rounding and exp's argument, as the forward's magnitude):
+
+        dq_i: |scale| sum_j W_ij |k_j|,   dk_j: |scale| sum_i W_ij |q_i|,   dv_j: sum_i P_ij (1 + ...) |dO_i|
+        W_ij = P_ij (1 + sqrt(D) sigma_ij - log P_ij) (|dO_i| |v_j| + |dO_i| |out_i| + |dL_i|)
+
+    (the terms of dS_ij = P_ij (dP_ij - D_i + dL_i) cancel where one key dominates, so the sizes
+    are of the terms, not of dS)."""
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    B, Tq, H, D = q.shape
+    group = H // k.shape[2]
+    options = {name: args.get(name) for name in GRADIENT_OPTIONS if name in args}
+    out = ref.softmax_attention(q, k, v, **options)
+    P = _probabilities({**args, **options})  # (B, Tq, H, Tk)
+    scale = abs(args.get("scale") or 1.0 / np.sqrt(D))
+    sigma = scale * np.einsum("bthd,bshd->bths", np.abs(q), np.repeat(np.abs(k), group, axis=2))
+    if args.get("alibi_slopes") is not None:
+        sigma = sigma + np.abs(args["alibi_slopes"]).max() * (k.shape[1] + Tq)
+    if args.get("softcap"):
+        sigma = sigma + args["softcap"]
+    with np.errstate(divide="ignore"):
+        condition = np.where(P > 0, 1 + np.sqrt(D) * sigma - np.log(np.where(P > 0, P, 1.0)), 0.0)
+    weights = P * condition
+    norm_do = np.linalg.norm(args["cotangent"], axis=-1)  # (B, Tq, H)
+    dl = np.zeros((B, Tq, H)) if args.get("lse_cotangent") is None else np.abs(args["lse_cotangent"])
+    norm_v = np.repeat(np.linalg.norm(v, axis=-1), group, axis=2)  # (B, Tk, H)
+    W = weights * (norm_do[..., None] * (np.moveaxis(norm_v, 1, 2)[:, None] + np.linalg.norm(out, axis=-1)[..., None])
+                   + dl[..., None])
+    k_norm = np.repeat(np.linalg.norm(k, axis=-1), group, axis=2)
+    dq = scale * np.einsum("bihj,bjh->bih", W, k_norm).max(axis=(0, 2), initial=0.0)
+    dk = group * scale * np.einsum("bihj,bih->bjh", W, np.linalg.norm(q, axis=-1)).max(axis=(0, 2), initial=0.0)
+    dv = group * np.einsum("bihj,bih->bjh", weights, norm_do).max(axis=(0, 2), initial=0.0)
+    return dq, dk, dv
+
+
 GRADIENT_RULE = ("derived float64 bound: 4(Tq+Tk+D+Dv+4) eps (1 + 2(D+3) sigma + |lse|) times the gradients' "
                  "magnitudes (dv: sum_i P_ij |dO_i|; dq, dk: |scale| sum A |k| or |q|, A = P (|dO||v| + |dO||out| + |dL|))")
 
@@ -348,6 +385,12 @@ def softmax_attention_vjp(**args) -> dict:
     return ref.softmax_attention_vjp(**without(args, ("return_lse",)))
 
 
+def softmax_attention_vjp_plain(args: dict, dtype) -> tuple:
+    """The definition's backward evaluated in ``dtype`` (``attention_vjp_in_dtype``), (dq, dk, dv)."""
+    grads = ref.attention_vjp_in_dtype(**without(args, ("return_lse",)), dtype=dtype)
+    return tuple(grads[name] for name in ("q", "k", "v"))
+
+
 register_gradient(Gradient(
     form="attention.softmax.parallel",
     vjp=softmax_attention_vjp,
@@ -356,6 +399,8 @@ register_gradient(Gradient(
     bound=attention_grad_bound,
     rule=GRADIENT_RULE,
     axes=(("batch", "time", "head", "channel"),) * 3,
+    plain=softmax_attention_vjp_plain,
+    magnitude=attention_grad_magnitude,
 ))
 
 

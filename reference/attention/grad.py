@@ -21,58 +21,60 @@ definition; the lse cotangent is fla's and flash-attention's ``dlse`` extension 
 
 import numpy as np
 
-from .._checks import as_real, check_shape, positive_int
-from .softmax import _FLOAT64, _prepare, _softmax_core
+from .._checks import as_real, check_shape, float_dtype, positive_int
+from .softmax import _FLOAT64, _prepare, _rounding_arith, _softmax_core
 
 
-def _cotangents(p, cotangent, lse_cotangent):
-    """dO (B, H, Tq, Dv) and dL (B, H, Tq, 1) heads first, checked against q and v."""
+def _cotangents(p, ar, cotangent, lse_cotangent):
+    """dO (B, H, Tq, Dv) and dL (B, H, Tq, 1) heads first, checked against q and v, in ``ar``."""
     batch, heads, tq, _ = p.q.shape
     dv = p.v.shape[3]
     cotangent = as_real("cotangent", cotangent)
     check_shape("cotangent", cotangent, (batch, tq, heads, dv), "(B, Tq, H, Dv)", match="q and v")
     if lse_cotangent is None:
-        dl = np.zeros((batch, heads, tq, 1))
+        dl = np.zeros((batch, heads, tq, 1), dtype=ar.dtype)
     else:
         lse_cotangent = as_real("lse_cotangent", lse_cotangent)
         check_shape("lse_cotangent", lse_cotangent, (batch, tq, heads), "(B, Tq, H)", match="q")
-        dl = lse_cotangent.transpose(0, 2, 1)[..., None]
-    return cotangent.transpose(0, 2, 1, 3), dl
+        dl = ar.cast(lse_cotangent).transpose(0, 2, 1)[..., None]
+    return ar.cast(cotangent).transpose(0, 2, 1, 3), dl
 
 
-def _tile(p, rows, cols, lse, do, delta, dl):
+def _tile(p, ar, rows, cols, lse, do, delta, dl):
     """P and dR (the scores' cotangent before the softcap) for query rows x key cols, (B, H, r, c)."""
-    raw = (p.q[:, :, rows] @ p.kt[..., cols]) * p.scale
+    raw = ar.round(ar.round(p.q[:, :, rows] @ p.kt[..., cols]) * p.scale)
     s, slope = raw, 1.0
     if p.softcap is not None:
-        capped = np.tanh(raw / p.softcap)
-        s, slope = p.softcap * capped, 1 - capped ** 2
+        capped = ar.round(ar.tanh(ar.round(raw / p.softcap)))
+        s, slope = ar.round(p.softcap * capped), ar.round(1 - ar.round(capped ** 2))
     if p.bias is not None:
-        s = s + p.bias[:, :, rows, cols]
+        s = ar.round(s + p.bias[:, :, rows, cols])
     row_lse = lse[:, :, rows]
     seen = p.mask[:, :, rows, cols] & np.isfinite(row_lse)  # a fully masked row's lse is -inf
-    P = np.where(seen, np.exp(np.where(seen, s - np.where(np.isfinite(row_lse), row_lse, 0.0), 0.0)), 0.0)
-    dP = do[:, :, rows] @ np.swapaxes(p.v[:, :, cols], -1, -2)
-    return P, P * (dP - delta[:, :, rows] + dl[:, :, rows]) * slope
+    shifted = ar.round(np.where(seen, s - np.where(np.isfinite(row_lse), row_lse, 0.0), 0.0))
+    P = np.where(seen, ar.round(ar.exp(shifted)), 0.0)
+    dP = ar.round(do[:, :, rows] @ np.swapaxes(p.v[:, :, cols], -1, -2))
+    return P, ar.round(ar.round(P * ar.round(ar.round(dP - delta[:, :, rows]) + dl[:, :, rows])) * slope)
 
 
-def _backward(p, out, lse, cotangent, lse_cotangent, block_q, block_k):
-    """FlashAttention-2's loops: key blocks outside, query blocks inside; P from the saved lse."""
-    do, dl = _cotangents(p, cotangent, lse_cotangent)
+def _backward(p, ar, out, lse, cotangent, lse_cotangent, block_q, block_k):
+    """FlashAttention-2's loops: key blocks outside, query blocks inside; P from the saved lse.
+    Every operation rounded by ``ar`` (float64: none), the blocks' sums accumulated unrounded."""
+    do, dl = _cotangents(p, ar, cotangent, lse_cotangent)
     lse = lse[..., None]  # (B, H, Tq, 1)
-    delta = (do * out).sum(axis=-1, keepdims=True)  # D_i = dO_i . out_i
+    delta = ar.round((do * out).sum(axis=-1, keepdims=True))  # D_i = dO_i . out_i
     k = np.swapaxes(p.kt, -1, -2)
-    dq, dk, dv = np.zeros(p.q.shape), np.zeros(k.shape), np.zeros(p.v.shape)
+    dq, dk, dv = (np.zeros(x.shape, dtype=ar.dtype) for x in (p.q, k, p.v))
     tq, tk = p.q.shape[2], k.shape[2]
     for k0 in range(0, tk, block_k):
         cols = slice(k0, min(k0 + block_k, tk))
         for q0 in range(0, tq, block_q):
             rows = slice(q0, min(q0 + block_q, tq))
-            P, dR = _tile(p, rows, cols, lse, do, delta, dl)
+            P, dR = _tile(p, ar, rows, cols, lse, do, delta, dl)
             dv[:, :, cols] += np.swapaxes(P, -1, -2) @ do[:, :, rows]
             dq[:, :, rows] += p.scale * dR @ k[:, :, cols]
             dk[:, :, cols] += p.scale * np.swapaxes(dR, -1, -2) @ p.q[:, :, rows]
-    return dq, dk, dv
+    return ar.round(dq), ar.round(dk), ar.round(dv)
 
 
 def _batch_first(dq, dk, dv, kv_heads):
@@ -94,7 +96,7 @@ def softmax_attention_vjp(q, k, v, *, cotangent, lse_cotangent=None, scale=None,
                  alibi_slopes=alibi_slopes, softcap=softcap, return_lse=True)
     out, lse = _softmax_core(p, _FLOAT64)
     one_tile = max(p.q.shape[2], 1), max(p.v.shape[2], 1)
-    return _batch_first(*_backward(p, out, lse, cotangent, lse_cotangent, *one_tile), np.shape(k)[2])
+    return _batch_first(*_backward(p, _FLOAT64, out, lse, cotangent, lse_cotangent, *one_tile), np.shape(k)[2])
 
 
 def flash_attention_backward(q, k, v, out, lse, *, cotangent, lse_cotangent=None, block_q=64, block_k=64,
@@ -111,5 +113,26 @@ def flash_attention_backward(q, k, v, out, lse, *, cotangent, lse_cotangent=None
     out, lse = as_real("out", out), as_real("lse", lse)
     check_shape("out", out, (batch, tq, heads, p.v.shape[3]), "(B, Tq, H, Dv)", match="q and v")
     check_shape("lse", lse, (batch, tq, heads), "(B, Tq, H)", match="q")
-    return _batch_first(*_backward(p, out.transpose(0, 2, 1, 3), lse.transpose(0, 2, 1), cotangent, lse_cotangent,
-                                   block_q, block_k), np.shape(k)[2])
+    return _batch_first(*_backward(p, _FLOAT64, out.transpose(0, 2, 1, 3), lse.transpose(0, 2, 1), cotangent,
+                                   lse_cotangent, block_q, block_k), np.shape(k)[2])
+
+
+def attention_vjp_in_dtype(q, k, v, *, dtype, cotangent, lse_cotangent=None, scale=None, causal=False, window=None,
+                           key_padding_mask=None, alibi_slopes=None, softcap=None):
+    """``softmax_attention_vjp``'s backward evaluated in a low precision ``dtype``; returns that
+    dtype. The baseline a low-precision backward kernel is judged against (docs/gradients.md).
+
+    The forward as ``attention_in_dtype`` (inputs, constants and every intermediate rounded to
+    dtype, sums accumulated in float32), then the cotangents rounded to dtype and every step of
+    the backward as well: D = dO . out, the recomputed P = exp(s - lse), dP = dO v^T,
+    dS = P (dP - D + dL), the softcap's slope, and dQ, dK, dV accumulated in float32 and rounded
+    once (the kv heads' after their query heads' sum)."""
+    dt = float_dtype("dtype", dtype)
+    ar = _rounding_arith(dt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = _prepare(q, k, v, ar, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
+                     alibi_slopes=alibi_slopes, softcap=softcap, return_lse=True)
+        out, lse = _softmax_core(p, ar)
+        one_tile = max(p.q.shape[2], 1), max(p.v.shape[2], 1)
+        grads = _batch_first(*_backward(p, ar, out, lse, cotangent, lse_cotangent, *one_tile), np.shape(k)[2])
+        return {name: ar.round(g).astype(dt) for name, g in grads.items()}

@@ -35,7 +35,8 @@ def _scores(q, k, scale, softcap, alibi_slopes, offset):
     if softcap:
         s = softcap * torch.tanh(s / softcap)
     if alibi_slopes is not None:
-        s = s - torch.as_tensor(alibi_slopes).reshape(-1, H)[:, :, None, None] * offset.abs()
+        slopes = torch.as_tensor(alibi_slopes).to(s.dtype)  # float32 slopes for a low-precision kernel
+        s = s - slopes.reshape(-1, H)[:, :, None, None] * offset.abs()
     return s
 
 
