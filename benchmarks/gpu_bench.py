@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -72,8 +73,7 @@ def correctness() -> list[dict]:
     for impl in implementations():
         for dtype in impl.dtypes:
             place = where(impl.runtime)
-            result = equiv.check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
-                                 seed=0, max_examples=5 if place == "simulator" else 50)
+            result = equiv.check_implementation(impl, dtype, seed=0, max_examples=5 if place == "simulator" else 50)
             rows.append({"implementation": impl.name, "form": impl.form, "dtype": dtype, "where": place,
                          "passed": result.passed, "worst_ratio": result.worst_ratio, "examples": result.examples})
             print(f"{'PASSED' if result.passed else 'FAILED'} {impl.name} [{dtype}, {place}] "
@@ -122,14 +122,20 @@ def ceilings(sizes: dict, xp, seconds) -> dict:
 
 
 def numba_cases(sizes: dict, rng) -> list[Case]:
-    from seqcheck.gpu import flash_numba, gla_numba, scan_numba, wkv_numba
+    from seqcheck.gpu import flash_bwd_numba, flash_numba, gla_numba, scan_numba, wkv_numba
 
     B, T, H, D, block = (sizes["flash"][name] for name in ("B", "T", "H", "D", "block"))
     q, k, v = (rng.standard_normal((B, T, H, D)).astype(np.float32) for _ in range(3))
     kernel, grid, threads, arguments, _ = flash_numba.prepare(q, k, v, block_q=block, block_k=block)
     flash = Case("numba_cuda.flash_attention", f"B={B} T={T} H={H} D={D} float32, blocks of {block}",
                  lambda: flash_numba.launch(kernel, grid, threads, arguments), {"flops": 4 * B * H * T * T * D},
-                 lambda torch, device: _sdpa(torch, device, q, k, v))
+                 partial(_sdpa, q=q, k=k, v=v))  # bound now: q, k, v are reused below
+
+    do = rng.standard_normal((B, T, H, D)).astype(np.float32)
+    launches, _ = flash_bwd_numba.prepare_backward(q, k, v, cotangent=do, block_q=block, block_k=block)
+    flash_backward = Case("numba_cuda.flash_attention_backward", f"B={B} T={T} H={H} D={D} float32, blocks of {block}",
+                          launches, {"flops": 14 * B * H * T * T * D},  # 7 T x T x D products: scores twice
+                          partial(_sdpa_backward, q=q, k=k, v=v, do=do))
 
     T, Dch, N, chunk, channels = (sizes["scan"][name] for name in ("T", "D", "N", "chunk", "channels"))
     u, delta, z = (rng.standard_normal((1, T, Dch)).astype(np.float32) for _ in range(3))
@@ -161,7 +167,7 @@ def numba_cases(sizes: dict, rng) -> list[Case]:
     wkv = Case("numba_cuda.wkv4", f"B={B} T={T} C={C} float32",
                lambda: wkv_numba.launch(w_kernel, w_grid, w_threads, w_arguments),
                {"bytes": 4 * 3 * B * T * C})  # k, v, out
-    return [flash, scan, gla, wkv]
+    return [flash, flash_backward, scan, gla, wkv]
 
 
 def array_module_cases(sizes: dict, rng, xp) -> list[Case]:
@@ -215,6 +221,12 @@ def _torch_device(tiny: bool):
 def _sdpa(torch, device, q, k, v):
     q, k, v = (torch.from_numpy(a).to(device).transpose(1, 2) for a in (q, k, v))
     return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def _sdpa_backward(torch, device, q, k, v, do):
+    q, k, v = (torch.from_numpy(a).to(device).transpose(1, 2).requires_grad_(True) for a in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return torch.autograd.grad(out, (q, k, v), torch.from_numpy(do).to(device).transpose(1, 2))
 
 
 def _scan_port(torch, device, u, delta, A, B, C, z):

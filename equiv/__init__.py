@@ -10,14 +10,15 @@ Public API (a contract other projects call):
   ``worst_example``, ``reason`` and ``hint``;
 - ``assert_equivalent(actual, key, args, *, dtype=None)`` for a project's own Hypothesis tests;
 - ``claims()``, ``run_claim(key)``, ``replay(...)``, ``replay_claim(...)``, ``load_candidate(spec)``;
-- ``implementations()`` -> the project's GPU implementations, each checked with ``check``;
+- ``implementations()`` -> the project's GPU implementations, each checked with ``check`` (a
+  backward kernel with ``check_vjp``): ``check_implementation(impl, dtype)``;
 - ``check(..., grad=True, backend="torch")``, ``check_vjp(vjp, key)``, ``replay_grad``, ``replay_vjp``,
   ``gradients()``: a candidate's backward against the float64 gradient oracles (docs/gradients.md).
 """
 
 from __future__ import annotations
 
-from seqcheck.equiv.check import assert_equivalent, check, replay, replay_claim, run_claim
+from seqcheck.equiv.check import assert_equivalent, check, check_implementation, replay, replay_claim, run_claim
 from seqcheck.equiv.grad import check_vjp, replay_grad, replay_vjp
 from seqcheck.equiv.engine import STATUSES, Comparison, Counterexample, Result, UsageError
 from seqcheck.equiv.registry import (Claim, Form, Implementation, Sweep, all_claims, form_keys, get_form, gradient_keys,
@@ -50,5 +51,5 @@ def claims() -> list[Claim]:
 
 __all__ = ["forms", "reference", "check", "assert_equivalent", "claims", "run_claim", "replay",
            "replay_claim", "load_candidate", "Result", "UsageError", "STATUSES", "Counterexample", "Comparison", "Claim", "Form",
-           "Sweep", "get_form", "Implementation", "implementations", "check_vjp", "replay_grad", "replay_vjp",
+           "Sweep", "get_form", "Implementation", "implementations", "check_implementation", "check_vjp", "replay_grad", "replay_vjp",
            "gradients"]

@@ -17,6 +17,7 @@ from seqcheck.equiv.engine import (DEFAULT_TIMEOUT, Comparison, Result, UsageErr
                                    verify)
 from seqcheck.equiv.registry import Claim, Form, as_outputs, definition_of, get_claim, get_form
 from seqcheck.equiv.reproduce import reproducer_source
+from seqcheck.gpu.backend import where
 
 DEFAULT_EXAMPLES = 100
 
@@ -162,6 +163,22 @@ def replay_claim(key: str, args: dict, *, impl=None) -> Comparison:
 def _claim_outputs(claim: Claim, impl, args: dict):
     lhs, rhs = claim.relation(impl, args)
     return tuple(to_numpy(a) for a in as_outputs(lhs)), tuple(to_numpy(b) for b in as_outputs(rhs))
+
+
+def check_implementation(impl, dtype: str, *, seed=None, max_examples=None, progress=False) -> Result:
+    """Check one of the project's GPU implementations (``implementations()``) in ``dtype`` as a
+    user's kernel is checked: ``check`` for a forward, ``check_vjp`` for a backward, on its inputs
+    (tiny under Numba's CUDA simulator, where ``max_examples`` None means 5; elsewhere None
+    takes the Hypothesis profile's)."""
+    from seqcheck.equiv.grad import check_vjp  # the gradient module imports this one
+
+    simulated = where(impl.runtime) == "simulator"
+    examples = 5 if simulated and max_examples is None else max_examples
+    if impl.backward:
+        return check_vjp(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(simulated), seed=seed,
+                         max_examples=examples, progress=progress)
+    return check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(simulated), seed=seed,
+                 max_examples=examples, progress=progress)
 
 
 def _working(dtype):

@@ -31,12 +31,17 @@ def with_cotangents(gradient: Gradient, strategy):
     @st.composite
     def drawn(draw):
         args = draw(strategy)
-        outputs = as_outputs(form.fn(**args))
+        outputs = as_outputs(form.fn(**_oracle_args(gradient, args)))
         rng = draw(generators())
         cotangents = [rng.standard_normal(np.shape(out)) for out in outputs]
         return {**args, **dict(zip(gradient.cotangents, cotangents + [None] * len(gradient.cotangents)))}
 
     return drawn()
+
+
+def _oracle_args(gradient: Gradient, args: dict) -> dict:
+    """The arguments without a backward kernel's tile sizes, which the oracle does without."""
+    return without(args, gradient.tiling)
 
 
 def _cotangent_names(gradient: Gradient, args: dict) -> tuple:
@@ -53,7 +58,7 @@ NOT_GIVEN = np.zeros(0)  # the gradient of an input the draw left None: nothing 
 
 
 def _expected(gradient: Gradient, args: dict) -> tuple:
-    grads = gradient.vjp(**args)
+    grads = gradient.vjp(**_oracle_args(gradient, args))
     given = _given(gradient, args)
     return tuple(np.asarray(grads[name], dtype=np.result_type(grads[name], np.float64)) if name in given
                  else NOT_GIVEN for name in gradient.wrt)
@@ -131,6 +136,7 @@ def _finite_after_rounding(gradient: Gradient, working, args: dict) -> bool:
 
 
 def _tolerance(gradient: Gradient, working, args: dict, expected: tuple) -> Budget:
+    args = _oracle_args(gradient, args)
     if working is None:
         return float64_budget(gradient.bound, gradient.rule, args, expected)
     return gradient_baseline_budget(gradient, working, args, expected)

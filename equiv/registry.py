@@ -115,6 +115,8 @@ class Implementation:
     returning NumPy arrays (it moves them to the device itself), so the same entry runs on a GPU,
     under Numba's CUDA simulator, or, for array-module code, on NumPy.
     ``inputs(simulated)`` is the strategy of arguments it supports (tiny sizes when simulated).
+    ``backward``: the target is an explicit backward ``vjp(**args, <cotangents>) -> {name:
+    gradient}``, checked with ``check_vjp`` against the form's gradient oracle.
     """
 
     name: str
@@ -123,6 +125,7 @@ class Implementation:
     runtime: str  # "numba-cuda" or "cupy"
     dtypes: tuple[str, ...]
     inputs: Callable[[bool], Any]
+    backward: bool = False
 
     def load(self) -> Callable:
         module, _, function = self.target.partition(":")
@@ -160,6 +163,7 @@ class Gradient:
     axes: tuple = ()  # each gradient's axes, as Form.axes (for the worst element's index)
     plain: Callable | None = None  # (args, dtype) -> the definition's backward in dtype, in wrt's order
     magnitude: Callable | None = None  # (args, expected) -> the low-precision floor's scale per gradient and position
+    tiling: tuple[str, ...] = ()  # a backward kernel's tile sizes: passed to the candidate, not to the oracle
 
     @property
     def outputs(self) -> tuple[str, ...]:

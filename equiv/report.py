@@ -25,7 +25,7 @@ import numpy as np
 
 from seqcheck import __version__
 from seqcheck.equiv.budget import Budget
-from seqcheck.equiv.check import check, run_claim
+from seqcheck.equiv.check import check_implementation, run_claim
 from seqcheck.equiv.engine import compare
 from seqcheck.equiv.metrics import error_per_position
 from seqcheck.equiv.registry import Claim, all_claims, as_outputs, get_claim, implementations
@@ -228,8 +228,7 @@ def gpu_record(impl, dtype: str) -> Record:
     record = _gpu_head(impl, dtype)
     if missing := impl.missing():
         return dataclasses.replace(record, **_not_run(missing, ""))
-    result = check(impl.load(), impl.form, dtype=dtype, inputs=impl.inputs(place == "simulator"),
-                   seed=record.seed, max_examples=5 if place == "simulator" else None, progress=False)
+    result = check_implementation(impl, dtype, seed=record.seed)
     outcome = _outcome(result, result.rule)
     if place != "gpu" and outcome["status"] in ("passed", "failed"):
         outcome["status"] = f"{outcome['status']} ({place})"
@@ -239,7 +238,7 @@ def gpu_record(impl, dtype: str) -> Record:
 def _gpu_head(impl, dtype: str) -> Record:
     """What a GPU row's record says before it runs."""
     place, key = where(impl.runtime), gpu_key(impl.name, dtype)
-    return Record(key=key, family="gpu", claim=f"{impl.runtime} {impl.name} computes {impl.form}",
+    return Record(key=key, family="gpu", claim=f"{impl.runtime} {impl.name} computes {'the gradients of ' if impl.backward else ''}{impl.form}",
                   exactness="float64 bound" if dtype == "float64" else f"{dtype} baseline budget", dtype=dtype,
                   backend=impl.runtime, device=place if place != "gpu" else gpu_name(), seed=claim_seed(key))
 

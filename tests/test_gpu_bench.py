@@ -23,9 +23,11 @@ def test_the_gpu_benchmark_dry_run_times_every_case_and_its_torch_counterpart(tm
     assert all(value > 0 for value in figures["ceilings"].values())
     rows = {row["kernel"]: row for row in figures["kernels"]}
     assert sorted(rows) == ["cupy.fft_conv", "cupy.ssd_chunked", "numba_cuda.flash_attention",
-                            "numba_cuda.gla_chunked", "numba_cuda.selective_scan", "numba_cuda.wkv4"]
+                            "numba_cuda.flash_attention_backward", "numba_cuda.gla_chunked",
+                            "numba_cuda.selective_scan", "numba_cuda.wkv4"]
     assert all(row["seconds"] > 0 and math.isfinite(row["fraction"]) for row in rows.values())
     assert rows["numba_cuda.flash_attention"]["torch_ratio"] > 0
+    assert rows["numba_cuda.flash_attention_backward"]["torch_ratio"] > 0
     assert rows["numba_cuda.selective_scan"]["torch_ratio"] > 0
 
 

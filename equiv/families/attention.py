@@ -401,6 +401,7 @@ register_gradient(Gradient(
     axes=(("batch", "time", "head", "channel"),) * 3,
     plain=softmax_attention_vjp_plain,
     magnitude=attention_grad_magnitude,
+    tiling=BLOCK_ARGS,
 ))
 
 
@@ -449,4 +450,15 @@ register_implementation(Implementation(
     runtime="numba-cuda",
     dtypes=("float32", "float16"),
     inputs=_flash_numba_inputs,
+))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.flash_attention_backward",
+    form="attention.softmax.parallel",
+    target="flash_bwd_numba:flash_attention_vjp",
+    runtime="numba-cuda",
+    dtypes=("float32",),
+    inputs=_flash_numba_inputs,  # the forward kernel's (tiles included); the cotangents are drawn for them
+    backward=True,
 ))

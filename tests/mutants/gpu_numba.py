@@ -1,7 +1,8 @@
 """Deliberately wrong Numba CUDA kernels: each must be rejected by ``equiv.check``.
 
 Each mutant is the project's own kernel module (``seqcheck.gpu.flash_numba``,
-``seqcheck.gpu.scan_numba``, ``seqcheck.gpu.gla_numba``, ``seqcheck.gpu.wkv_numba``) with one edit to its source, the way a kernel author's bug looks,
+``seqcheck.gpu.flash_bwd_numba``, ``seqcheck.gpu.scan_numba``, ``seqcheck.gpu.gla_numba``,
+``seqcheck.gpu.wkv_numba``) with one edit to its source, the way a kernel author's bug looks,
 compiled afresh (so it runs on a GPU or under the simulator like the original). An edit whose
 text no longer occurs exactly once in the module fails loudly: the mutants follow the kernels.
 """
@@ -13,6 +14,7 @@ import importlib
 import inspect
 
 FLASH = "seqcheck.gpu.flash_numba"
+FLASH_BWD = "seqcheck.gpu.flash_bwd_numba"
 SCAN = "seqcheck.gpu.scan_numba"
 GLA = "seqcheck.gpu.gla_numba"
 WKV = "seqcheck.gpu.wkv_numba"
@@ -44,6 +46,18 @@ def _flash(name, *edits):
         return _mutant(FLASH, "flash_attention", name, edits)(
             q, k, v, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
             return_lse=return_lse, block_q=block_q, block_k=block_k, alibi_slopes=alibi_slopes, softcap=softcap)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
+def _flash_bwd(name, *edits):
+    def candidate(q, k, v, *, cotangent, lse_cotangent=None, scale=None, causal=False, window=None,
+                  key_padding_mask=None, alibi_slopes=None, softcap=None, return_lse=False, block_q=16, block_k=16):
+        return _mutant(FLASH_BWD, "flash_attention_vjp", name, edits)(
+            q, k, v, cotangent=cotangent, lse_cotangent=lse_cotangent, scale=scale, causal=causal, window=window,
+            key_padding_mask=key_padding_mask, alibi_slopes=alibi_slopes, softcap=softcap, return_lse=return_lse,
+            block_q=block_q, block_k=block_k)
 
     candidate.__name__ = candidate.__qualname__ = name
     return candidate
@@ -99,6 +113,22 @@ flash_gqa_head_modulo = _flash(
     # query head h reads kv head h % Hkv instead of h // (H / Hkv)
     ("        kv_head = h // (H // Hkv)\n", "        kv_head = h % Hkv\n"))
 
+flash_bwd_dq_without_scale = _flash_bwd(
+    "flash_bwd_dq_without_scale",
+    # dQ accumulates dS K without the softmax scale (dK keeps it: only dq is off)
+    ("                    dq_acc[jj] += scale * a\n", "                    dq_acc[jj] += a\n"))
+
+flash_bwd_causal_blind = _flash_bwd(
+    "flash_bwd_causal_blind",
+    # the backward's masks ignore causal (the forward, called with it, is right): triton-lang/triton #4541
+    ("    right = 0 if causal else unbounded if right is None else int(right)\n",
+     "    right = unbounded if right is None else int(right)\n"))
+
+flash_bwd_first_query_head_only = _flash_bwd(
+    "flash_bwd_first_query_head_only",
+    # GQA: a kv head's dK, dV take the first of its query heads only, not the sum over the group
+    ("        for hq in range(hk * group, hk * group + group):\n", "        for hq in range(hk * group, hk * group + 1):\n"))
+
 scan_state_not_carried = _scan(
     "scan_state_not_carried",
     # every chunk starts again from the initial state instead of the previous chunk's last one
@@ -148,6 +178,7 @@ wkv_state_not_carried = _wkv(
 
 FLASH_MUTANTS = [flash_without_rescale, flash_causal_off_by_one, flash_last_query_block_unwritten,
                  flash_gqa_head_modulo]
+FLASH_BWD_MUTANTS = [flash_bwd_dq_without_scale, flash_bwd_causal_blind, flash_bwd_first_query_head_only]
 SCAN_MUTANTS = [scan_state_not_carried, scan_ragged_chunk_dropped]
 GLA_MUTANTS = [gla_state_not_decayed, gla_cross_decay_once_per_chunk, gla_ragged_chunk_dropped]
 WKV_MUTANTS = [wkv_without_running_max, wkv_state_not_carried]
