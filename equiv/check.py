@@ -37,10 +37,10 @@ def check(candidate, key: str, *, dtype=None, max_examples=DEFAULT_EXAMPLES, see
     runs longer than that, False is silent, a callable receives the lines.
 
     ``grad=True`` judges the candidate's backward instead: it is differentiated with torch
-    autograd (backend "torch" or "torch:cuda") against the form's gradient oracle, a random
-    cotangent drawn per output; with a low ``dtype`` the inputs and cotangents are rounded to it
-    and the budget is the baseline of the definition's backward in it, where the form declares
-    one (docs/gradients.md).
+    autograd (backend "torch" or "torch:cuda") or jax.grad (backend "jax") against the form's
+    gradient oracle, a random cotangent drawn per output; with a low ``dtype`` the inputs and
+    cotangents are rounded to it and the budget is the baseline of the definition's backward in
+    it, where the form declares one (docs/gradients.md).
 
     The result's ``status`` is "passed", "failed" (``counterexample``: the shrunk failing
     arguments and a runnable reproducer; ``worst_example``: the worst seen), "error" (the

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     check.add_argument("--timeout", type=float, default=120.0,
                        help="seconds one example may take before the check ends in error (default 120)")
     check.add_argument("--grad", action="store_true",
-                       help="judge the candidate's backward (torch autograd) against the form's gradient oracle "
-                            "(with --dtype: the baseline of its backward in that dtype)")
+                       help="judge the candidate's backward (torch autograd; jax.grad with --backend jax) against the "
+                            "form's gradient oracle (with --dtype: the baseline of its backward in that dtype)")
 
     report = commands.add_parser("report", help="run every claim and write index.html, report.json, report.md")
     report.add_argument("--out", default="report")

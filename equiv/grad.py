@@ -1,6 +1,7 @@
 """Judging a candidate's backward pass against a form's float64 gradient oracle (docs/gradients.md).
 
-``check(fn, key, grad=True, backend="torch")`` differentiates a candidate with torch autograd:
+``check(fn, key, grad=True, backend="torch")`` differentiates a candidate with torch autograd
+(``backend="jax"``: with ``jax.grad``):
 the form's arguments and a random cotangent per output are drawn, the candidate's forward runs on
 float64 tensors that require grad, ``sum_o <out_o, cotangent_o>`` is differentiated, and each
 input gradient is judged per time position against the oracle's within its derived bound.
@@ -20,7 +21,7 @@ from seqcheck.equiv.registry import Gradient, as_outputs, get_form, get_gradient
 from seqcheck.equiv.reproduce import reproducer_source
 from seqcheck.properties.arrays import generators
 
-GRAD_BACKENDS = ("torch", "torch:cuda")
+GRAD_BACKENDS = ("torch", "torch:cuda", "jax")
 
 
 def with_cotangents(gradient: Gradient, strategy):
@@ -96,6 +97,38 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str, working=N
     grads = dict(zip(given, torch.autograd.grad(objective, [inputs[name] for name in given], allow_unused=True)))
     return tuple(NOT_GIVEN if name not in given else np.zeros(np.shape(args[name])) if grads[name] is None
                  else to_numpy(grads[name]) for name in gradient.wrt)
+
+
+def _jax_grad(candidate, gradient: Gradient, args: dict, working=None) -> tuple:
+    """The candidate's input gradients by ``jax.grad`` of sum_o Re <out_o, cotangent_o> (entries
+    where an output is not finite left out), conjugated for complex inputs: JAX's gradient of a
+    real function is dL/dRe - i dL/dIm, the oracles' (and torch's) dL/dRe + i dL/dIm."""
+    import jax
+    import jax.numpy as jnp
+
+    forward = without(args, gradient.cotangents)
+    inputs = {name: to_backend(value, "jax", _dtype_of(gradient, name, working)) for name, value in forward.items()}
+    given = _given(gradient, args)
+    names = _cotangent_names(gradient, args)
+    cotangents = [to_backend(args[name], "jax", _dtype_of(gradient, name, working)) for name in names]
+
+    def objective(*differentiated):
+        raw = candidate(**{**inputs, **dict(zip(given, differentiated))})
+        if raw is None or isinstance(raw, list):
+            raise UsageError(f"the candidate returned {'None' if raw is None else 'a list'}",
+                             "return the outputs: an array, or a tuple of arrays")
+        outputs = raw if isinstance(raw, tuple) else (raw,)
+        if len(outputs) != len(names):
+            raise UsageError(f"the candidate returned {len(outputs)} outputs where the drawn arguments ask for "
+                             f"{len(names)} ({', '.join(names)})", "return one output per cotangent")
+        return sum(jnp.real(jnp.where(jnp.isfinite(out), out * cotangent, 0)).sum()
+                   for out, cotangent in zip(outputs, cotangents))
+
+    # compiled whole (one compilation per shape, not one per operation); the other arguments are closed
+    # over, so they stay concrete, and the differentiated ones are traced values under jax.grad alone too
+    differentiate = jax.jit(jax.grad(objective, argnums=tuple(range(len(given)))))
+    grads = dict(zip(given, differentiate(*(inputs[n] for n in given))))
+    return tuple(NOT_GIVEN if name not in given else np.conj(to_numpy(grads[name])) for name in gradient.wrt)
 
 
 def _explicit(vjp, gradient: Gradient, args: dict, working=None) -> tuple:
@@ -185,15 +218,28 @@ def check_grad(candidate, key: str, *, backend, max_examples, seed, inputs, time
     """``check(candidate, key, grad=True)``: the candidate's autograd gradients against the oracle
     (``inputs``: the strategy of the form's arguments, resolved by ``check``; ``dtype`` the
     candidate's working precision, None for float64)."""
+    from seqcheck.equiv.check import _backend_problem
+
     if backend not in GRAD_BACKENDS:
-        raise ValueError(f"backend: grad=True differentiates the candidate with torch autograd: expected one of "
-                         f"{GRAD_BACKENDS}, got {backend!r} (an explicit backward: check_vjp)")
+        raise ValueError(f"backend: grad=True differentiates the candidate with torch autograd or jax.grad: expected "
+                         f"one of {GRAD_BACKENDS}, got {backend!r} (an explicit backward: check_vjp)")
     gradient = get_gradient(key)
     working = _working_for(gradient, key, dtype)
+    unavailable = _backend_problem(backend, working)
+    if unavailable is not None:
+        return Result(key=key, status="error", max_error=float("nan"), budget=float("nan"), worst_ratio=float("nan"),
+                      examples=0, seed=seed, dtype="float64" if working is None else working.name, backend=backend,
+                      rule=gradient.rule, reason=unavailable[0], hint=unavailable[1])
     call = (f"equiv.replay_grad(candidate, {key!r}, args, backend={backend!r}, "
             f"dtype={None if working is None else working.name!r})")
-    return _judge(key, gradient, lambda args: _autograd(candidate, gradient, args, backend, working), call, candidate,
-                  backend, max_examples, seed, timeout, progress, inputs, working)
+    return _judge(key, gradient, lambda args: _differentiated(candidate, gradient, args, backend, working), call,
+                  candidate, backend, max_examples, seed, timeout, progress, inputs, working)
+
+
+def _differentiated(candidate, gradient: Gradient, args: dict, backend: str, working) -> tuple:
+    if backend == "jax":
+        return _jax_grad(candidate, gradient, args, working)
+    return _autograd(candidate, gradient, args, backend, working)
 
 
 def check_vjp(vjp, key: str, *, dtype=None, max_examples=100, seed=None, inputs=None, timeout=DEFAULT_TIMEOUT,
@@ -228,7 +274,7 @@ def replay_grad(candidate, key: str, args: dict, *, backend="torch", dtype=None)
     gradient = get_gradient(key)
     working = _working_for(gradient, key, dtype)
     args = _rounded(gradient, working, args)
-    return _compare(gradient, args, _autograd(candidate, gradient, args, backend, working), working)
+    return _compare(gradient, args, _differentiated(candidate, gradient, args, backend, working), working)
 
 
 def replay_vjp(vjp, key: str, args: dict, *, dtype=None) -> Comparison:
