@@ -96,3 +96,48 @@ def s4d_with_conjugated_gradients(log_dt, A, B, C, length, *, discretization="zo
     A, C = _Conjugated.apply(A), _Conjugated.apply(C)
     B = None if B is None else _Conjugated.apply(B)
     return _s4d(log_dt, A, B, C, length, discretization)
+
+
+def _s4_dense(Lambda, P, Q, B, dt):
+    """The conjugate-doubled bilinear system: Abar (H, 2n, 2n), Bbar (H, 2n)."""
+    pairs = [torch.cat([x, x.conj()], dim=-1) for x in (Lambda, P, Q, B)]
+    L2, P2, Q2, B2 = pairs
+    eye = torch.eye(L2.shape[-1], dtype=L2.dtype)
+    A = torch.diag_embed(L2) - P2[:, :, None] * Q2.conj()[:, None, :]
+    half = dt[:, None, None] / 2 * A
+    Abar = torch.linalg.solve(eye - half, eye + half)
+    Bbar = torch.linalg.solve(eye - half, (dt[:, None] * B2)[..., None])[..., 0]
+    return Abar, Bbar
+
+
+def torch_s4_krylov(Lambda, P, Q, B, C, log_dt, length):
+    """S4's ``_check`` path: the dense bilinear system, then K_l = C2 Abar^l Bbar2 (real part)."""
+    Abar, v = _s4_dense(Lambda, P, Q, B, torch.exp(log_dt))
+    C2, taps = torch.cat([C, C.conj()], dim=-1), []
+    for _ in range(length):
+        taps.append((C2 * v).sum(-1))
+        v = torch.einsum("hmn,hn->hm", Abar, v)
+    return torch.stack(taps, dim=-1).real if taps else log_dt.new_zeros(log_dt.shape[0], 0)
+
+
+def torch_s4_dplr(Lambda, P, Q, B, C, log_dt, length):
+    """S4's fast path (``SSMKernelDPLR.forward``): C~ = C2 (I - Abar^L), the Cauchy sums at the
+    roots of unity with the rank-one Woodbury correction, irfft."""
+    dt = torch.exp(log_dt)
+    Abar, _ = _s4_dense(Lambda, P, Q, B, dt)
+    if length == 0:
+        return log_dt.new_zeros(log_dt.shape[0], 0)
+    eye = torch.eye(Abar.shape[-1], dtype=Abar.dtype)
+    C2 = torch.cat([C, C.conj()], dim=-1)
+    c_tilde = torch.einsum("hm,hmn->hn", C2, eye - torch.linalg.matrix_power(Abar, length))
+    omega = torch.exp(-2j * torch.pi * torch.arange(length // 2 + 1, dtype=torch.float64) / length)
+    s = (1 + omega) / 2
+    L2, P2, B2 = (torch.cat([x, x.conj()], dim=-1) for x in (Lambda, P, B))
+    q_star = torch.cat([Q, Q.conj()], dim=-1).conj()
+    inverse = dt[:, None, None] / ((1 - omega) - s * dt[:, None, None] * L2[..., None])
+
+    def cauchy(a, b):
+        return torch.einsum("hm,hmk->hk", a * b, inverse)
+
+    spectrum = cauchy(c_tilde, B2) - s * cauchy(c_tilde, P2) * cauchy(q_star, B2) / (1 + s * cauchy(q_star, P2))
+    return torch.fft.irfft(spectrum, n=length)

@@ -91,7 +91,11 @@ def test_s4d_vjp_matches_central_differences_and_autograd(discretization, with_B
     assert_matches_autograd(torch_s4d, args, cotangents, grads, names)
 
 
-def test_s4_krylov_vjp_matches_central_differences():
+def test_s4_krylov_vjp_matches_central_differences_and_autograd_of_both_paths():
+    """Torch autograd through the dense bilinear system (S4's ``_check``) and through the DPLR path
+    (S4's ``SSMKernelDPLR.forward``) agree with the VJP."""
+    from kernels.torch_ssm import torch_s4_dplr, torch_s4_krylov
+
     rng = np.random.default_rng(5)
     H, n, L = 2, 3, 7
 
@@ -102,9 +106,12 @@ def test_s4_krylov_vjp_matches_central_differences():
                 Q=0.5 * draw(H, n), B=draw(H, n), C=draw(H, n), log_dt=np.log(rng.uniform(0.01, 0.5, H)), length=L)
     cotangent = rng.standard_normal((H, L))
     grads = s4_krylov_vjp(**args, cotangent=cotangent)
-    for name in ("Lambda", "P", "Q", "B", "C", "log_dt"):
+    names = ("Lambda", "P", "Q", "B", "C", "log_dt")
+    for name in names:
         assert grads[name].shape == np.shape(args[name])
         assert_central_differences(s4_krylov_kernel, args, (cotangent,), grads, (name,), rng)
+    for path in (torch_s4_krylov, torch_s4_dplr):
+        assert_matches_autograd(path, args, (cotangent,), grads, names, atol=1e-10, rtol=1e-10)
 
 
 def test_bad_cotangents_are_refused():
