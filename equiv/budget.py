@@ -96,13 +96,17 @@ def gradient_baseline_budget(gradient, dtype, args: dict, expected: tuple) -> Bu
     eps, tiny = float(finfo(dtype).eps), float(finfo(dtype).tiny)
     budgets = []
     for name, low, ref, scale in zip(gradient.outputs, plain, expected, scales):
-        low, ref = np.asarray(low, dtype=np.float64), np.asarray(ref)
+        ref = np.asarray(ref)
+        if ref.size == 0:  # an input the draw left None: nothing to judge
+            budgets.append(np.zeros(0))
+            continue
+        low = np.asarray(low, dtype=np.result_type(low, np.float64))
         if (np.isfinite(ref) & ~np.isfinite(low)).any():
             raise OutOfRange(f"gradient {name!r}: the definition's backward overflows in {dtype.name}")
         if scale is None:
             finite_ref = np.abs(np.where(np.isfinite(ref), ref, 0.0))
             scale = float(finite_ref.max()) if finite_ref.size else 0.0
-        baseline = error_per_position(low, ref, 1) if ref.size else np.zeros(0)
+        baseline = error_per_position(low, ref, 1)
         budgets.append(BASELINE_FACTOR * baseline + FLOOR_ULPS * (eps * np.asarray(scale, dtype=np.float64) + tiny))
     return Budget(tuple(budgets), gradient_baseline_rule(gradient, dtype))
 

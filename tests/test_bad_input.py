@@ -482,6 +482,11 @@ CASES = {
                                    "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
                                    "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
                         RETENTION, ("B", "T")),
+    "gla.gla_vjp_in_dtype": Case(lambda s: {**{n: a for n, a in _gla(**s).items() if n != "return_state"},
+                                            "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                                            "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7),
+                                            "dtype": np.float32},
+                                 RETENTION, ("B", "T")),
     "gla.gla_chunked_vjp": Case(lambda s: {**{n: a for n, a in _gla(**s).items() if n != "return_state"},
                                            "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
                                            "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7),
@@ -774,7 +779,7 @@ def _same(a, b) -> bool:
 
 # ----------------------------------------------------------------------------- float64 whatever comes
 
-LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype",
+LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype", "gla.gla_vjp_in_dtype",
                            "positional.rope_in_dtype")  # return their dtype
 
 

@@ -87,8 +87,8 @@ def test_replay_reproduces_a_counterexample():
 def test_usage_errors():
     with pytest.raises(ValueError, match="^backend"):
         equiv.check(torch_attention, KEY, grad=True, backend="numpy")
-    with pytest.raises(ValueError, match="^dtype: the gradients of 'gla.gla.recurrent' have no low-precision"):
-        equiv.check(torch_attention, "gla.gla.recurrent", grad=True, backend="torch", dtype="float32")
+    with pytest.raises(ValueError, match="^dtype: the gradients of 'rwkv.wkv7.recurrent' have no low-precision"):
+        equiv.check(torch_attention, "rwkv.wkv7.recurrent", grad=True, backend="torch", dtype="float32")
     with pytest.raises(ValueError, match="no gradient oracle yet"):
         equiv.check(torch_attention, "mamba.ssd.chunked", grad=True, backend="torch")
     with pytest.raises(TypeError, match="^grad"):
@@ -122,6 +122,27 @@ def test_low_precision_gradient_budgets_still_catch_bugs():
 
     result = equiv.check(in_bfloat16, KEY, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
                          progress=False)
+    assert result.status == "failed"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_torch_gla_and_retention_pass_in_low_precision(dtype):
+    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma); the floor at the terms'
+    sizes times 1 + the decays' running exponent."""
+    from kernels.torch_gla import torch_gla, torch_retention
+
+    for candidate, key in ((torch_gla, "gla.gla.recurrent"), (torch_retention, "retnet.retention.recurrent")):
+        for seed in range(2):
+            result = equiv.check(candidate, key, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=30,
+                                 progress=False)
+            assert result.passed, result
+
+
+def test_a_truncated_retention_backward_is_caught_in_float32():
+    from kernels.torch_gla import retention_truncated_backward
+
+    result = equiv.check(retention_truncated_backward, "retnet.retention.recurrent", grad=True, backend="torch",
+                         dtype="float32", seed=0, max_examples=40, progress=False)
     assert result.status == "failed"
 
 

@@ -123,6 +123,25 @@ def gla_grad_bound(args: dict, expected: tuple, wrt_extra: tuple = ()) -> tuple:
     return tuple(factor * per_position(magnitudes[name]) for name in GRADIENT_WRT + wrt_extra)
 
 
+def gla_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype`` (``gla_vjp_in_dtype``), in ``wrt``'s order."""
+    grads = ref.gla_vjp_in_dtype(**without(args, ("return_state",)), dtype=dtype)
+    return tuple(grads[name] for name in GRADIENT_WRT + ("initial_state",))
+
+
+def gla_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale per position: the terms' sizes (``gla_vjp`` on magnitudes,
+    as the bound's M), times 1 + the decays' running exponent (a kernel forms the decay
+    products as exp of float32 sums of log-decays)."""
+    S0, dS = args.get("initial_state"), args.get("state_cotangent")
+    magnitudes = ref.gla_vjp(np.abs(args["q"]), np.abs(args["k"]), np.abs(args["v"]), args["g"],
+                             cotangent=np.abs(args["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
+                             scale=None if args.get("scale") is None else abs(args["scale"]),
+                             initial_state=None if S0 is None else np.abs(S0))
+    exponent = 1 + cumulative_max(_finite_logs(args["g"])).max(initial=0.0)
+    return tuple(exponent * per_position(magnitudes[name]) for name in GRADIENT_WRT + ("initial_state",))
+
+
 def gla_recurrent_vjp(**args) -> dict:
     """The gradient oracle of ``gla.gla.recurrent``: the form's arguments and the cotangents of
     its outputs (the state's when ``return_state``)."""
@@ -235,6 +254,8 @@ register_gradient(Gradient(
     bound=_with_initial_state_bound,
     rule=GRADIENT_RULE + "; dS_0 the same per head",
     axes=(("batch", "time", "head", "channel"),) * 4 + (("batch", "head", "key", "value"),),
+    plain=gla_grad_plain,
+    magnitude=gla_grad_magnitude,
 ))
 
 register_form(Form(

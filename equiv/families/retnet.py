@@ -30,7 +30,7 @@ from seqcheck.properties.arrays import for_form
 from seqcheck.properties.retention import msr_inputs, rational_retention_inputs, retention_inputs
 from seqcheck.reference import retention as ref
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
-from seqcheck.reference.gla import gla_vjp
+from seqcheck.reference.gla import gla_vjp, gla_vjp_in_dtype
 from seqcheck.reference.mamba import ssd_recurrent
 
 CHUNK_ARGS = ("chunk_size",)
@@ -153,6 +153,25 @@ def retention_grad_bound(args: dict, expected: tuple) -> tuple:
     return tuple(factor * per_position(magnitudes[name]) for name in ("q", "k", "v"))
 
 
+def retention_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype``: GLA's (``gla_vjp_in_dtype``) with g = log gamma."""
+    grads = gla_vjp_in_dtype(**_as_gla(args), dtype=dtype)
+    return tuple(grads[name] for name in ("q", "k", "v"))
+
+
+def retention_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: GLA's VJP on magnitudes (the bound's M) times 1 + the
+    decays' running exponent, per position."""
+    gla = _as_gla(args)
+    S0, dS = gla.get("initial_state"), gla.get("state_cotangent")
+    magnitudes = gla_vjp(np.abs(gla["q"]), np.abs(gla["k"]), np.abs(gla["v"]), gla["g"],
+                         cotangent=np.abs(gla["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
+                         scale=1.0, initial_state=None if S0 is None else np.abs(S0))
+    logs = np.where(np.isfinite(gla["g"]), np.abs(gla["g"]), 0.0)
+    exponent = 1 + cumulative_max(logs).max(initial=0.0)
+    return tuple(exponent * per_position(magnitudes[name]) for name in ("q", "k", "v"))
+
+
 register_gradient(Gradient(
     form="retnet.retention.recurrent",
     vjp=retention_vjp,
@@ -162,6 +181,8 @@ register_gradient(Gradient(
     rule="derived float64 bound: 4(T+K+V+4) eps (1 + T max|log gamma|) M, M GLA's VJP on magnitudes with "
          "g = log gamma, per position",
     axes=(("batch", "time", "head", "channel"),) * 3,
+    plain=retention_grad_plain,
+    magnitude=retention_grad_magnitude,
 ))
 
 register_form(Form(

@@ -31,7 +31,8 @@ terms, no difference of sums, so a reset's dg is 0 as in the recurrence).
 
 import numpy as np
 
-from .._checks import positive_int, recurrence_cotangents
+from .._checks import as_real, float_dtype, positive_int, recurrence_cotangents
+from ..arith import rounding
 from .gla import _GLA, _chunk, _heads_first, _segments, after, running
 
 
@@ -104,3 +105,46 @@ def gla_chunked_vjp(q, k, v, g, *, chunk_size, cotangent, state_cotangent=None, 
     dg = _heads_first(np.moveaxis(dg, 2, -1))
     return {"q": p.scale * _heads_first(grads["q"]), "k": _heads_first(grads["k"]), "v": _heads_first(grads["v"]),
             "g": dg.sum(axis=-1) if np.ndim(g) == 3 else dg, "initial_state": dH}
+
+
+def gla_vjp_in_dtype(q, k, v, g, *, dtype, cotangent, state_cotangent=None, scale=None, initial_state=None):
+    """``gla_vjp``'s backward evaluated in a low precision ``dtype``; returns that dtype. The
+    baseline a low-precision GLA backward is judged against (docs/gradients.md).
+
+    Inputs, the scale and the cotangents rounded to dtype, then every step: the decays exp(g),
+    the states S_t = a_t S_{t-1} + k_t v_t^T, and backward G_t = qs_t dO_t^T + a_{t+1} G_{t+1},
+    dq = scale S_t dO_t, dk = G v, dv = G^T k, dg = a o rowsum(G o S_{t-1}) (summed over K for one
+    decay per head; 0 at a reset), dS_0; each product rounded, each sum accumulated in float32 and
+    rounded once."""
+    dt = float_dtype("dtype", dtype)
+    if g is None:
+        raise TypeError("g must be given: the log-decays (B, T, H, K) or (B, T, H) the gradient is taken in")
+    p = _GLA(q, k, v, g, None, scale, initial_state)
+    if p.exact:
+        raise TypeError("the low-precision backward is floating point: q, k, v must be real arrays, not Fractions")
+    r, total = rounding(dt)
+    batch, heads, T, _ = p.q.shape
+    do, dS = recurrence_cotangents(cotangent, state_cotangent, (batch, T, heads, p.v.shape[3]), p.S0.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = r(np.float64(p.scale))
+        qs, k, v = r(r(_heads_first(as_real("q", q))) * scale), r(p.k), r(p.v)
+        rates = r(p.rates)  # (B, H, K, T) log-decays
+        a = r(np.exp(rates))
+        do, G, S = r(_heads_first(do)), r(dS), r(p.S0)
+        states = [S]
+        for t in range(T):
+            S = r(r(a[..., t, None] * S) + r(k[:, :, t, :, None] * v[:, :, t, None, :]))
+            states.append(S)
+        dq, dk, dv, da = (np.zeros(x.shape) for x in (qs, k, v, qs))
+        for t in reversed(range(T)):
+            G = r(G + r(qs[:, :, t, :, None] * do[:, :, t, None, :]))
+            dq[:, :, t] = r(total(r(states[t + 1] * do[:, :, t, None, :]), -1) * scale)
+            dk[:, :, t] = total(r(G * v[:, :, t, None, :]), -1)
+            dv[:, :, t] = total(r(G * k[:, :, t, :, None]), -2)
+            da[:, :, t] = total(r(G * states[t]), -1)
+            G = r(a[..., t, None] * G)
+        dg = np.where(np.isfinite(rates), r(np.moveaxis(da, 2, -1) * a), 0.0)  # (B, H, K, T); a reset: 0
+        dg = _heads_first(np.moveaxis(dg, -1, 2))  # (B, T, H, K)
+        grads = {"q": _heads_first(dq), "k": _heads_first(dk), "v": _heads_first(dv),
+                 "g": total(dg, -1) if np.ndim(g) == 3 else dg, "initial_state": G}
+        return {name: x.astype(dt) for name, x in grads.items()}

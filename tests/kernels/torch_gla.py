@@ -19,7 +19,7 @@ def torch_gla(q, k, v, g, *, scale=None, initial_state=None, return_state=False,
     if g.dim() == 3:
         g = g[..., None].expand(B, T, H, K)
     a = torch.exp(g.detach() if detach_gate else g)
-    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(q.dtype)  # a float32 state
     outs = []
     for t in range(T):
         S = a[:, t, :, :, None] * (S.detach() if detach_state else S) + k[:, t, :, :, None] * v[:, t, :, None, :]
