@@ -350,6 +350,11 @@ CASES = {
                                      "cotangent": normal(s["B"], s["T"], s["H"], s["P"], seed=6),
                                      "state_cotangent": normal(s["B"], s["H"], s["P"], s["N"], seed=7)},
                           SSD, ("B", "T")),
+    "mamba.ssd_vjp_in_dtype": Case(lambda s: {**_ssd(**s), "initial_state": normal(s["B"], s["H"], s["P"], s["N"], seed=9),
+                                              "cotangent": normal(s["B"], s["T"], s["H"], s["P"], seed=6),
+                                              "state_cotangent": normal(s["B"], s["H"], s["P"], s["N"], seed=7),
+                                              "dtype": np.float32},
+                                   SSD, ("B", "T")),
     "mamba.ssd_chunked_vjp": Case(lambda s: {**_ssd(**s), "chunk_size": 2,
                                              "initial_state": normal(s["B"], s["H"], s["P"], s["N"], seed=9),
                                              "cotangent": normal(s["B"], s["T"], s["H"], s["P"], seed=6),
@@ -780,7 +785,7 @@ def _same(a, b) -> bool:
 # ----------------------------------------------------------------------------- float64 whatever comes
 
 LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype", "gla.gla_vjp_in_dtype",
-                           "positional.rope_in_dtype")  # return their dtype
+                           "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype")  # return their dtype
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))

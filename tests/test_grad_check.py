@@ -126,24 +126,31 @@ def test_low_precision_gradient_budgets_still_catch_bugs():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_torch_gla_and_retention_pass_in_low_precision(dtype):
-    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma); the floor at the terms'
-    sizes times 1 + the decays' running exponent."""
+def test_torch_gla_retention_and_ssd_pass_in_low_precision(dtype):
+    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma, SSD's through the same
+    map); the floor at the terms' sizes times 1 + the decays' running exponent."""
     from kernels.torch_gla import torch_gla, torch_retention
+    from kernels.torch_ssd import torch_ssd
 
-    for candidate, key in ((torch_gla, "gla.gla.recurrent"), (torch_retention, "retnet.retention.recurrent")):
+    for candidate, key in ((torch_gla, "gla.gla.recurrent"), (torch_retention, "retnet.retention.recurrent"),
+                           (torch_ssd, "mamba.ssd.recurrent")):
         for seed in range(2):
             result = equiv.check(candidate, key, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=30,
                                  progress=False)
             assert result.passed, result
 
 
-def test_a_truncated_retention_backward_is_caught_in_float32():
+def test_low_precision_recurrence_backwards_still_catch_bugs():
+    """A retention whose state is detached between steps, and an SSD whose dt is detached where
+    it scales x, fail in float32."""
     from kernels.torch_gla import retention_truncated_backward
+    from kernels.torch_ssd import ssd_with_dt_detached_in_the_input
 
-    result = equiv.check(retention_truncated_backward, "retnet.retention.recurrent", grad=True, backend="torch",
-                         dtype="float32", seed=0, max_examples=40, progress=False)
-    assert result.status == "failed"
+    for wrong, key in ((retention_truncated_backward, "retnet.retention.recurrent"),
+                       (ssd_with_dt_detached_in_the_input, "mamba.ssd.recurrent")):
+        result = equiv.check(wrong, key, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
+                             progress=False)
+        assert result.status == "failed"
 
 
 def test_check_vjp_in_float32_passes_the_arguments_in_float32():

@@ -502,6 +502,21 @@ SSD_GRADIENT_RULE = ("derived float64 bound: 4(T+N+P+8) eps (1 + max sum_t |dt_t
                      "per position (one value for A and the initial state)")
 
 
+def ssd_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype`` (``ssd_vjp_in_dtype``), in ``wrt``'s order."""
+    grads = ref.ssd_vjp_in_dtype(**without(args, ("return_state",)), dtype=dtype)
+    return tuple(grads[name] for name in SSD_GRADIENT_WRT)
+
+
+def ssd_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's M per position (one value for A and the initial
+    state) times 1 + max sum_t |dt_t A| (the decays' exponents, formed in float32)."""
+    magnitudes = _ssd_grad_magnitudes(args)
+    exponent = 1 + cumulative_max(np.abs(args["dt"]) * np.abs(args["A"])).max(initial=0.0)
+    return tuple(exponent * (per_position(magnitudes[name]) if name in SSD_DATA else magnitudes[name].max())
+                 for name in SSD_GRADIENT_WRT)
+
+
 def ssd_recurrent_vjp(**args) -> dict:
     """The gradient oracle of ``mamba.ssd.recurrent``: the form's arguments and the cotangents of
     its outputs (the last state's when ``return_state``)."""
@@ -517,6 +532,8 @@ register_gradient(Gradient(
     rule=SSD_GRADIENT_RULE,
     axes=(("batch", "time", "head", "channel"), ("batch", "time", "head"), ("head",), ("batch", "time", "group", "state"),
           ("batch", "time", "group", "state"), ("batch", "head", "channel", "state")),
+    plain=ssd_grad_plain,
+    magnitude=ssd_grad_magnitude,
 ))
 
 @st.composite

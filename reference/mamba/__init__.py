@@ -8,7 +8,7 @@ from .selective_scan import (
     selective_scan_recurrent,
     selective_scan_step,
 )
-from .grad import selective_scan_chunked_vjp, selective_scan_vjp, ssd_chunked_vjp, ssd_vjp
+from .grad import selective_scan_chunked_vjp, selective_scan_vjp, ssd_chunked_vjp, ssd_vjp, ssd_vjp_in_dtype
 from .ssd import rms_norm_gated, segprod, segsum, ssd_chunked, ssd_quadratic, ssd_recurrent
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "ssd_quadratic",
     "ssd_recurrent",
     "ssd_vjp",
+    "ssd_vjp_in_dtype",
 ]

@@ -25,7 +25,7 @@ and torch autograd of the recurrence.
 import numpy as np
 from scipy.special import expit
 
-from .._checks import as_real, check_layout, check_shape, positive_int
+from .._checks import as_real, check_layout, check_shape, float_dtype, positive_int
 from .selective_scan import _chunk_states, _prepare
 from .ssd import segsum
 
@@ -175,6 +175,23 @@ def ssd_chunked_vjp(x, dt, A, B, C, *, chunk_size, cotangent, state_cotangent=No
         return gla_chunked_vjp(*args, chunk_size=chunk_size, **options)
 
     return _through_gla(vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state)
+
+
+def ssd_vjp_in_dtype(x, dt, A, B, C, *, dtype, cotangent, state_cotangent=None, initial_state=None):
+    """``ssd_vjp``'s backward evaluated in a low precision ``dtype``; returns that dtype. The
+    baseline a low-precision SSD backward is judged against: GLA's backward in dtype
+    (``gla_vjp_in_dtype``) on q = C, k = B, v = dt x, g = dt A, then the chain rule's few
+    operations, rounded once."""
+    from ..arith import round_to
+    from ..gla import gla_vjp_in_dtype
+
+    dt_type = float_dtype("dtype", dtype)
+
+    def vjp(*args, **options):
+        return {n: g.astype(np.float64) for n, g in gla_vjp_in_dtype(*args, dtype=dt_type, **options).items()}
+
+    grads = _through_gla(vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state)
+    return {name: round_to(g, dt_type).astype(dt_type) for name, g in grads.items()}
 
 
 def _through_gla(vjp, x, dt, A, B, C, cotangent, state_cotangent, initial_state):
