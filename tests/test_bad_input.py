@@ -326,6 +326,11 @@ CASES = {
                                                 "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
                                                 "state_cotangent": normal(s["B"], s["D"], s["N"], seed=7)},
                                      SCAN, ("B", "T")),
+    "mamba.selective_scan_vjp_in_dtype": Case(
+        lambda s: {**{n: a for n, a in _scan(**s).items() if n != "return_state"}, "dtype": np.float32,
+                   "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
+                   "state_cotangent": normal(s["B"], s["D"], s["N"], seed=7)},
+        SCAN, ("B", "T")),
     "mamba.selective_scan_chunked_vjp": Case(
         lambda s: {**{n: a for n, a in _scan(**s).items() if n != "return_state"}, "chunk_size": 2,
                    "cotangent": normal(s["B"], s["T"], s["D"], seed=6),
@@ -785,7 +790,7 @@ def _same(a, b) -> bool:
 # ----------------------------------------------------------------------------- float64 whatever comes
 
 LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype", "gla.gla_vjp_in_dtype",
-                           "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype")  # return their dtype
+                           "mamba.selective_scan_vjp_in_dtype", "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype")  # return their dtype
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))

@@ -140,14 +140,30 @@ def test_torch_gla_retention_and_ssd_pass_in_low_precision(dtype):
             assert result.passed, result
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_torch_selective_scan_passes_in_low_precision(dtype):
+    """The baseline: selective_scan_vjp_in_dtype; complex A only in float32 (torch has no
+    bfloat16 complex)."""
+    from kernels.torch_scan import torch_scan
+
+    key = "mamba.selective_scan.recurrent"
+    inputs = inputs_for(key) if dtype == "float32" else inputs_for(key, complex_A=False)
+    for seed in range(2):
+        result = equiv.check(torch_scan, key, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=30,
+                             progress=False, inputs=inputs)
+        assert result.passed, result
+
+
 def test_low_precision_recurrence_backwards_still_catch_bugs():
-    """A retention whose state is detached between steps, and an SSD whose dt is detached where
-    it scales x, fail in float32."""
+    """A retention whose state is detached between steps, an SSD whose dt is detached where it
+    scales x and a selective scan whose gate's gradient is dropped (mamba #342) fail in float32."""
     from kernels.torch_gla import retention_truncated_backward
+    from kernels.torch_scan import scan_with_z_gradient_dropped
     from kernels.torch_ssd import ssd_with_dt_detached_in_the_input
 
     for wrong, key in ((retention_truncated_backward, "retnet.retention.recurrent"),
-                       (ssd_with_dt_detached_in_the_input, "mamba.ssd.recurrent")):
+                       (ssd_with_dt_detached_in_the_input, "mamba.ssd.recurrent"),
+                       (scan_with_z_gradient_dropped, "mamba.selective_scan.recurrent")):
         result = equiv.check(wrong, key, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
                              progress=False)
         assert result.status == "failed"

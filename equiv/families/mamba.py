@@ -309,6 +309,23 @@ SCAN_GRADIENT_RULE = ("derived float64 bound: 4(T+N+8) eps (1 + max sum_t |dt_t 
                       "time-invariant B, C)")
 
 
+def scan_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype`` (``selective_scan_vjp_in_dtype``), in ``wrt``'s order."""
+    grads = ref.selective_scan_vjp_in_dtype(**without(args, ("return_state",)), dtype=dtype)
+    return tuple(grads.get(name, np.zeros(0)) for name in SCAN_GRADIENT_WRT)
+
+
+def scan_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's M per position (one value for the others) times
+    1 + max sum_t |dt_t A| (the decays' exponents, formed in float32)."""
+    magnitudes = _scan_grad_magnitudes(args)
+    exponent = 1 + cumulative_max(np.abs(_dt(args))[..., None] * np.abs(np.asarray(args["A"]))).max(initial=0.0)
+    timed = {"u", "delta", "z"} | {name for name in ("B", "C") if np.ndim(args[name]) > 2}
+    return tuple(None if magnitudes[name] is None else
+                 exponent * (per_position(magnitudes[name]) if name in timed else np.abs(magnitudes[name]).max())
+                 for name in SCAN_GRADIENT_WRT)
+
+
 def selective_scan_recurrent_vjp(**args) -> dict:
     """The gradient oracle of ``mamba.selective_scan.recurrent``: the form's arguments and the
     cotangents of its outputs (the last state's when ``return_state``)."""
@@ -344,6 +361,8 @@ register_gradient(Gradient(
     axes=(("batch", "time", "channel"), ("batch", "time", "channel"), ("channel", "state"), ("batch", "time", "state"),
           ("batch", "time", "state"), ("channel",), ("batch", "time", "channel"), ("channel",),
           ("batch", "channel", "state")),
+    plain=scan_grad_plain,
+    magnitude=scan_grad_magnitude,
 ))
 
 register_form(Form(

@@ -8,7 +8,8 @@ from .selective_scan import (
     selective_scan_recurrent,
     selective_scan_step,
 )
-from .grad import selective_scan_chunked_vjp, selective_scan_vjp, ssd_chunked_vjp, ssd_vjp, ssd_vjp_in_dtype
+from .grad import (selective_scan_chunked_vjp, selective_scan_vjp, selective_scan_vjp_in_dtype, ssd_chunked_vjp, ssd_vjp,
+                   ssd_vjp_in_dtype)
 from .ssd import rms_norm_gated, segprod, segsum, ssd_chunked, ssd_quadratic, ssd_recurrent
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "selective_scan_recurrent",
     "selective_scan_step",
     "selective_scan_vjp",
+    "selective_scan_vjp_in_dtype",
     "ssd_chunked",
     "ssd_chunked_vjp",
     "ssd_quadratic",

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import expit
 
 from .._checks import as_real, check_layout, check_shape, float_dtype, positive_int
+from ..arith import rounding
 from .selective_scan import _chunk_states, _prepare
 from .ssd import segsum
 
@@ -69,6 +70,72 @@ def selective_scan_chunked_vjp(u, delta, A, B, C, D=None, z=None, *, chunk_size,
     s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     return _scan_vjp(s, np.asarray(A), B, C, delta_bias, delta_softplus, cotangent, state_cotangent,
                      lambda s: _chunk_states(s, size), lambda s, reads, G: _reverse_by_chunks(s, reads, G, size))
+
+
+def selective_scan_vjp_in_dtype(u, delta, A, B, C, D=None, z=None, *, dtype, cotangent, state_cotangent=None,
+                                delta_bias=None, delta_softplus=False, initial_state=None):
+    """``selective_scan_vjp``'s backward evaluated in a low precision ``dtype``; returns that dtype
+    (complex parts rounded part by part). The baseline a low-precision selective-scan backward is
+    judged against: the inputs, dt (after the bias and softplus), exp(dt A), dt B u, the states and
+    then every step of the reverse recurrence rounded, each sum over N or over batch and time
+    accumulated in float32 and rounded once."""
+    dt_type = float_dtype("dtype", dtype)
+    r, total = rounding(dt_type)
+    s = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+    is_complex = s.dtA.dtype.kind == "c"
+    conj = np.conj if is_complex else (lambda v: v)
+    two = 2 if is_complex else 1
+    batch, T, dim, N = s.dBu.shape
+    cotangent = as_real("cotangent", cotangent)
+    check_shape("cotangent", cotangent, (batch, T, dim), "(B, T, D)", match="u")
+    with np.errstate(over="ignore", invalid="ignore"):
+        uu, dt, A_, Bc, Cc = r(s.u), r(s.dt), r(np.asarray(A)), r(s.B), r(s.C)
+        a = r(np.exp(r(dt[..., None] * A_)))
+        dBu = r(r(dt * uu)[..., None] * Bc)
+        x = r(s.h0)
+        states = np.empty(s.dBu.shape, dtype=np.result_type(a, dBu, x))
+        for t in range(T):
+            x = r(r(a[:, t] * x) + dBu[:, t])
+            states[:, t] = x
+        before = np.concatenate([r(s.h0)[:, None], states[:, :-1]], axis=1)
+        y = total(r(states * Cc), -1)
+        y = r(two * y.real) if is_complex else y
+        pre_gate = y if s.D is None else r(y + r(uu * r(s.D)))
+        dout, grads = r(cotangent), {}
+        if s.z is None:
+            dy = dout
+        else:
+            zz = r(s.z)
+            gate = r(expit(zz))
+            dy = r(dout * r(zz * gate))
+            grads["z"] = r(r(dout * pre_gate) * r(gate * r(1 + r(zz * r(1 - gate)))))
+        if s.D is not None:
+            grads["D"] = total(r(dy * uu), (0, 1))
+        reads = r(two * r(dy[..., None] * conj(Cc)))
+        G = np.zeros(s.h0.shape, dtype=states.dtype)
+        if state_cotangent is not None:
+            state_cotangent = as_real("state_cotangent", state_cotangent, complex_ok=is_complex)
+            check_shape("state_cotangent", state_cotangent, (batch, dim, N), "(B, D, N)", match="u and A")
+            G = r(state_cotangent)
+        totals = np.empty(states.shape, dtype=np.result_type(states, reads, G))
+        for t in reversed(range(T)):
+            G = r(reads[:, t] + G)
+            totals[:, t] = G
+            G = r(conj(a[:, t]) * G)
+        through_decay = r(totals * conj(r(before * a)))
+        through_input = total(r(totals * conj(np.broadcast_to(Bc, states.shape))), -1).real
+        ddt = r(r(uu * through_input) + total(r(through_decay * conj(A_)), -1).real)
+        du = r(dt * through_input) if s.D is None else r(r(dt * through_input) + r(r(s.D) * dy))
+        ddelta = r(ddt * r(np.where(s.raw_dt <= 20, expit(s.raw_dt), 1.0))) if delta_softplus else ddt
+        grads.update({"u": du, "delta": ddelta, "A": total(r(dt[..., None] * through_decay), (0, 1)),
+                      "B": r(_into_layout(r(r(dt * uu)[..., None] * totals), B, is_complex)),
+                      "C": r(_into_layout(r(two * r(dy[..., None] * conj(states))), C, is_complex)),
+                      "initial_state": G})
+        if delta_bias is not None:
+            grads["delta_bias"] = total(ddelta, (0, 1))
+    complex_type = np.result_type(dt_type, np.complex64) if dt_type.itemsize >= 4 else None
+    return {name: (g.astype(complex_type) if np.iscomplexobj(g) and complex_type is not None else
+                   g if np.iscomplexobj(g) else g.astype(dt_type)) for name, g in grads.items()}
 
 
 def _recurrent_states(s):
