@@ -487,6 +487,11 @@ def test_torch_rope_passes_and_a_backward_rotating_the_wrong_way_is_caught(pairi
     assert equiv.check(wrong, key, backend="torch", seed=0, max_examples=20, progress=False).passed
     result = equiv.check(wrong, key, grad=True, backend="torch", seed=0, max_examples=30, progress=False)
     assert result.status == "failed" and "'dx'" in result.counterexample.message
+    for dtype in ("float32", "bfloat16"):  # the baseline: the cotangent rotated by -theta in the dtype
+        assert equiv.check(torch_rope[pairing], key, grad=True, backend="torch", dtype=dtype, seed=0,
+                           max_examples=30, progress=False).passed
+        assert equiv.check(wrong, key, grad=True, backend="torch", dtype=dtype, seed=0, max_examples=30,
+                           progress=False).status == "failed"
 
 
 LINEAR = "linear.attention.recurrent"

@@ -70,6 +70,21 @@ def rope_grad_bound(args: dict, expected: tuple) -> tuple:
     return rope_bound({**args, "x": args["cotangent"]}, expected)
 
 
+def _rope_grad_plain(pairing: str):
+    """Baseline for a low-precision RoPE backward: the cotangent rotated by -theta in the dtype
+    (``rope_in_dtype`` at the negated positions: the same rounded angles, cos, sin and products)."""
+    def plain(args: dict, dtype) -> tuple:
+        positions = np.arange(np.shape(args["x"])[1]) if args["positions"] is None else np.asarray(args["positions"])
+        return (ref.rope_in_dtype(args["cotangent"], -positions, base=args["base"],
+                                  interpolation_factor=args["interpolation_factor"], dtype=dtype, pairing=pairing),)
+    return plain
+
+
+def rope_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The forward's magnitude with the cotangent for x."""
+    return rope_magnitude({**args, "x": args["cotangent"]}, expected)
+
+
 ROPE_GRADIENT_RULE = "derived float64 bound: 2u max|dy| (6 theta_t + 6) (dx = R(theta)^T dy, a rotation)"
 
 
@@ -82,7 +97,7 @@ for pairing, fn in (("half", rope_half), ("interleaved", rope_interleaved)):
     register_gradient(Gradient(
         form=f"positional.rope.{pairing}", vjp=functools.partial(ref.rope_vjp, pairing=pairing), wrt=("x",),
         cotangents=("cotangent",), bound=rope_grad_bound, rule=ROPE_GRADIENT_RULE,
-        axes=(("batch", "time", "head", "channel"),)))
+        axes=(("batch", "time", "head", "channel"),), plain=_rope_grad_plain(pairing), magnitude=rope_grad_magnitude))
 
 
 register_form(Form(
