@@ -420,6 +420,11 @@ CASES = {
                                             "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
                                             "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
                                  RETENTION, ("B", "T")),
+    "delta.delta_rule_vjp_in_dtype": Case(
+        lambda s: {**{n: a for n, a in _delta(**s).items() if n != "return_state"}, "dtype": np.float32,
+                   "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                   "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
+        RETENTION, ("B", "T")),
     "delta.delta_rule_step": Case(
         lambda s: dict(q_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), beta_t=positive(s["B"], s["H"], seed=5) / 4,
@@ -789,7 +794,8 @@ def _same(a, b) -> bool:
 
 # ----------------------------------------------------------------------------- float64 whatever comes
 
-LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype", "gla.gla_vjp_in_dtype",
+LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype",
+                           "delta.delta_rule_vjp_in_dtype", "gla.gla_vjp_in_dtype",
                            "mamba.selective_scan_vjp_in_dtype", "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype")  # return their dtype
 
 

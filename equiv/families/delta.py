@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import cumulative_max, with_exponents, with_step_rounding
 from seqcheck.equiv.convert import numpy_dtype
-from seqcheck.equiv.registry import Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, register_claim, register_form, register_gradient,
+                                     without)
 from seqcheck.equiv.relations import continuation, unstacked
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.delta import delta_inputs, rational_delta_inputs
@@ -116,8 +117,9 @@ def delta_plain(args: dict, dtype) -> tuple:
 GRADIENT_WRT = ("q", "k", "v", "beta")
 
 
-def delta_grad_bound(args: dict, expected: tuple) -> tuple:
-    """Per-position bound on two correct float64 evaluations of the delta rule's gradients. The
+def _grad_terms(args: dict) -> tuple:
+    """(factor, 1 + Lambda, terms per gradient and position) of the bound on two correct float64
+    evaluations of the delta rule's gradients. The
     forward's error mass E_t (module docstring) bounds the states' errors; the state's cotangent
     G_t (exact norm Gn_t) is carried backwards by the same transitions, so its error mass is
     EG_t = g_{t+1} EG_{t+1} + rhoG_t with rhoG_t = (2 + beta_{t+1} |k_{t+1}|^2) a_{t+1} Gn_{t+1} +
@@ -165,8 +167,26 @@ def delta_grad_bound(args: dict, expected: tuple) -> tuple:
                                   * np.einsum("bhk,bhkv->bhv", k[:, t], G)[:, :, None, :])
         EG = a * np.maximum(1.0, np.abs(1 - b * k_norm2[:, t])) * EG + (2 + b * k_norm2[:, t]) * a * X
     logs = np.zeros((B, T, H)) if g is None else np.where(np.isfinite(g), np.abs(g), 0.0)
-    factor = 4 * (T + K + V + 4) * 2 * U64 * (1 + cumulative_max(logs).max(initial=0.0))
-    return tuple(factor * bounds[name] for name in GRADIENT_WRT)
+    exponent = 1 + cumulative_max(logs).max(initial=0.0)
+    return 4 * (T + K + V + 4) * 2 * U64 * exponent, exponent, tuple(bounds[name] for name in GRADIENT_WRT)
+
+
+def delta_grad_bound(args: dict, expected: tuple) -> tuple:
+    """``_grad_terms``' factor times its terms, per position."""
+    factor, _, terms = _grad_terms(args)
+    return tuple(factor * term for term in terms)
+
+
+def delta_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's terms times 1 + the gate's running exponent."""
+    _, exponent, terms = _grad_terms(args)
+    return tuple(exponent * term for term in terms)
+
+
+def delta_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype`` (``delta_rule_vjp_in_dtype``), in ``wrt``'s order."""
+    grads = ref.delta_rule_vjp_in_dtype(**without(args, ("return_state",)), dtype=dtype)
+    return tuple(grads[name] for name in GRADIENT_WRT)
 
 
 GRADIENT_RULE = ("derived float64 bound: 4(T+K+V+4) eps (1 + max sum|g|) times each gradient's terms with the states' "
@@ -222,6 +242,8 @@ register_gradient(Gradient(
     rule=GRADIENT_RULE,
     axes=(("batch", "time", "head", "channel"), ("batch", "time", "head", "channel"),
           ("batch", "time", "head", "channel"), ("batch", "time", "head")),
+    plain=delta_grad_plain,
+    magnitude=delta_grad_magnitude,
 ))
 
 register_form(Form(

@@ -22,7 +22,8 @@ differences and torch autograd of the recurrence.
 
 import numpy as np
 
-from .._checks import recurrence_cotangents
+from .._checks import as_real, float_dtype, recurrence_cotangents
+from ..arith import rounding
 from .delta import _Delta, _heads_first
 
 
@@ -63,3 +64,56 @@ def delta_rule_vjp(q, k, v, beta, *, cotangent, state_cotangent=None, g=None, sc
     if g is not None:
         grads["g"] = np.swapaxes(dg, 1, 2)
     return grads
+
+
+def delta_rule_vjp_in_dtype(q, k, v, beta, *, dtype, cotangent, state_cotangent=None, g=None, scale=None,
+                            initial_state=None):
+    """``delta_rule_vjp``'s backward evaluated in a low precision ``dtype``; returns that dtype. The
+    baseline a low-precision delta-rule backward is judged against: the inputs, the scale, the
+    gates exp(g) and the cotangents rounded to dtype, then every step of the states and of the
+    reverse recurrence (module docstring), each product rounded and each sum over K or V
+    accumulated in float32 and rounded once."""
+    dt = float_dtype("dtype", dtype)
+    r, total = rounding(dt)
+    p = _Delta(q, k, v, beta, g, None, scale, initial_state)
+    if p.exact:
+        raise TypeError("the low-precision backward is floating point: the inputs must be real arrays, not Fractions")
+    batch, heads, T, _ = p.q.shape
+    do, G = recurrence_cotangents(cotangent, state_cotangent, (batch, T, heads, p.v.shape[3]), p.S0.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale_ = r(np.float64(p.scale))
+        qs = r(r(_heads_first(as_real("q", q))) * scale_)
+        kk, vv, bb = r(p.k), r(p.v), r(p.beta)
+        gates = np.ones(p.beta.shape) if g is None else r(np.exp(r(p.gate)))
+        do, G = r(_heads_first(do)), r(G)
+
+        def read(x, S):  # x^T S, (B, H, K) x (B, H, K, V) -> (B, H, V)
+            return total(r(x[..., None] * S), -2)
+
+        states = [r(p.S0)]
+        for t in range(T):
+            P, k_t, b = states[-1], kk[:, :, t], bb[:, :, t, None, None]
+            R = r(P - r(b * r(k_t[..., None] * read(k_t, P)[:, :, None, :])))
+            states.append(r(r(gates[:, :, t, None, None] * R) + r(b * r(k_t[..., None] * vv[:, :, t, None, :]))))
+        dq, dk, dv = np.zeros(p.q.shape), np.zeros(p.k.shape), np.zeros(p.v.shape)
+        dbeta, dg = np.zeros(p.beta.shape), np.zeros(p.beta.shape)
+        for t in reversed(range(T)):
+            k_t, v_t, b, a = kk[:, :, t], vv[:, :, t], bb[:, :, t], gates[:, :, t]
+            G = r(G + r(qs[:, :, t, :, None] * do[:, :, t, None, :]))
+            P = states[t]
+            w = read(k_t, P)
+            R = r(P - r(b[..., None, None] * r(k_t[..., None] * w[:, :, None, :])))
+            dR = r(a[..., None, None] * G)
+            Gv, dRw = total(r(G * v_t[:, :, None, :]), -1), total(r(dR * w[:, :, None, :]), -1)
+            dq[:, :, t] = r(total(r(states[t + 1] * do[:, :, t, None, :]), -1) * scale_)
+            dv[:, :, t] = r(b[..., None] * read(k_t, G))
+            dbeta[:, :, t] = r(total(r(k_t * Gv), -1) - total(r(k_t * dRw), -1))
+            PdRk = total(r(P * total(r(dR * k_t[..., None]), -2)[:, :, None, :]), -1)  # P dR^T k
+            dk[:, :, t] = r(b[..., None] * r(r(Gv - dRw) - PdRk))
+            dg[:, :, t] = r(a * total(r(G * R), (-2, -1)))
+            G = r(dR - r(b[..., None, None] * r(k_t[..., None] * read(k_t, dR)[:, :, None, :])))
+        grads = {"q": _heads_first(dq), "k": _heads_first(dk), "v": _heads_first(dv),
+                 "beta": np.swapaxes(dbeta, 1, 2), "initial_state": G}
+        if g is not None:
+            grads["g"] = np.swapaxes(dg, 1, 2)
+        return {name: x.astype(dt) for name, x in grads.items()}

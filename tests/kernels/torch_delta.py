@@ -12,11 +12,11 @@ def torch_delta(q, k, v, beta, *, g=None, scale=None, initial_state=None, return
                 detach_prediction=False):
     B, T, H, K = q.shape
     q = q * (K ** -0.5 if scale is None else scale)
-    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(q.dtype)
     outs = []
     for t in range(T):
-        if g is not None:
-            S = torch.exp(g[:, t])[..., None, None] * S
+        if g is not None:  # g and the state may come in float32 for a low-precision kernel
+            S = torch.exp(g[:, t]).to(q.dtype)[..., None, None] * S
         predicted = torch.einsum("bhk,bhkv->bhv", k[:, t], S)
         written = beta[:, t, :, None] * (v[:, t] - (predicted.detach() if detach_prediction else predicted))
         S = S + k[:, t, :, :, None] * written[:, :, None, :]
