@@ -446,6 +446,10 @@ CASES = {
                                      "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
                                      "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
                           RETENTION, ("B", "T")),
+    "rwkv.wkv6_vjp_in_dtype": Case(lambda s: {**without(_wkv6(**s), ("return_state",)), "dtype": np.float32,
+                                              "cotangent": normal(s["B"], s["T"], s["H"], s["V"], seed=6),
+                                              "state_cotangent": normal(s["B"], s["H"], s["K"], s["V"], seed=7)},
+                                   RETENTION, ("B", "T")),
     "rwkv.wkv6_step": Case(
         lambda s: dict(r_t=normal(s["B"], s["H"], s["K"]), k_t=normal(s["B"], s["H"], s["K"], seed=1),
                        v_t=normal(s["B"], s["H"], s["V"], seed=2), g_t=-positive(s["B"], s["H"], s["K"], seed=4),
@@ -796,7 +800,8 @@ def _same(a, b) -> bool:
 
 LOW_PRECISION_BY_DESIGN = ("attention.attention_in_dtype", "attention.attention_vjp_in_dtype",
                            "delta.delta_rule_vjp_in_dtype", "gla.gla_vjp_in_dtype",
-                           "mamba.selective_scan_vjp_in_dtype", "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype")  # return their dtype
+                           "mamba.selective_scan_vjp_in_dtype", "mamba.ssd_vjp_in_dtype", "positional.rope_in_dtype",
+                           "rwkv.wkv6_vjp_in_dtype")  # return their dtype
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))

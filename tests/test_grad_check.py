@@ -126,16 +126,18 @@ def test_low_precision_gradient_budgets_still_catch_bugs():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_torch_gla_retention_ssd_and_the_delta_rule_pass_in_low_precision(dtype):
-    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma, SSD's through the same
-    map), the delta rule's delta_rule_vjp_in_dtype; the floor at the terms' sizes times 1 + the
-    decays' running exponent."""
+def test_torch_linear_recurrences_pass_in_low_precision(dtype):
+    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma, SSD's and RWKV-6's
+    through their maps to GLA), the delta rule's delta_rule_vjp_in_dtype; the floor at the terms'
+    sizes times 1 + the decays' running exponent."""
     from kernels.torch_delta import torch_delta
     from kernels.torch_gla import torch_gla, torch_retention
     from kernels.torch_ssd import torch_ssd
+    from kernels.torch_wkv6 import torch_wkv6
 
     for candidate, key in ((torch_gla, "gla.gla.recurrent"), (torch_retention, "retnet.retention.recurrent"),
-                           (torch_ssd, "mamba.ssd.recurrent"), (torch_delta, "delta.delta_rule.recurrent")):
+                           (torch_ssd, "mamba.ssd.recurrent"), (torch_delta, "delta.delta_rule.recurrent"),
+                           (torch_wkv6, "rwkv.wkv6.recurrent")):
         for seed in range(2):
             result = equiv.check(candidate, key, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=30,
                                  progress=False)
@@ -159,8 +161,10 @@ def test_torch_selective_scan_passes_in_low_precision(dtype):
 def test_low_precision_recurrence_backwards_still_catch_bugs():
     """A retention whose state is detached between steps, an SSD whose dt is detached where it
     scales x, a selective scan whose gate's gradient is dropped (mamba #342) and a delta rule whose
-    erase passes no gradient fail in float32."""
+    erase passes no gradient fail in float32, and so does an RWKV-6 backward ignoring the state's
+    cotangent (transformers PR #23774)."""
     from kernels.torch_delta import delta_with_the_prediction_detached
+    from kernels.torch_wkv6 import wkv6_ignoring_the_state_cotangent
     from kernels.torch_gla import retention_truncated_backward
     from kernels.torch_scan import scan_with_z_gradient_dropped
     from kernels.torch_ssd import ssd_with_dt_detached_in_the_input
@@ -172,6 +176,10 @@ def test_low_precision_recurrence_backwards_still_catch_bugs():
         result = equiv.check(wrong, key, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
                              progress=False)
         assert result.status == "failed"
+    result = equiv.check(wkv6_ignoring_the_state_cotangent, "rwkv.wkv6.recurrent", grad=True, backend="torch",
+                         dtype="float32", seed=0, max_examples=40, progress=False,
+                         inputs=inputs_for("rwkv.wkv6.recurrent", return_state=True))
+    assert result.status == "failed"
 
 
 def test_check_vjp_in_float32_passes_the_arguments_in_float32():

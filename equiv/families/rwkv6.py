@@ -118,6 +118,19 @@ def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
 GRADIENT_WRT = ("r", "k", "v", "g", "u", "initial_state")
 
 
+def _grad_terms(args: dict) -> tuple:
+    """(1 + Lambda, the VJP on magnitudes per gradient: per time position for r, k, v and a
+    time-varying g, one value for u, the initial state and RWKV-5's constant decays)."""
+    S0, dS = args.get("initial_state"), args.get("state_cotangent")
+    magnitudes = ref.wkv6_vjp(*(np.abs(args[n]) for n in DATA), args["g"], u=np.abs(args["u"]),
+                              cotangent=np.abs(args["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
+                              initial_state=None if S0 is None else np.abs(S0))
+    timed = DATA + (("g",) if np.ndim(args["g"]) >= 3 else ())
+    exponent = 1 + cumulative_max(_full_logs(args)).max(initial=0.0)
+    return exponent, tuple(per_position(magnitudes[n]) if n in timed else np.abs(magnitudes[n]).max(initial=0.0)
+                           for n in GRADIENT_WRT)
+
+
 def wkv6_grad_bound(args: dict, expected: tuple) -> tuple:
     """Per-position bound on two correct float64 evaluations of RWKV-5/6's gradients: GLA's
     (sums over at most T steps of K- or V-term products, decays within T u (1 + Lambda) of exact)
@@ -125,15 +138,21 @@ def wkv6_grad_bound(args: dict, expected: tuple) -> tuple:
     magnitudes |r|, |k|, |v|, |u|, |S_0| and the cotangents' sizes with the same decays (every
     term positive); per time position for r, k, v and a time-varying g, one value for u, the
     initial state and RWKV-5's constant decays."""
-    S0, dS = args.get("initial_state"), args.get("state_cotangent")
-    magnitudes = ref.wkv6_vjp(*(np.abs(args[n]) for n in DATA), args["g"], u=np.abs(args["u"]),
-                              cotangent=np.abs(args["cotangent"]), state_cotangent=None if dS is None else np.abs(dS),
-                              initial_state=None if S0 is None else np.abs(S0))
     T, K, V = np.shape(args["r"])[1], np.shape(args["r"])[3], np.shape(args["v"])[3]
-    factor = 4 * (T + K + V + 8) * 2 * U64 * (1 + cumulative_max(_full_logs(args)).max(initial=0.0))
-    timed = DATA + (("g",) if np.ndim(args["g"]) >= 3 else ())
-    return tuple(factor * (per_position(magnitudes[n]) if n in timed else np.abs(magnitudes[n]).max(initial=0.0))
-                 for n in GRADIENT_WRT)
+    exponent, terms = _grad_terms(args)
+    return tuple(4 * (T + K + V + 8) * 2 * U64 * exponent * term for term in terms)
+
+
+def wkv6_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's M times 1 + the decays' running exponent."""
+    exponent, terms = _grad_terms(args)
+    return tuple(exponent * term for term in terms)
+
+
+def wkv6_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype`` (``wkv6_vjp_in_dtype``), in ``wrt``'s order."""
+    grads = ref.wkv6_vjp_in_dtype(**without(args, ("return_state",)), dtype=dtype)
+    return tuple(grads[name] for name in GRADIENT_WRT)
 
 
 def wkv6_recurrent_vjp(**args) -> dict:
@@ -174,6 +193,8 @@ register_gradient(Gradient(
     cotangents=("cotangent", "state_cotangent"),
     bound=wkv6_grad_bound,
     rule=GRADIENT_RULE,
+    plain=wkv6_grad_plain,
+    magnitude=wkv6_grad_magnitude,
     axes=(("batch", "time", "head", "key"),) * 2 + (("batch", "time", "head", "value"), ("batch", "time", "head", "key"),
                                                     ("head", "key"), ("batch", "head", "key", "value")),
 ))

@@ -28,7 +28,8 @@ central differences and torch autograd of the recurrence.
 
 import numpy as np
 
-from .._checks import as_real, check_shape, recurrence_cotangents
+from .._checks import as_real, check_shape, float_dtype, recurrence_cotangents
+from ..arith import rounding
 from .wkv4 import _prepare as _prepare_wkv4, wkv4_logits
 from .wkv6 import _prepare
 
@@ -49,15 +50,40 @@ def wkv6_vjp(r, k, v, g, *, u, cotangent, state_cotangent=None, initial_state=No
     (module docstring); the gradient is taken in the log-decays g (``decay=`` has none)."""
     from ..gla import gla_vjp  # GLA's package imports the mamba one, which needs nothing from here
 
+    return _wkv6_through(gla_vjp, lambda x: x, r, k, v, g, u, cotangent, state_cotangent, initial_state)
+
+
+def wkv6_vjp_in_dtype(r, k, v, g, *, u, dtype, cotangent, state_cotangent=None, initial_state=None):
+    """``wkv6_vjp``'s backward evaluated in a low precision ``dtype``; returns that dtype. The
+    baseline a low-precision RWKV-5/6 backward is judged against: GLA's backward in dtype
+    (``gla_vjp_in_dtype``, read one step early) and the bonus's products and sums rounded (sums in
+    float32)."""
+    from ..gla import gla_vjp_in_dtype
+
+    dt = float_dtype("dtype", dtype)
+    rnd, total = rounding(dt)
+
+    def vjp(*args, **options):
+        return {n: x.astype(np.float64) for n, x in gla_vjp_in_dtype(*args, dtype=dt, **options).items()}
+
+    grads = _wkv6_through(vjp, rnd, r, k, v, g, u, cotangent, state_cotangent, initial_state, total)
+    return {name: rnd(x).astype(dt) for name, x in grads.items()}
+
+
+def _wkv6_through(vjp, rnd, r, k, v, g, u, cotangent, state_cotangent, initial_state, total=None):
+    """RWKV-5/6's gradients from a GLA backward ``vjp`` read one step early, and the bonus's
+    (module docstring), each product rounded by ``rnd`` and each sum by ``total`` (float64: none)."""
     if g is None:
         raise TypeError("g must be given: the log-decays the gradient is taken in")
     p = _prepare(r, k, v, g, None, u, initial_state)
     if p.exact:
         raise TypeError("the gradient is float64: r, k, v, u must be real arrays, not Fractions")
-    r, k, v = (np.swapaxes(a, 1, 2) for a in (p.q, p.k, p.v))  # (B, T, H, .)
+    total = total or (lambda x, axis: x.sum(axis=axis))
+    r, k, v = (rnd(np.swapaxes(a, 1, 2)) for a in (p.q, p.k, p.v))  # (B, T, H, .)
     rates = np.moveaxis(p.rates, -1, 1)  # (B, T, H, K)
     batch, T, H, K = r.shape
     do, dH = recurrence_cotangents(cotangent, state_cotangent, (batch, T, H, v.shape[3]), p.S0.shape)
+    do, uu = rnd(do), rnd(p.u)
 
     def before(a):
         return np.concatenate([np.zeros_like(a[:, :1]), a], axis=1)
@@ -65,14 +91,15 @@ def wkv6_vjp(r, k, v, g, *, u, cotangent, state_cotangent=None, initial_state=No
     def after(a):
         return np.concatenate([a, np.zeros_like(a[:, :1])], axis=1)
 
-    grads = gla_vjp(after(r), before(k), before(v), before(rates), cotangent=after(do), state_cotangent=dH,
-                    scale=1.0, initial_state=p.S0)
-    c = np.einsum("bthk,hk,bthk->bth", r, p.u, k)
-    dc = (do * v).sum(axis=-1)[..., None]
-    du = (dc * r * k).sum(axis=(0, 1))
-    return {"r": grads["q"][:, :T] + dc * p.u * k, "k": grads["k"][:, 1:] + dc * p.u * r,
-            "v": grads["v"][:, 1:] + c[..., None] * do, "g": _into(grads["g"][:, 1:], np.shape(g)),
-            "u": du if np.ndim(u) == 2 else du.sum(axis=-1), "initial_state": grads["initial_state"]}
+    grads = vjp(after(r), before(k), before(v), before(rates), cotangent=after(do), state_cotangent=dH,
+                scale=1.0, initial_state=p.S0)
+    c = total(rnd(rnd(r * uu) * k), -1)
+    dc = total(rnd(do * v), -1)[..., None]
+    du = total(rnd(rnd(dc * r) * k), (0, 1))
+    return {"r": rnd(grads["q"][:, :T] + rnd(rnd(dc * uu) * k)),
+            "k": rnd(grads["k"][:, 1:] + rnd(rnd(dc * uu) * r)),
+            "v": rnd(grads["v"][:, 1:] + rnd(c[..., None] * do)), "g": _into(grads["g"][:, 1:], np.shape(g)),
+            "u": du if np.ndim(u) == 2 else total(du, -1), "initial_state": grads["initial_state"]}
 
 
 def wkv4_vjp(k, v, w, u, *, cotangent):
