@@ -127,17 +127,18 @@ def test_low_precision_gradient_budgets_still_catch_bugs():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_torch_linear_recurrences_pass_in_low_precision(dtype):
-    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma, SSD's and RWKV-6's
-    through their maps to GLA), the delta rule's delta_rule_vjp_in_dtype; the floor at the terms'
-    sizes times 1 + the decays' running exponent."""
+    """GLA's baseline: gla_vjp_in_dtype (retention's with g = log gamma, SSD's, RWKV-6's and
+    linear attention's through their maps to GLA), the delta rule's delta_rule_vjp_in_dtype; the
+    floor at the terms' sizes times 1 + the decays' running exponent."""
     from kernels.torch_delta import torch_delta
     from kernels.torch_gla import torch_gla, torch_retention
+    from kernels.torch_linear import torch_linear_attention
     from kernels.torch_ssd import torch_ssd
     from kernels.torch_wkv6 import torch_wkv6
 
     for candidate, key in ((torch_gla, "gla.gla.recurrent"), (torch_retention, "retnet.retention.recurrent"),
                            (torch_ssd, "mamba.ssd.recurrent"), (torch_delta, "delta.delta_rule.recurrent"),
-                           (torch_wkv6, "rwkv.wkv6.recurrent")):
+                           (torch_wkv6, "rwkv.wkv6.recurrent"), (torch_linear_attention, LINEAR)):
         for seed in range(2):
             result = equiv.check(candidate, key, grad=True, backend="torch", dtype=dtype, seed=seed, max_examples=30,
                                  progress=False)
@@ -160,19 +161,22 @@ def test_torch_selective_scan_passes_in_low_precision(dtype):
 
 def test_low_precision_recurrence_backwards_still_catch_bugs():
     """A retention whose state is detached between steps, an SSD whose dt is detached where it
-    scales x, a selective scan whose gate's gradient is dropped (mamba #342) and a delta rule whose
-    erase passes no gradient fail in float32, and so does an RWKV-6 backward ignoring the state's
-    cotangent (transformers PR #23774)."""
+    scales x, a selective scan whose gate's gradient is dropped (mamba #342), a delta rule whose
+    erase passes no gradient and a linear attention whose normaliser is held constant fail in
+    float32, and so does an RWKV-6 backward ignoring the state's cotangent (transformers PR
+    #23774)."""
     from kernels.torch_delta import delta_with_the_prediction_detached
-    from kernels.torch_wkv6 import wkv6_ignoring_the_state_cotangent
     from kernels.torch_gla import retention_truncated_backward
+    from kernels.torch_linear import linear_attention_with_the_denominator_detached
     from kernels.torch_scan import scan_with_z_gradient_dropped
     from kernels.torch_ssd import ssd_with_dt_detached_in_the_input
+    from kernels.torch_wkv6 import wkv6_ignoring_the_state_cotangent
 
     for wrong, key in ((retention_truncated_backward, "retnet.retention.recurrent"),
                        (ssd_with_dt_detached_in_the_input, "mamba.ssd.recurrent"),
                        (scan_with_z_gradient_dropped, "mamba.selective_scan.recurrent"),
-                       (delta_with_the_prediction_detached, "delta.delta_rule.recurrent")):
+                       (delta_with_the_prediction_detached, "delta.delta_rule.recurrent"),
+                       (linear_attention_with_the_denominator_detached, LINEAR)):
         result = equiv.check(wrong, key, grad=True, backend="torch", dtype="float32", seed=0, max_examples=40,
                              progress=False)
         assert result.status == "failed"

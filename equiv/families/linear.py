@@ -31,7 +31,7 @@ from seqcheck.equiv.registry import (Claim, Form, Gradient, Sweep, mapped, regis
 from seqcheck.properties.arrays import for_form
 from seqcheck.properties.linear import linear_inputs, rational_linear_inputs
 from seqcheck.reference import linear_attention as ref
-from seqcheck.reference.gla import gla_vjp
+from seqcheck.reference.gla import gla_vjp, gla_vjp_in_dtype
 from seqcheck.reference._checks import as_real, check_ndim
 from seqcheck.reference.arith import U64, exact_difference, fractions, rounding
 
@@ -253,6 +253,51 @@ def linear_plain(args: dict, dtype) -> tuple:
     return (out, augmented_state(S, z)) if args.get("return_state") else (out,)
 
 
+def linear_grad_plain(args: dict, dtype) -> tuple:
+    """The definition's backward in ``dtype``: phi, the running z and the denominators as
+    ``linear_plain`` rounds them, the augmented cotangent [dO / den | -(dO . out) / den] rounded,
+    GLA's backward in dtype (``gla_vjp_in_dtype``, no decay) on [v | 1], and the feature map's
+    derivative rounded; in ``wrt``'s order (the initial state's gradient as [dS_0 | dz_0])."""
+    dtype = numpy_dtype(dtype)
+    r, total = rounding(dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        name = args.get("feature_map", "elu")
+        q, k, v = (r(args[n]) for n in DATA)
+        Q, K = _feature_map_in_dtype(name, q, r), _feature_map_in_dtype(name, k, r)
+        eps = r(np.float64(args.get("eps", 1e-6)))
+        batch, T, H, D = Q.shape
+        M = v.shape[3]
+        state0 = args.get("initial_state")
+        S0, z0 = (np.zeros((batch, H, D, M)), np.zeros((batch, H, D))) if state0 is None else state_pair(r(state0))
+        z, dens = z0, []
+        for t in range(T):
+            z = r(z + K[:, t])
+            dens.append(r(total(r(Q[:, t] * z), -1) + eps))
+        den = np.stack(dens, axis=1) if dens else np.zeros((batch, 0, H))
+        out = linear_plain({**args, "return_state": False}, dtype)[0]
+        dO = r(args["cotangent"])
+        dden = r(-r(total(r(dO * out), -1) / den))
+        cotangent = np.concatenate([r(dO / den[..., None]), dden[..., None]], axis=-1)
+        dstate = args.get("state_cotangent")
+        grads = gla_vjp_in_dtype(Q, K, np.concatenate([v, np.ones((batch, T, H, 1))], -1), np.zeros((batch, T, H)),
+                                 cotangent=cotangent, state_cotangent=None if dstate is None else r(dstate), scale=1.0,
+                                 initial_state=augmented_state(S0, z0), dtype=dtype)
+        if name == "elu":
+            def derivative(x):
+                return r(np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))))
+        else:
+            derivative = np.ones_like
+        grads = {n: g.astype(np.float64) for n, g in grads.items()}
+        return (r(grads["q"] * derivative(q)), r(grads["k"] * derivative(k)), grads["v"][..., :M],
+                grads["initial_state"])
+
+
+def linear_grad_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale: the bound's M (``_grad_magnitudes``) per position."""
+    magnitudes = _grad_magnitudes(args)
+    return tuple(per_position(magnitudes[name]) if name in DATA else magnitudes[name].max() for name in GRADIENT_WRT)
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 def _sweep_args(T: int, rng, *, chunk_size: int = 64) -> dict:
@@ -294,6 +339,8 @@ register_gradient(Gradient(
     cotangents=("cotangent", "state_cotangent"),
     bound=linear_grad_bound,
     rule=GRADIENT_RULE,
+    plain=linear_grad_plain,
+    magnitude=linear_grad_magnitude,
     axes=(("batch", "time", "head", "feature"),) * 2 + (("batch", "time", "head", "value"), ("batch", "head", "feature", "value")),
 ))
 
