@@ -50,6 +50,7 @@ SIZES = {
 }
 WAITING = ["device ceilings (copy bandwidth, float32 matmul rate)",
            "numba_cuda.flash_attention at T=4096, D=64: time, FLOP rate / ceiling, ratio to torch SDPA",
+           "numba_cuda.flash_attention_backward at T=4096, D=64: time, FLOP rate / ceiling, ratio to SDPA's backward",
            "numba_cuda.selective_scan at T=4096, D=1024, N=16: time, bandwidth / ceiling, ratio to the torch port",
            "cupy.ssd_chunked and cupy.fft_conv at T=4096: time, bandwidth / ceiling",
            "numba_cuda.gla_chunked at T=4096, H=8, K=V=64: time, FLOP rate / ceiling (no torch counterpart)",
