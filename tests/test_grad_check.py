@@ -393,6 +393,27 @@ def test_conjugated_complex_gradients_are_caught():
     assert result.status == "failed" and re.search(r"'d[ABC]'", result.counterexample.message)
 
 
+S4 = "ssm.s4.krylov_kernel"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torch_s4_passes_through_the_dense_system_and_the_dplr_path(seed):
+    from kernels.torch_ssm import torch_s4_dplr, torch_s4_krylov
+
+    for candidate in (torch_s4_krylov, torch_s4_dplr):
+        result = equiv.check(candidate, S4, grad=True, backend="torch", seed=seed, max_examples=30, progress=False)
+        assert result.passed, result
+
+
+def test_a_conjugated_input_taken_holomorphically_is_caught():
+    from kernels.torch_ssm import s4_dplr_with_q_taken_holomorphically
+
+    wrong = s4_dplr_with_q_taken_holomorphically
+    assert equiv.check(wrong, S4, backend="torch", seed=0, max_examples=20, progress=False).passed
+    result = equiv.check(wrong, S4, grad=True, backend="torch", seed=0, max_examples=40, progress=False)
+    assert result.status == "failed" and "'dQ'" in result.counterexample.message
+
+
 DELTA = "delta.delta_rule.recurrent"
 
 

@@ -10,6 +10,10 @@
 - ``s4d_with_conjugated_gradients``: the same forward, and a backward whose complex gradients are
   conjugated (JAX's convention, d/dz, read as torch's dL/dRe + i dL/dIm: the complex-A gradient
   gaps of mamba #571 are of this kind).
+- ``torch_s4_krylov``, ``torch_s4_dplr``: S4's kernel through the dense bilinear system (``_check``)
+  and through the DPLR path (``SSMKernelDPLR.forward``).
+- ``s4_dplr_with_q_taken_holomorphically``: the DPLR path with Q's gradient conjugated (Q enters
+  conjugated; a backward written for a holomorphic input gets it wrong).
 """
 
 import torch
@@ -141,3 +145,9 @@ def torch_s4_dplr(Lambda, P, Q, B, C, log_dt, length):
 
     spectrum = cauchy(c_tilde, B2) - s * cauchy(c_tilde, P2) * cauchy(q_star, B2) / (1 + s * cauchy(q_star, P2))
     return torch.fft.irfft(spectrum, n=length)
+
+
+def s4_dplr_with_q_taken_holomorphically(Lambda, P, Q, B, C, log_dt, length):
+    """S4's DPLR kernel whose backward treats Q, which enters conjugated (A = diag(Lambda) - P Q^*),
+    as a holomorphic input: Q's gradient comes back conjugated (the forward is right)."""
+    return torch_s4_dplr(Lambda, P, _Conjugated.apply(Q), B, C, log_dt, length)
