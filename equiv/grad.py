@@ -72,7 +72,7 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str, working=N
     import torch
 
     forward = without(args, gradient.cotangents)
-    inputs = {name: to_backend(value, backend, _dtype_of(gradient, name, working)) for name, value in forward.items()}
+    inputs = {name: _to_candidate(value, backend, _dtype_of(gradient, name, working)) for name, value in forward.items()}
     given = _given(gradient, args)
     for name in given:
         inputs[name] = inputs[name].requires_grad_(True)
@@ -89,7 +89,7 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str, working=N
     for out, name in zip(outputs, names):
         if not isinstance(out, torch.Tensor):
             raise UsageError(f"an output is a {type(out).__name__}, not a torch tensor", "return torch tensors")
-        cotangent = to_backend(args[name], backend, _dtype_of(gradient, name, working))
+        cotangent = _to_candidate(args[name], backend, _dtype_of(gradient, name, working))
         objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum().real  # Re for complex
     if not getattr(objective, "requires_grad", False):
         raise UsageError("no output depends on the inputs through autograd (detached, or computed outside torch)",
@@ -107,10 +107,10 @@ def _jax_grad(candidate, gradient: Gradient, args: dict, working=None) -> tuple:
     import jax.numpy as jnp
 
     forward = without(args, gradient.cotangents)
-    inputs = {name: to_backend(value, "jax", _dtype_of(gradient, name, working)) for name, value in forward.items()}
+    inputs = {name: _to_candidate(value, "jax", _dtype_of(gradient, name, working)) for name, value in forward.items()}
     given = _given(gradient, args)
     names = _cotangent_names(gradient, args)
-    cotangents = [to_backend(args[name], "jax", _dtype_of(gradient, name, working)) for name in names]
+    cotangents = [_to_candidate(args[name], "jax", _dtype_of(gradient, name, working)) for name in names]
 
     def objective(*differentiated):
         raw = candidate(**{**inputs, **dict(zip(given, differentiated))})
@@ -134,7 +134,7 @@ def _jax_grad(candidate, gradient: Gradient, args: dict, working=None) -> tuple:
 def _explicit(vjp, gradient: Gradient, args: dict, working=None) -> tuple:
     """An explicit backward's gradients, checked to be {name: array} for every input in ``wrt``
     that the draw gave; its arguments in the working dtype (None: float64)."""
-    raw = vjp(**{name: to_backend(value, "numpy", _dtype_of(gradient, name, working)) for name, value in args.items()})
+    raw = vjp(**{name: _to_candidate(value, "numpy", _dtype_of(gradient, name, working)) for name, value in args.items()})
     given = _given(gradient, args)
     if not isinstance(raw, dict):
         raise UsageError(f"the backward returned a {type(raw).__name__}, not a dict",
@@ -144,6 +144,14 @@ def _explicit(vjp, gradient: Gradient, args: dict, working=None) -> tuple:
         raise UsageError(f"the backward's dict lacks {', '.join(missing)}",
                          f"return a gradient for each of {', '.join(given)}")
     return tuple(to_numpy(raw[name]) if name in given else NOT_GIVEN for name in gradient.wrt)
+
+
+def _to_candidate(value, backend: str, dtype):
+    """``to_backend``, with a complex array in the complex type of a low precision (complex64: there
+    is none smaller), as a float one goes in the dtype."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "c" and np.dtype(dtype).itemsize < 8:
+        value = value.astype(np.complex64)
+    return to_backend(value, backend, dtype)
 
 
 def _dtype_of(gradient: Gradient, name: str, working):
@@ -159,13 +167,13 @@ def _rounded(gradient: Gradient, working, args: dict) -> dict:
     if working is None:
         return args
     return {name: round_to(value, _dtype_of(gradient, name, working))
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value for name, value in args.items()}
+            if isinstance(value, np.ndarray) and value.dtype.kind in "fc" else value for name, value in args.items()}
 
 
 def _finite_after_rounding(gradient: Gradient, working, args: dict) -> bool:
     rounded = _rounded(gradient, working, args)
     return all(np.array_equal(np.isfinite(value), np.isfinite(rounded[name])) for name, value in args.items()
-               if isinstance(value, np.ndarray) and value.dtype.kind == "f")
+               if isinstance(value, np.ndarray) and value.dtype.kind in "fc")
 
 
 def _tolerance(gradient: Gradient, working, args: dict, expected: tuple) -> Budget:
@@ -229,7 +237,8 @@ def check_grad(candidate, key: str, *, backend, max_examples, seed, inputs, time
     if unavailable is not None:
         return Result(key=key, status="error", max_error=float("nan"), budget=float("nan"), worst_ratio=float("nan"),
                       examples=0, seed=seed, dtype="float64" if working is None else working.name, backend=backend,
-                      rule=gradient.rule, reason=unavailable[0], hint=unavailable[1])
+                      rule=gradient.rule if working is None else gradient_baseline_rule(gradient, working),
+                      reason=unavailable[0], hint=unavailable[1])
     call = (f"equiv.replay_grad(candidate, {key!r}, args, backend={backend!r}, "
             f"dtype={None if working is None else working.name!r})")
     return _judge(key, gradient, lambda args: _differentiated(candidate, gradient, args, backend, working), call,
