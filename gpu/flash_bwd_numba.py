@@ -20,7 +20,9 @@ Masks are the forward's (``flash_numba``): bottom-right aligned causal and local
 key padding mask; GQA query head h reads kv head h // (H // Hkv). Inputs float32 (q, k, v, out,
 dO, dL), lse float32 as the forward returns it; everything computed in float32; the gradients
 float32. Written for Numba's CUDA simulator as well: one shared array per source line,
-``math.exp``, block-level synchronisation only.
+``math.exp``, block-level synchronisation only; and without device functions, whose typing in
+``cuda.compile_ptx`` initialises the CUDA driver (CI compiles PTX with none), so the two kernels
+each spell out the masked P and dS.
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ def dq_kernel(block_q: int, block_k: int, capacity: int):
                 c = idx - r * BK
                 i = q0 + r
                 j = k0 + c
-                ds = float32(0.0)
+                ds = float32(0.0)  # dS as the dkdv kernel forms it (module docstring: no device functions)
                 if (i < Tq and j < Tk and key_valid[b, j] != 0 and i + offset - left <= j <= i + offset + right
                         and lse_row[r] != -math.inf):
                     dot = float32(0.0)
@@ -309,7 +311,8 @@ def dq_kernel(block_q: int, block_k: int, capacity: int):
 def _check(q, k, v, cotangent, block_q, block_k):
     arrays = {name: np.asarray(x) for name, x in (("q", q), ("k", k), ("v", v), ("cotangent", cotangent))}
     if any(a.dtype != np.float32 for a in arrays.values()):
-        raise TypeError(f"q, k, v and cotangent must be float32; got {', '.join(str(a.dtype) for a in arrays.values())}")
+        dtypes = ", ".join(str(a.dtype) for a in arrays.values())
+        raise TypeError(f"q, k, v and cotangent must be float32; got {dtypes}")
     q, k, v, do = arrays.values()
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or 0 in q.shape or 0 in k.shape or 0 in v.shape:
         raise ValueError(f"q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, Dv); got {q.shape}, {k.shape}, {v.shape}")

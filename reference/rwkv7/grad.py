@@ -12,8 +12,10 @@ and, with u_t = a_t^T S_{t-1} the value the rank-one term reads and du_t = G_t^T
     dd_t = rowsum(G_t o S_{t-1}),   dS_0 = M_1^T G_1,
 
 and dw = dd d for w_kind="log" (d = exp(w)), dd for "decay", dd d log(d) for "loglog" (d =
-exp(-exp(w))); a reset (d = 0) has dw = 0 for "log" and "loglog". Verified in the tests against
-central differences and torch autograd of the recurrence.
+exp(-exp(w))); a reset (d = 0) has dw = 0 for "log" and "loglog". It is the gradient that torch
+autograd takes of fla's ``fused_recurrent_rwkv7`` recurrence and that RWKV-LM's CUDA kernels
+(``wkv7.cu``) compute backward (their state S' = S^T), in the layout of ``reference.rwkv7``. Verified in the tests against central
+differences and torch autograd of the recurrence.
 """
 
 import numpy as np

@@ -20,8 +20,11 @@ mu_l = dK_l C + Abar^T mu_{l+1},
 
     G_C = sum_l dK_l conj(v_l),   G_Abar = conj(sum_l mu_{l+1} v_l^T),   G_Bbar = conj(mu_0).
 
-Verified in the tests against central differences (complex directions for complex parameters) and
-torch autograd.
+These are the gradients training takes by autograd through ``state-spaces/s4``'s
+``models/s4/s4.py`` (``FFTConv`` and ``SSMKernelDPLR``, dense ``_check`` or fast ``forward``) and
+``models/s4/s4d.py S4DKernel``, in the layouts of ``reference.ssm``. Verified in the tests against
+central differences (complex directions for complex parameters), the complex step and torch
+autograd (both S4 paths).
 """
 
 import numpy as np
