@@ -227,6 +227,29 @@ def _decode_form(**sizes):
     return args
 
 
+def _moe_logits(B, T, E, seed=11):
+    return normal(B, T, E, seed=seed)
+
+
+def _moe_layer(B, T, D, F, E, k):
+    return dict(x=normal(B, T, D), **_moe_routing(B, T, E, k), w_gate=normal(E, D, F, seed=1) / 2,
+                w_up=normal(E, D, F, seed=2) / 2, w_down=normal(E, F, D, seed=3) / 2, capacity=2)
+
+
+MOE = dict(B=1, T=3, D=2, F=2, E=3, k=2)
+MOE_ROUTER = dict(B=1, T=3, E=3)
+
+
+def _moe_noisy(B, T, E):
+    return dict(clean_logits=_moe_logits(B, T, E), noise_logits=normal(B, T, E, seed=12), noise=normal(B, T, E, seed=13))
+
+
+def _moe_routing(B, T, E, k):
+    """Slot j of token t routed to expert (t + j) mod E, gates in (0.2, 1)."""
+    index = (np.arange(T)[None, :, None] + np.arange(k)) % max(E, 1)
+    return dict(expert_index=np.broadcast_to(index, (B, T, k)).copy(), gate=positive(B, T, k))
+
+
 def _with(build, **extra):
     return lambda s: {**build(**s), **extra}
 
@@ -551,6 +574,37 @@ CASES = {
         lambda s: dict(probs=np.abs(normal(s["B"], s["H"], s["n"])),
                        positions=np.tile(np.roll(np.arange(s["n"]), 1), (s["B"], 1)), budget=2),
         dict(B=1, H=2, n=3), ("B",)),
+    # MoE
+    "moe.topk_routing": Case(lambda s: dict(logits=_moe_logits(**s), top_k=2, normalize=True), MOE_ROUTER, ("B", "T")),
+    "moe.noisy_logits": Case(lambda s: _moe_noisy(**s), MOE_ROUTER, ("B", "T")),
+    "moe.noisy_topk_routing": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
+    "moe.switch_routing": Case(lambda s: dict(logits=_moe_logits(**s), capacity=1), MOE_ROUTER, ("B", "T")),
+    "moe.expert_choice_routing": Case(lambda s: dict(logits=_moe_logits(**s), capacity=min(1, s["T"])), MOE_ROUTER,
+                                      ("B", "T")),
+    "moe.switch_capacity": Case(lambda s: dict(tokens=64, experts=8, capacity_factor=1.25, min_capacity=4), {}),
+    "moe.apply_capacity": Case(lambda s: {**_moe_routing(**s, E=3), "capacity": 1}, dict(B=1, T=3, k=2), ("B", "T")),
+    "moe.dense_gates": Case(lambda s: {**_moe_routing(**s), "experts": s["E"]}, dict(B=1, T=3, E=3, k=2), ("B", "T")),
+    "moe.rank_experts": Case(lambda s: dict(scores=_moe_logits(**s)), MOE_ROUTER, ("B", "T")),
+    "moe.expert_ffn": Case(lambda s: dict(x=normal(s["n"], s["D"]), w_gate=normal(s["D"], s["F"], seed=1),
+                                          w_up=normal(s["D"], s["F"], seed=2), w_down=normal(s["F"], s["D"], seed=3)),
+                           dict(n=3, D=2, F=2), ("n",)),
+    "moe.moe_per_token": Case(lambda s: _moe_layer(**s), MOE, ("B", "T")),
+    "moe.moe_dispatch": Case(lambda s: _moe_layer(**s), MOE, ("B", "T")),
+    "moe.moe_in_dtype": Case(_with(_moe_layer, dtype=np.float32), MOE, ("B", "T")),
+    "moe.moe_vjp": Case(lambda s: {**_moe_layer(**s), "cotangent": normal(s["B"], s["T"], s["D"], seed=6)}, MOE,
+                        ("B", "T")),
+    "moe.moe_dispatch_vjp": Case(lambda s: {**_moe_layer(**s), "cotangent": normal(s["B"], s["T"], s["D"], seed=6)},
+                                 MOE, ("B", "T")),
+    "moe.moe_vjp_in_dtype": Case(lambda s: {**_moe_layer(**s), "dtype": np.float32,
+                                            "cotangent": normal(s["B"], s["T"], s["D"], seed=6)}, MOE, ("B", "T")),
+    "moe.load_balancing_loss": Case(lambda s: dict(logits=_moe_logits(s["B"], s["T"], s["E"]),
+                                                   expert_index=_moe_routing(**s)["expert_index"], variant="mixtral"),
+                                    dict(B=1, T=3, E=3, k=2), ("B", "T")),
+    "moe.router_z_loss": Case(lambda s: dict(logits=_moe_logits(**s)), MOE_ROUTER, ("B", "T")),
+    "moe.importance_loss": Case(lambda s: {**_moe_routing(**s), "experts": s["E"]}, dict(B=1, T=3, E=3, k=2),
+                                ("B", "T")),
+    "moe.smooth_load": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
+    "moe.load_loss": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
 }
 
 
@@ -664,6 +718,17 @@ ALLOWED = {
     **{(f, "q", "axis 1 +1"): "Tq is independent of Tk" for f in SOFTMAX},
     ("tova_select", "probs", "axis 1 +1"): "any head count (TOVA averages over heads)",
     **{(f, "v", "axis 3 +1"): "any Dv" for f in SOFTMAX + DECODE_FNS},
+    ("*_routing", "logits", "axis * +1"): "any B, T and E (>= top_k)",
+    ("*", "clean_logits", "axis * +1"): "any B, T and E, when noise_logits and noise match",
+    ("rank_experts", "scores", "[an][xd]*"): "(..., E): any shape",
+    ("apply_capacity", "capacity", "None"): "capacity None: no limit",
+    ("switch_routing", "capacity", "None"): "capacity None: no limit",
+    ("moe_*", "capacity", "None"): "capacity None: no limit",
+    ("load_balancing_loss", "logits", "axis 2 +1"): "any E above the chosen experts",
+    ("load_balancing_loss", "expert_index", "axis 2 +1"): "any number of slots k",
+    ("router_z_loss", "logits", "axis * +1"): "any B, T and E",
+    ("expert_ffn", "x", "axis 0 +1"): "any number of rows n",
+    ("dense_gates", "experts", "*"): "experts: any count above the routing's indices",
 }
 
 
