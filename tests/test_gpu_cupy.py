@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mutants import gpu_cupy as wrong
 from seqcheck import equiv
-from seqcheck.gpu import conv_cupy, eviction_cupy, ssd_cupy
+from seqcheck.gpu import conv_cupy, eviction_cupy, moe_cupy, ssd_cupy
 from seqcheck.equiv import implementations
 from seqcheck.gpu.xp import array_module, to_host
 from seqcheck.reference.eviction import argmin_highest_index, topk_lowest_index
@@ -25,7 +25,7 @@ def test_the_cupy_implementations_are_registered():
     dtypes = {impl.form: impl.dtypes for impl in CUPY}
     assert dtypes == {"mamba.ssd.chunked": ("float32", "float16"), "ssm.lti.fft": ("float32", "float16"),
                       "eviction.tova.decode": ("float64",), "eviction.h2o.decode": ("float64",),
-                      "eviction.window.decode": ("float64",)}
+                      "eviction.window.decode": ("float64",), "moe.layer.dispatch": ("float32", "float16")}
 
 
 def test_array_module_is_numpy_without_a_gpu_and_helpers_pass_numpy_through():
@@ -43,7 +43,8 @@ def test_array_module_is_numpy_without_a_gpu_and_helpers_pass_numpy_through():
     (ssd_cupy.ssd_chunked, "mamba.ssd.chunked"),
     (conv_cupy.lti_fft, "ssm.lti.fft"),
     (conv_cupy.s4d_kernel, "ssm.s4d.kernel"),
-], ids=["ssd", "lti_fft", "s4d_kernel"])
+    (moe_cupy.moe_dispatch, "moe.layer.dispatch"),
+], ids=["ssd", "lti_fft", "s4d_kernel", "moe_dispatch"])
 def test_float64_inputs_meet_the_derived_float64_bound(candidate, key):
     result = equiv.check(candidate, key, seed=0, max_examples=50)
     assert result.passed, str(result)
@@ -96,6 +97,7 @@ MUTANTS = [
     (wrong.ssd_last_chunk_unwritten, "mamba.ssd.chunked", "float32"),
     (wrong.fft_circular, "ssm.lti.fft", "float32"),
     (wrong.tova_argmax_eviction, "eviction.tova.decode", None),
+    (wrong.moe_capacity_never_enforced, "moe.layer.dispatch", "float32"),
 ]
 
 

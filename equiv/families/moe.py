@@ -211,6 +211,24 @@ register_claim(Claim(
 ))
 
 
+def _cupy_moe_inputs(simulated: bool):
+    """On NumPy the form's sizes; on a GPU also T up to 512 tokens, D and F up to 256, E up to 64."""
+    if where("cupy") != "gpu":
+        return moe_inputs(form="layer")
+    return moe_inputs(form="layer", seq_len=st.integers(1, 512), model_dim=st.sampled_from([16, 64, 128, 256]),
+                      hidden=st.sampled_from([32, 128, 256]), experts=st.sampled_from([1, 4, 8, 64]))
+
+
+register_implementation(Implementation(
+    name="cupy.moe_dispatch",
+    form="moe.layer.dispatch",
+    target="moe_cupy:moe_dispatch",
+    runtime="cupy",
+    dtypes=("float32", "float16"),
+    inputs=_cupy_moe_inputs,
+))
+
+
 # ----------------------------------------------------------------------------- the layer's gradient
 
 GRADIENT_WRT = ("x", "gate", "w_gate", "w_up", "w_down")

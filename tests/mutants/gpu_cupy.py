@@ -5,7 +5,8 @@ each rejected by ``equiv.check`` (or, for the tie rule, by the reference selecti
 - chunked SSD whose output write skips the last chunk (caught by the NaN-filled output);
 - FFT convolution without zero padding (n = T: a circular convolution that wraps around);
 - top-k with the highest-index tie rule (the opposite of the project's);
-- TOVA that evicts the highest score (argmax) instead of keeping the top k.
+- TOVA that evicts the highest score (argmax) instead of keeping the top k;
+- the MoE dispatch form whose queue positions come from a cumsum over a singleton axis (never drops).
 
 They reuse the real modules' steps and replace one, so the rest is the code under test.
 """
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from seqcheck.gpu import conv_cupy, eviction_cupy, ssd_cupy
+from seqcheck.gpu import conv_cupy, eviction_cupy, moe_cupy, ssd_cupy
 from seqcheck.gpu.xp import array_module, compute_dtype, nan_filled, to_device, to_host
 from seqcheck.reference.eviction import TOVA, simulate_decoding
 
@@ -93,3 +94,21 @@ def tova_argmax_eviction(q, k, v, *, budget, prefill_len=0, rope=None, rope_base
     res = simulate_decoding(q, k, v, policy=_ArgmaxTOVA(), budget=budget, prefill_len=prefill_len, rope=rope,
                             rope_base=rope_base, position_offset=position_offset, scale=scale, return_rows=False)
     return res.outputs, res.kept.astype(np.float64)
+
+
+def _locations_over_a_singleton_axis(index, capacity, E, xp):
+    """Step 1 with the cumulative count over a singleton axis (HF transformers PR #48421): every
+    queue position 0, so no slot is ever dropped."""
+    order, _ = moe_cupy.locate(index, None, E, xp)
+    return order, order >= 0
+
+
+def moe_capacity_never_enforced(x, expert_index, gate, w_gate, w_up, w_down, *, capacity=None):
+    """The dispatch form whose capacity never drops a token."""
+    xp = array_module(None)
+    work = compute_dtype(x.dtype)
+    args = [to_device(a, xp, work) for a in (x, gate, w_gate, w_up, w_down)]
+    index = to_device(expert_index, xp).astype(xp.int64)
+    y = moe_cupy.moe_dispatch_device(args[0], index, *args[1:], capacity, xp,
+                                     locate_slots=_locations_over_a_singleton_axis)
+    return to_host(y.astype(x.dtype))
