@@ -7,12 +7,13 @@ has several experts, the other originals' conventions (torch's unbiased variance
 tokens for expert choice, softmax over all experts before top-k)."""
 
 import numpy as np
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp, softmax, softplus
+from scipy.stats import norm
 
 from seqcheck.reference import moe
 from seqcheck.reference.moe.layer import _prepare, dispatch_plan, expert_ffn
-from seqcheck.reference.moe.losses import load_balancing_loss, smooth_load
-from seqcheck.reference.moe.routing import apply_capacity, noisy_logits, rank_experts
+from seqcheck.reference.moe.losses import load_balancing_loss
+from seqcheck.reference.moe.routing import noisy_logits, rank_experts
 
 
 def _grouped(x, index, gate, w_gate, w_up, w_down, capacity, *, weights_of=None):
@@ -139,9 +140,6 @@ def importance_with_unbiased_variance(expert_index, gate, *, experts):
 def load_with_the_kth_threshold_for_every_expert(clean_logits, noise_logits, noise, *, top_k):
     """Every expert compared with the k-th largest noisy logit, its own among them: the k-th
     expert's P is Phi(0) = 1/2 instead of the probability that it stays in the top k."""
-    from scipy.special import softplus
-    from scipy.stats import norm
-
     H = noisy_logits(clean_logits, noise_logits, noise)
     if top_k == H.shape[2]:
         return 0.0
