@@ -4,7 +4,8 @@ Every keyword takes a strategy, a ``range`` or a fixed value (``fixed_or``). ``f
 "layer" (x, a routing drawn from a router, SwiGLU expert weights, a capacity), "topk", "noisy",
 "switch" and "expert_choice" (a router's logits and options), "balance" (logits and a top-k
 routing of them, for the load-balancing loss), "z" (logits), "importance" (a routing and the
-expert count) or "load" (noisy top-k's three inputs).
+expert count), "load" (noisy top-k's three inputs), "colt5_ffn" or "colt5_attention" (x, router
+scores, the light and heavy branches' weights, the routed counts).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from seqcheck.properties.arrays import Sized, fixed_or, generators, head_dims, l
 from seqcheck.reference.moe import expert_choice_routing, switch_routing, topk_routing
 from seqcheck.reference.moe.losses import VARIANTS
 
-FORMS = ("layer", "topk", "noisy", "switch", "expert_choice", "balance", "z", "importance", "load")
+FORMS = ("layer", "topk", "noisy", "switch", "expert_choice", "balance", "z", "importance", "load", "colt5_ffn",
+         "colt5_attention")
 ROUTERS = ("topk", "switch", "expert_choice")
 
 EXPERTS = Sized(range(1, 7), (8, 16, 64), "1..6 (large: 8, 16, 64)")
@@ -50,6 +52,9 @@ def moe_inputs(
     logit_scale=st.sampled_from([1.0, 10.0]),
     style=st.sampled_from(STYLES),
     variant=st.sampled_from(VARIANTS),
+    routed=None,
+    heads=st.integers(1, 3),
+    window=None,
 ):
     """Keyword arguments of an MoE form: logits (B, T, E) = ``logit_scale`` times values of
     ``style`` ("integers": exact ties, which the tie rule orders), and for the layer x (B, T, D),
@@ -72,6 +77,9 @@ def moe_inputs(
         logit_scale: the logits' scale (10: near one-hot routing).
         style: the value style of logits and x (properties.arrays.STYLES).
         variant: the load-balancing loss's published variant ("switch", "hf_switch", "mixtral").
+        routed: CoLT5's routed tokens per row k (attention: k_q and k_kv; None: 0..T).
+        heads: CoLT5 attention's heads per branch.
+        window: CoLT5's light attention window per side (None: 1..T).
     """
     if form not in FORMS:
         raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
@@ -95,6 +103,9 @@ def moe_inputs(
         return {"logits": logits, "capacity": draw(fixed_or(st.integers(0, T) if capacity is None else capacity))}
     if form == "balance":
         return {"logits": logits, "expert_index": topk_routing(logits, top_k=k)[0], "variant": draw(fixed_or(variant))}
+    if form.startswith("colt5"):
+        return _colt5(draw, form, rng, kind, B, T, draw(sized(model_dim, tier)), draw(sized(hidden, tier)),
+                      routed, heads, window)
     which = draw(fixed_or(router))
     if form == "importance":
         index, gate = _routing(which, logits, k, True, T)
@@ -106,3 +117,23 @@ def moe_inputs(
             "w_gate": rng.standard_normal((E, D, F)) / np.sqrt(D), "w_up": rng.standard_normal((E, D, F)) / np.sqrt(D),
             "w_down": rng.standard_normal((E, F, D)) / np.sqrt(F),
             "capacity": None if which != "topk" else cap}
+
+
+def _colt5(draw, form, rng, kind, B, T, D, F, routed, heads, window):
+    """CoLT5's arguments: scores U(0, 1) (a soft top-k's range), weights N(0, 1) / sqrt(fan-in)."""
+    count = st.integers(0, T) if routed is None else routed
+    x = values(rng, kind, (B, T, D))
+    if form == "colt5_ffn":
+        F_heavy = draw(st.integers(1, 2 * F))
+        weights = {f"{branch}_{part}": rng.standard_normal(shape) / np.sqrt(shape[0])
+                   for branch, hidden in (("light", F), ("heavy", F_heavy))
+                   for part, shape in (("gate", (D, hidden)), ("up", (D, hidden)), ("down", (hidden, D)))}
+        return {"x": x, "scores": rng.random((B, T)), **weights, "k": draw(fixed_or(count))}
+    branches = {}
+    for branch in ("light", "heavy"):
+        H, d = draw(fixed_or(heads)), draw(st.integers(1, 4))
+        branches[f"{branch}_qkv"] = rng.standard_normal((3, D, H, d)) / np.sqrt(D)
+        branches[f"{branch}_out"] = rng.standard_normal((H, d, D)) / np.sqrt(H * d)
+    return {"x": x, "q_scores": rng.random((B, T)), "kv_scores": rng.random((B, T)), **branches,
+            "window": draw(fixed_or(st.integers(1, max(T, 1)) if window is None else window)),
+            "k_q": draw(fixed_or(count)), "k_kv": draw(fixed_or(count))}

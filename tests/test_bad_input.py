@@ -244,6 +244,19 @@ def _moe_noisy(B, T, E):
     return dict(clean_logits=_moe_logits(B, T, E), noise_logits=normal(B, T, E, seed=12), noise=normal(B, T, E, seed=13))
 
 
+def _colt5_ffn(B, T, D, F, G):
+    return dict(x=normal(B, T, D), scores=positive(B, T), light_gate=normal(D, F, seed=1), light_up=normal(D, F, seed=2),
+                light_down=normal(F, D, seed=3), heavy_gate=normal(D, G, seed=4), heavy_up=normal(D, G, seed=5),
+                heavy_down=normal(G, D, seed=6), k=min(2, T))
+
+
+def _colt5_attention(B, T, D, H, d, G, e):
+    return dict(x=normal(B, T, D), q_scores=positive(B, T), kv_scores=positive(B, T, seed=1),
+                light_qkv=normal(3, D, H, d, seed=2), light_out=normal(H, d, D, seed=3),
+                heavy_qkv=normal(3, D, G, e, seed=4), heavy_out=normal(G, e, D, seed=5), window=1, k_q=min(2, T),
+                k_kv=min(2, T))
+
+
 def _moe_routing(B, T, E, k):
     """Slot j of token t routed to expert (t + j) mod E, gates in (0.2, 1)."""
     index = (np.arange(T)[None, :, None] + np.arange(k)) % max(E, 1)
@@ -604,6 +617,14 @@ CASES = {
     "moe.importance_loss": Case(lambda s: {**_moe_routing(**s), "experts": s["E"]}, dict(B=1, T=3, E=3, k=2),
                                 ("B", "T")),
     "moe.smooth_load": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
+    "moe.routed_mask": Case(lambda s: dict(scores=positive(s["B"], s["T"]), k=min(2, s["T"])), dict(B=1, T=3),
+                            ("B", "T")),
+    "moe.colt5_ffn": Case(lambda s: _colt5_ffn(**s), dict(B=1, T=3, D=2, F=2, G=3), ("B", "T")),
+    "moe.colt5_attention": Case(lambda s: _colt5_attention(**s), dict(B=1, T=3, D=2, H=2, d=2, G=1, e=3), ("B", "T")),
+    "moe.multi_head": Case(lambda s: dict(x_q=normal(s["B"], s["T"], s["D"]), x_kv=normal(s["B"], s["S"], s["D"], seed=1),
+                                          qkv=normal(3, s["D"], s["H"], s["d"], seed=2),
+                                          out=normal(s["H"], s["d"], s["D"], seed=3), value_scale=positive(s["B"], s["S"])),
+                           dict(B=1, T=2, S=3, D=2, H=2, d=2), ("B", "T", "S")),
     "moe.load_loss": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
 }
 
@@ -729,6 +750,10 @@ ALLOWED = {
     ("router_z_loss", "logits", "axis * +1"): "any B, T and E",
     ("expert_ffn", "x", "axis 0 +1"): "any number of rows n",
     ("dense_gates", "experts", "*"): "experts: any count above the routing's indices",
+    ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
+    ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
+    ("multi_head", "x_kv", "axis 1 +1"): "any number of keys m, when value_scale matches",
+    ("colt5_*", "x", "axis 1 +1"): "x's T: the scores mismatch names x",
 }
 
 

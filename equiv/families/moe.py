@@ -24,6 +24,8 @@ within the number of its operations times u relatively (``loss_bound``).
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from hypothesis import strategies as st
 from scipy.special import expit, logsumexp, softmax
@@ -39,6 +41,27 @@ from seqcheck.reference.arith import U64
 from seqcheck.reference.eviction import topk_lowest_index
 
 LAYER_DATA = ("x", "gate", "w_gate", "w_up", "w_down")
+
+COMMON = ("size", "batch", "seq_len", "style")
+USED = {
+    "layer": COMMON + ("model_dim", "hidden", "experts", "top_k", "normalize", "router", "capacity", "logit_scale"),
+    "topk": COMMON + ("experts", "top_k", "normalize", "logit_scale"),
+    "noisy": COMMON + ("experts", "top_k", "logit_scale"),
+    "load": COMMON + ("experts", "top_k", "logit_scale"),
+    "switch": COMMON + ("experts", "capacity", "logit_scale"),
+    "expert_choice": COMMON + ("experts", "capacity", "logit_scale"),
+    "balance": COMMON + ("experts", "top_k", "logit_scale", "variant"),
+    "z": COMMON + ("experts", "logit_scale"),
+    "importance": COMMON + ("experts", "top_k", "router", "logit_scale"),
+    "colt5_ffn": COMMON + ("model_dim", "hidden", "routed"),
+    "colt5_attention": COMMON + ("model_dim", "routed", "heads", "window"),
+}
+
+
+def inputs_of(form: str):
+    """``moe_inputs`` for one form, listing only the options it uses."""
+    options = [name for name in inspect.signature(moe_inputs).parameters if name not in ("draw", "form")]
+    return for_form(moe_inputs, form, unused=tuple(name for name in options if name not in USED[form]))
 LAYER_AXES = (("batch", "token", "channel"),)
 
 
@@ -95,7 +118,7 @@ def _plain(args: dict, dtype) -> tuple:
 register_form(Form(
     key="moe.layer.per_token",
     fn=ref.moe_per_token,
-    inputs=for_form(moe_inputs, "layer"),
+    inputs=inputs_of("layer"),
     bound=layer_bound,
     rule=LAYER_RULE,
     statement="the MoE layer's definition: every kept slot's SwiGLU expert on its token alone, scaled by its gate",
@@ -109,7 +132,7 @@ register_form(Form(
 register_form(Form(
     key="moe.layer.dispatch",
     fn=ref.moe_dispatch,
-    inputs=for_form(moe_inputs, "layer"),
+    inputs=inputs_of("layer"),
     bound=layer_bound,
     rule=LAYER_RULE,
     statement="the dispatch form (queue positions by a cumulative count, slots sorted by expert, one product per "
@@ -342,7 +365,7 @@ for key, fn, form, statement in (
          "expert -1 and gate 0"),
         ("moe.routing.expert_choice", ref.expert_choice_routing, "expert_choice",
          "expert choice: every expert takes the capacity tokens of highest softmax score (ties to the earlier token)")):
-    register_form(Form(key=key, fn=fn, inputs=for_form(moe_inputs, form), bound=routing_bound, rule=ROUTING_RULE,
+    register_form(Form(key=key, fn=fn, inputs=inputs_of(form), bound=routing_bound, rule=ROUTING_RULE,
                        statement=statement, outputs=("expert_index", "gate"), axes=ROUTING_AXES))
 
 
@@ -523,7 +546,7 @@ LOSS_FORMS = (
 )
 
 for key, fn, form, bound, rule, statement in LOSS_FORMS:
-    register_form(Form(key=key, fn=fn, inputs=for_form(moe_inputs, form), bound=bound, rule=rule,
+    register_form(Form(key=key, fn=fn, inputs=inputs_of(form), bound=bound, rule=rule,
                        statement=statement, outputs=("loss",), axes=(("value",),)))
 
 
@@ -692,4 +715,185 @@ register_claim(Claim(
     bound=lambda args, expected: (cv_bound(np.shape(args["clean_logits"])[0] * np.shape(args["clean_logits"])[1] + 2,
                                            np.shape(args["clean_logits"])[2], float(expected[0][0])),),
     rule="the CV^2 bound of counts",
+))
+
+
+# ----------------------------------------------------------------------------- CoLT5
+
+
+def _colt5_as_moe(args: dict) -> dict:
+    """CoLT5's FFN as a two-expert MoE layer: expert 0 the light FFN at gate 1 on every token,
+    expert 1 the heavy one at gate s on the routed tokens; the hidden sizes padded with zeros
+    (exact: silu(0) 0 = 0)."""
+    x, s = np.asarray(args["x"], dtype=np.float64), np.asarray(args["scores"], dtype=np.float64)
+    B, T, D = x.shape
+    F = max(np.shape(args["light_gate"])[1], np.shape(args["heavy_gate"])[1])
+
+    def stacked(part, axis):
+        pads = [np.asarray(args[f"{branch}_{part}"], dtype=np.float64) for branch in ("light", "heavy")]
+        widths = [[(0, 0), (0, 0)] for _ in pads]
+        for pad, width in zip(pads, widths):
+            width[axis] = (0, F - pad.shape[axis])
+        return np.stack([np.pad(pad, width) for pad, width in zip(pads, widths)])
+
+    routed = ref.routed_mask(s, args["k"])
+    index = np.stack([np.zeros((B, T), dtype=np.int64), np.where(routed, 1, -1)], axis=-1)
+    gate = np.stack([np.ones((B, T)), np.where(routed, s, 0.0)], axis=-1)
+    return {"x": x, "expert_index": index, "gate": gate, "w_gate": stacked("gate", 1), "w_up": stacked("up", 1),
+            "w_down": stacked("down", 0), "capacity": None}
+
+
+def colt5_ffn_bound(args: dict, expected: tuple = ()) -> tuple:
+    """The MoE layer's bound of the two-expert layer CoLT5's FFN is."""
+    return layer_bound(_colt5_as_moe(args))
+
+
+COLT5_FFN_RULE = "the MoE layer's bound of the two-expert layer (light at gate 1, heavy at gate s on the routed)"
+
+register_form(Form(
+    key="moe.colt5.ffn",
+    fn=ref.colt5_ffn,
+    inputs=inputs_of("colt5_ffn"),
+    bound=colt5_ffn_bound,
+    rule=COLT5_FFN_RULE,
+    statement="CoLT5's conditional feed-forward: the light FFN on every token plus the heavy FFN on the k top-scored "
+              "tokens of each row, scaled by their scores",
+    data_args=("x", "scores", "light_gate", "light_up", "light_down", "heavy_gate", "heavy_up", "heavy_down"),
+    axes=LAYER_AXES,
+))
+
+register_claim(Claim(
+    key="moe.colt5.ffn_as_moe",
+    statement="CoLT5's conditional FFN is a two-expert MoE layer: light at gate 1 on every token, heavy at gate s_t "
+              "on the row's top-k scores (ties to the earlier token)",
+    subject="moe.colt5.ffn",
+    default_impl=ref.colt5_ffn,
+    relation=lambda impl, args: ((np.asarray(impl(**args)),), (ref.moe_per_token(**_colt5_as_moe(args)),)),
+    inputs=lambda: moe_inputs(form="colt5_ffn"),
+    bound=colt5_ffn_bound,
+    rule=COLT5_FFN_RULE,
+))
+
+
+def _colt5_ffn_dense(impl, args: dict) -> tuple:
+    """k = T: light + s * heavy on every token, no gather."""
+    x, s = np.asarray(args["x"], dtype=np.float64), np.asarray(args["scores"], dtype=np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    light = ref.expert_ffn(flat, args["light_gate"], args["light_up"], args["light_down"]).reshape(x.shape)
+    heavy = ref.expert_ffn(flat, args["heavy_gate"], args["heavy_up"], args["heavy_down"]).reshape(x.shape)
+    return (np.asarray(impl(**{**args, "k": x.shape[1]})),), (light + s[..., None] * heavy,)
+
+
+register_claim(Claim(
+    key="moe.colt5.ffn_all_routed",
+    statement="CoLT5's FFN with k = T is the dense light + s * heavy computation",
+    subject="moe.colt5.ffn",
+    default_impl=ref.colt5_ffn,
+    relation=_colt5_ffn_dense,
+    inputs=lambda: moe_inputs(form="colt5_ffn"),
+    bound=lambda args, expected: colt5_ffn_bound({**args, "k": np.shape(args["x"])[1]}),
+    rule=COLT5_FFN_RULE + " at k = T",
+))
+
+
+def _heads_magnitude(x_q, x_kv, qkv, out, visible, value_scale):
+    """(M_y (B, n_q, D), n) of multi-head attention: the magnitudes Qm, Km, Vm of the projections,
+    S_ij = scale Qm_i . Km_j, M_o = sum_j P_ij (Vm_j + |o_i|) (1 + S_ij + max_j S_ij),
+    M_y = sum_h (M_o + |o|) |W_o|; n = D + d + n_kv + H d + 16 the longest chain (module docstring)."""
+    D, H, d = qkv.shape[1:]
+    scale = d ** -0.5
+    project = lambda a, w: np.einsum("btd,dhe->bthe", a, w)  # noqa: E731
+    q, k, v = project(x_q, qkv[0]), project(x_kv, qkv[1]), project(x_kv, qkv[2]) * value_scale[..., None, None]
+    Qm, Km = project(np.abs(x_q), np.abs(qkv[0])), project(np.abs(x_kv), np.abs(qkv[1]))
+    Vm = project(np.abs(x_kv), np.abs(qkv[2])) * np.abs(value_scale)[..., None, None]
+    scores = np.where(visible[..., None], scale * np.einsum("bihe,bjhe->bijh", q, k), -np.inf)
+    weights = np.exp(scores - scores.max(axis=2, keepdims=True, initial=-np.inf))
+    with np.errstate(invalid="ignore"):
+        P = np.nan_to_num(weights / weights.sum(axis=2, keepdims=True))
+    o = np.einsum("bijh,bjhe->bihe", P, v)
+    S = np.where(visible[..., None], scale * np.einsum("bihe,bjhe->bijh", Qm, Km), 0.0)
+    M_o = np.einsum("bijh,bijh,bjhe->bihe", P, 1 + S + S.max(axis=2, keepdims=True, initial=0.0), Vm) + np.abs(o) * (
+        P * (1 + S + S.max(axis=2, keepdims=True, initial=0.0))).sum(axis=2)[..., None]
+    return np.einsum("bihe,hed->bid", M_o + np.abs(o), np.abs(out)), D + d + x_kv.shape[1] + H * d + 16
+
+
+def colt5_attention_bound(args: dict, expected: tuple = ()) -> tuple:
+    """2 n u (M_light + |s_q| M_heavy at the routed queries) per position (``_heads_magnitude``)."""
+    x = np.asarray(args["x"], dtype=np.float64)
+    B, T, _ = x.shape
+    t = np.arange(T)
+    local = np.broadcast_to(np.abs(t[:, None] - t[None, :]) <= args["window"], (B, T, T))
+    light, n_light = _heads_magnitude(x, x, np.asarray(args["light_qkv"]), np.asarray(args["light_out"]), local,
+                                      np.ones((B, T)))
+    rows = np.arange(B)[:, None]
+    queries = np.nonzero(ref.routed_mask(args["q_scores"], args["k_q"]))[1].reshape(B, -1)
+    keys = np.nonzero(ref.routed_mask(args["kv_scores"], args["k_kv"]))[1].reshape(B, -1)
+    s_q, s_kv = np.asarray(args["q_scores"]), np.asarray(args["kv_scores"])
+    heavy, n_heavy = _heads_magnitude(x[rows, queries], x[rows, keys], np.asarray(args["heavy_qkv"]),
+                                      np.asarray(args["heavy_out"]), np.ones((B, queries.shape[1], keys.shape[1]), bool),
+                                      s_kv[rows, keys])
+    M = light.copy()
+    M[rows, queries] += np.abs(s_q[rows, queries])[..., None] * heavy
+    return (2 * max(n_light, n_heavy) * U64 * per_position(M),)
+
+
+COLT5_ATTENTION_RULE = ("derived float64 bound: 2 (D + d + n_kv + H d + 16) u (M_light + |s_q| M_heavy), M per head "
+                        "sum_j P_ij (Vm_j + |o_i|) (1 + S_ij + max S) through |W_o|, S the scores' magnitudes")
+
+register_form(Form(
+    key="moe.colt5.attention",
+    fn=ref.colt5_attention,
+    inputs=inputs_of("colt5_attention"),
+    bound=colt5_attention_bound,
+    rule=COLT5_ATTENTION_RULE,
+    statement="CoLT5's conditional attention: local attention for every token plus, for the routed queries, full "
+              "attention over the routed keys and values (values scaled by their kv scores), scaled by the query's "
+              "score",
+    data_args=("x", "q_scores", "kv_scores", "light_qkv", "light_out", "heavy_qkv", "heavy_out"),
+    axes=LAYER_AXES,
+))
+
+
+def _attention_dense(args: dict, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Light + the heavy attention of every query over the keys of ``keys`` (key padding mask),
+    scaled by s_q where ``queries``, without gathering."""
+    x = np.asarray(args["x"], dtype=np.float64)
+    w = args["window"]
+    light = ref.multi_head(x, x, np.asarray(args["light_qkv"]), np.asarray(args["light_out"]), window=(w, w))
+    heavy = ref.multi_head(x, x, np.asarray(args["heavy_qkv"]), np.asarray(args["heavy_out"]),
+                           value_scale=np.asarray(args["kv_scores"]), key_padding_mask=keys)
+    return light + np.where(queries, args["q_scores"], 0.0)[..., None] * heavy
+
+
+register_claim(Claim(
+    key="moe.colt5.attention_masked_dense",
+    statement="CoLT5's routed attention equals dense attention over all tokens with the unrouted keys masked out and "
+              "the unrouted queries' heavy output zeroed: routed queries see routed keys only",
+    subject="moe.colt5.attention",
+    default_impl=ref.colt5_attention,
+    relation=lambda impl, args: ((np.asarray(impl(**args)),), (_attention_dense(
+        args, ref.routed_mask(args["q_scores"], args["k_q"]), ref.routed_mask(args["kv_scores"], args["k_kv"])),)),
+    inputs=lambda: moe_inputs(form="colt5_attention"),
+    bound=lambda args, expected: tuple(2 * b for b in colt5_attention_bound(args)),
+    rule=COLT5_ATTENTION_RULE + ", doubled (the dense form sums over all T keys, masked)",
+))
+
+
+def _attention_all_routed(impl, args: dict) -> tuple:
+    T = np.shape(args["x"])[1]
+    everything = np.ones(np.shape(args["q_scores"]), dtype=bool)
+    return (np.asarray(impl(**{**args, "k_q": T, "k_kv": T})),), (_attention_dense(args, everything, everything),)
+
+
+register_claim(Claim(
+    key="moe.colt5.attention_all_routed",
+    statement="CoLT5's attention with k_q = k_kv = T is local attention plus s_q times full attention with values "
+              "scaled by s_kv",
+    subject="moe.colt5.attention",
+    default_impl=ref.colt5_attention,
+    relation=_attention_all_routed,
+    inputs=lambda: moe_inputs(form="colt5_attention"),
+    bound=lambda args, expected: tuple(2 * b for b in colt5_attention_bound(
+        {**args, "k_q": np.shape(args["x"])[1], "k_kv": np.shape(args["x"])[1]})),
+    rule=COLT5_ATTENTION_RULE + ", doubled, at k = T",
 ))

@@ -148,7 +148,49 @@ def load_with_the_kth_threshold_for_every_expert(clean_logits, noise_logits, noi
     return float(load.var() / load.mean() ** 2) if load.mean() else 0.0
 
 
+def _ffn_rows(x, w_gate, w_up, w_down):
+    return expert_ffn(x.reshape(-1, x.shape[-1]), w_gate, w_up, w_down).reshape(x.shape)
+
+
+def colt5_ffn_routed_over_the_whole_batch(x, scores, light_gate, light_up, light_down, heavy_gate, heavy_up,
+                                          heavy_down, *, k):
+    """The top B k scores of the flattened batch routed, not the top k of each row."""
+    B, T, _ = x.shape
+    flat = np.zeros(B * T, dtype=bool)
+    flat[np.argsort(-scores.ravel(), kind="stable")[:B * k]] = True
+    routed = flat.reshape(B, T)
+    heavy = _ffn_rows(x, heavy_gate, heavy_up, heavy_down)
+    return _ffn_rows(x, light_gate, light_up, light_down) + np.where(routed, scores, 0.0)[..., None] * heavy
+
+
+def colt5_ffn_heavy_unscaled(x, scores, light_gate, light_up, light_down, heavy_gate, heavy_up, heavy_down, *, k):
+    """The heavy branch's output added without its router score."""
+    routed = moe.routed_mask(scores, k)
+    return (_ffn_rows(x, light_gate, light_up, light_down)
+            + routed[..., None] * _ffn_rows(x, heavy_gate, heavy_up, heavy_down))
+
+
+def colt5_attention_over_every_key(x, q_scores, kv_scores, light_qkv, light_out, heavy_qkv, heavy_out, *, window,
+                                   k_q, k_kv):
+    """The routed queries attend to every key, the kv routing forgotten."""
+    return moe.colt5_attention(x, q_scores, kv_scores, light_qkv, light_out, heavy_qkv, heavy_out, window=window,
+                               k_q=k_q, k_kv=x.shape[1])
+
+
+def colt5_attention_causal_light(x, q_scores, kv_scores, light_qkv, light_out, heavy_qkv, heavy_out, *, window,
+                                 k_q, k_kv):
+    """The light local attention made causal (a decoder's habit; CoLT5 is an encoder)."""
+    routed = moe.colt5_attention(x, q_scores, kv_scores, light_qkv, light_out, heavy_qkv, heavy_out, window=window,
+                                 k_q=k_q, k_kv=k_kv)
+    return (routed - moe.multi_head(x, x, light_qkv, light_out, window=(window, window))
+            + moe.multi_head(x, x, light_qkv, light_out, window=(window, 0)))
+
+
 MUTANTS = {
+    "moe.colt5.ffn_as_moe": colt5_ffn_routed_over_the_whole_batch,
+    "moe.colt5.ffn_all_routed": colt5_ffn_heavy_unscaled,
+    "moe.colt5.attention_masked_dense": colt5_attention_over_every_key,
+    "moe.colt5.attention_all_routed": colt5_attention_causal_light,
     "moe.layer.dispatch == moe.layer.per_token": dispatch_with_capacity_never_enforced,
     "moe.layer.identical_experts": dispatch_without_gates,
     "moe.layer.dense_mixture": dispatch_unpermuted_by_the_permutation,
