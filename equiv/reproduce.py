@@ -34,6 +34,9 @@ def rebuild(obj) -> tuple[list[str], str]:
         module, factory, arguments = recipe
         imports, parts = [f"from {module} import {factory}"], []
         for argument in arguments:
+            if argument is None or isinstance(argument, (bool, int, float, str)):
+                parts.append(repr(argument))
+                continue
             lines, expression = rebuild(argument)
             imports += lines
             parts.append(expression)
@@ -82,6 +85,16 @@ def source_of_args(args: dict) -> str:
     return "\n".join(lines)
 
 
+def imports_of_args(args: dict) -> list[str]:
+    """The imports the arguments' source needs: those of values rebuilt by their recipe (a
+    ``__seqcheck_recipe__``: (module, factory, arguments), as the Jamba stack's weights)."""
+    found = []
+    for value in args.values():
+        if getattr(value, "__seqcheck_recipe__", None) is not None:
+            found += [line for line in rebuild(value)[0] if line not in found]
+    return found
+
+
 def reproducer_source(*, title: str, call: str, args: dict, candidate) -> str:
     """A script that rebuilds ``candidate`` (None: the claim's own reference), replays ``call``
     on ``args``, prints the comparison and exits 1 while it fails."""
@@ -91,6 +104,7 @@ def reproducer_source(*, title: str, call: str, args: dict, candidate) -> str:
         body = [f"candidate = {expression}"]
     except ValueError as error:
         imports, body = [], [f"candidate = None  # {error}; put the implementation under test here"]
+    imports += [line for line in imports_of_args(args) if line not in imports]
     return "\n".join(head + imports + [""] + body + [source_of_args(args), f"comparison = {call}", "print(comparison)",
                                                      "raise SystemExit(0 if comparison.passed else 1)", ""])
 
@@ -179,6 +193,8 @@ def _literal(value) -> str:
         return "(" + "".join(_literal(v) + ", " for v in value) + ")"
     if isinstance(value, float):
         return _scalar(value)
+    if getattr(value, "__seqcheck_recipe__", None) is not None:
+        return rebuild(value)[1]
     return repr(value)
 
 

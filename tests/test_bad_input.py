@@ -257,6 +257,18 @@ def _colt5_attention(B, T, D, H, d, G, e):
                 k_kv=min(2, T))
 
 
+def _jamba(B, T, name="x"):
+    from seqcheck.reference.hybrid import JambaConfig, jamba_params
+
+    return {name: normal(B, T, 8), "params": jamba_params(JambaConfig(), 0)}
+
+
+def _jamba_cache(B):
+    from seqcheck.reference.hybrid import JambaConfig, jamba_params, jamba_step
+
+    return jamba_step(normal(B, 8, seed=9), jamba_params(JambaConfig(), 0))[1]
+
+
 def _moe_routing(B, T, E, k):
     """Slot j of token t routed to expert (t + j) mod E, gates in (0.2, 1)."""
     index = (np.arange(T)[None, :, None] + np.arange(k)) % max(E, 1)
@@ -625,6 +637,20 @@ CASES = {
                                           qkv=normal(3, s["D"], s["H"], s["d"], seed=2),
                                           out=normal(s["H"], s["d"], s["D"], seed=3), value_scale=positive(s["B"], s["S"])),
                            dict(B=1, T=2, S=3, D=2, H=2, d=2), ("B", "T", "S")),
+    # hybrid stacks
+    "hybrid.jamba_params": Case(lambda s: dict(config=__import__("seqcheck.reference.hybrid").reference.hybrid.JambaConfig(),
+                                               seed=3), {}),
+    "hybrid.jamba_parallel": Case(lambda s: {**_jamba(**s), "valid": np.ones((s["B"], s["T"]), bool),
+                                             "return_router_loss": True}, dict(B=1, T=3), ("B", "T")),
+    "hybrid.jamba_recurrent": Case(lambda s: _jamba(**s), dict(B=1, T=3), ("B", "T")),
+    "hybrid.jamba_prefill_decode": Case(lambda s: {**_jamba(**s), "prefill": min(2, s["T"])}, dict(B=1, T=3),
+                                        ("B", "T")),
+    "hybrid.jamba_step": Case(lambda s: {"x_t": normal(s["B"], 8), "params": _jamba(s["B"], 1)["params"],
+                                         "cache": _jamba_cache(s["B"])}, dict(B=1), ("B",)),
+    "hybrid.jamba_layer_parallel": Case(lambda s: {**_jamba(**s, name="h"), "layer": 1,
+                                                   "valid": np.ones((s["B"], s["T"]), bool)}, dict(B=1, T=3), ("B", "T")),
+    "hybrid.jamba_layer_prefill_decode": Case(lambda s: {**_jamba(**s, name="h"), "layer": 1, "prefill": min(2, s["T"])},
+                                              dict(B=1, T=3), ("B", "T")),
     "moe.load_loss": Case(lambda s: {**_moe_noisy(**s), "top_k": 2}, MOE_ROUTER, ("B", "T")),
 }
 
@@ -752,6 +778,9 @@ ALLOWED = {
     ("dense_gates", "experts", "*"): "experts: any count above the routing's indices",
     ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
     ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
+    ("jamba_*", "[xh]", "axis [01] +1"): "any batch B and length T (valid, when given, names the mismatch)",
+    ("jamba_step", "x_t", "axis 0 +1"): "x_t's batch: the cache mismatch names x_t",
+    ("jamba_step", "cache", "None"): "cache None: an empty cache",
     ("multi_head", "x_kv", "axis 1 +1"): "any number of keys m, when value_scale matches",
     ("colt5_*", "x", "axis 1 +1"): "x's T: the scores mismatch names x",
 }
