@@ -41,10 +41,12 @@ from seqcheck.gpu.backend import gpu_name  # noqa: E402
 SIZES = {
     "gpu": {"flash": dict(B=4, T=4096, H=8, D=64, block=32), "scan": dict(T=4096, D=1024, N=16, chunk=32, channels=64),
             "ssd": dict(T=4096, H=4, P=64, N=16, chunk=64), "conv": dict(T=4096, D=1024),
+            "moe": dict(B=1, T=4096, D=1024, F=2048, E=8, k=2),
             "gla": dict(B=4, T=4096, H=8, K=64, V=64, chunk=64), "wkv": dict(B=4, T=4096, C=1024),
             "copy_floats": 64 * 2**20, "matmul": 8192},
     "tiny": {"flash": dict(B=1, T=8, H=2, D=4, block=4), "scan": dict(T=8, D=8, N=4, chunk=4, channels=4),
              "ssd": dict(T=8, H=2, P=4, N=4, chunk=4), "conv": dict(T=8, D=4),
+             "moe": dict(B=1, T=8, D=4, F=8, E=4, k=2),
              "gla": dict(B=1, T=8, H=1, K=4, V=4, chunk=4), "wkv": dict(B=1, T=8, C=8),
              "copy_floats": 1024, "matmul": 16},
 }
@@ -53,6 +55,7 @@ WAITING = ["device ceilings (copy bandwidth, float32 matmul rate)",
            "numba_cuda.flash_attention_backward at T=4096, D=64: time, FLOP rate / ceiling, ratio to SDPA's backward",
            "numba_cuda.selective_scan at T=4096, D=1024, N=16: time, bandwidth / ceiling, ratio to the torch port",
            "cupy.ssd_chunked and cupy.fft_conv at T=4096: time, bandwidth / ceiling",
+           "cupy.moe_dispatch at T=4096, D=1024, F=2048, E=8, top-2: time, FLOP rate / ceiling",
            "numba_cuda.gla_chunked at T=4096, H=8, K=V=64: time, FLOP rate / ceiling (no torch counterpart)",
            "numba_cuda.wkv4 at T=4096, C=1024: time, bandwidth / ceiling (no torch counterpart)"]
 
@@ -172,7 +175,7 @@ def numba_cases(sizes: dict, rng) -> list[Case]:
 
 
 def array_module_cases(sizes: dict, rng, xp) -> list[Case]:
-    from seqcheck.gpu import conv_cupy, ssd_cupy
+    from seqcheck.gpu import conv_cupy, moe_cupy, ssd_cupy
 
     def device(*shape):
         return xp.asarray(rng.standard_normal(shape), dtype=xp.float32)
@@ -187,7 +190,14 @@ def array_module_cases(sizes: dict, rng, xp) -> list[Case]:
     u, K = device(1, T, Dch), device(Dch, T)
     conv = Case("cupy.fft_conv", f"B=1 T=L={T} D={Dch} float32", lambda: conv_cupy.fft_conv_device(u, K, None, xp),
                 {"bytes": 4 * 3 * T * Dch})  # u, K, y
-    return [ssd, conv]
+    B, T, D, F, E, k = (sizes["moe"][name] for name in ("B", "T", "D", "F", "E", "k"))
+    tokens, w_gate, w_up, w_down = device(B, T, D), device(E, D, F), device(E, D, F), device(E, F, D)
+    index = xp.asarray(np.argsort(rng.standard_normal((B, T, E)), axis=-1)[..., :k], dtype=xp.int64)
+    gate = xp.full((B, T, k), 1.0 / k, dtype=xp.float32)
+    moe = Case("cupy.moe_dispatch", f"B={B} T={T} D={D} F={F} E={E} top-{k} float32, no capacity",
+               lambda: moe_cupy.moe_dispatch_device(tokens, index, gate, w_gate, w_up, w_down, None, xp),
+               {"flops": 6 * B * T * k * D * F})  # three products of 2 D F per routed slot
+    return [ssd, conv, moe]
 
 
 def measure(case: Case, ceiling: dict, seconds, torch_device) -> dict:

@@ -26,7 +26,6 @@ low-precision baseline yet: they are float64 claims.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
 from seqcheck.equiv.bounds import per_position
 from seqcheck.equiv.registry import Claim, Form, register_claim, register_form

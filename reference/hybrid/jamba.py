@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 from .._checks import as_real, check_bool, check_layout, check_shape, int_in_range, positive_int
 
