@@ -92,6 +92,8 @@ def _autograd(candidate, gradient: Gradient, args: dict, backend: str, working=N
         cotangent = _to_candidate(args[name], backend, _dtype_of(gradient, name, working))
         objective = objective + torch.where(torch.isfinite(out), out * cotangent, 0.0).sum().real  # Re for complex
     if not getattr(objective, "requires_grad", False):
+        if all(not torch.any(out) for out in outputs):  # a constant 0 (an MoE that dropped every slot): gradient 0
+            return tuple(NOT_GIVEN if name not in given else np.zeros(np.shape(args[name])) for name in gradient.wrt)
         raise UsageError("no output depends on the inputs through autograd (detached, or computed outside torch)",
                          "compute the outputs with torch operations on the given tensors, or use check_vjp")
     grads = dict(zip(given, torch.autograd.grad(objective, [inputs[name] for name in given], allow_unused=True)))

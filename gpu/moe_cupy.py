@@ -60,7 +60,8 @@ def moe_dispatch_device(x, index, gate, w_gate, w_up, w_down, capacity, xp, *, l
         lo, hi = int(starts[e]), int(starts[e + 1])
         if hi > lo:
             h = rows[lo:hi] @ w_gate[e]
-            out[lo:hi] = (h / (1 + xp.exp(-h)) * (rows[lo:hi] @ w_up[e])) @ w_down[e]
+            with np.errstate(over="ignore"):  # exp(-h) = inf for h << 0 gives silu(h) = h / inf = -0, its limit
+                out[lo:hi] = (h / (1 + xp.exp(-h)) * (rows[lo:hi] @ w_up[e])) @ w_down[e]
     y = xp.zeros_like(x)
     weighted = gate[b, t, j][:, None] * out
     for slot in range(k):

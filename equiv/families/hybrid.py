@@ -10,13 +10,15 @@ state the same taps), so each form's error is within that bound E and two forms 
 
     2 E per position
 
-(``stack_bound``). One layer's block (``layer_bound``) is tight: its input is exact, and the bound
-is the layer's own roundings carried through its RMSNorms, softmaxes and scan (about 1e-13 at
-the default sizes). Through a stack the absolute values compound: every product |W| e counts
-the D terms of a dot product as if their errors had one sign, so the bound grows about sqrt(D)
-per matrix product, ~100x per layer (1e-3 after four layers where the forms differ by 1e-15):
-derived, loose at depth, still far below the state-handling bugs the claims are about (the
-layer claims hold the precision).
+(``stack_bound``). One layer's block (``layer_bound``) starts from an exact input, and the bound
+is the layer's own roundings carried through its RMSNorms, softmaxes and scan (about 1e-11 at
+T = 64, D = 8, where the forms differ by 1e-15). Through a stack the absolute values compound:
+every product |W| e counts the D terms of a dot product as if their errors had one sign, so the
+bound grows about sqrt(D) per matrix product, ~1000x per layer: 1e-7 after two layers, 3e-4
+after three, 0.2 after four at T = 32. So the stack's forms draw one or two layers (every mixer
+and feed-forward kind, every split point), and deeper stacks are checked one layer at a time
+(the layer forms draw configs of up to eight layers, Jamba's schedule among them): a decoder that
+is right layer by layer from the same inputs is right as a stack.
 
 MoE choices read values: where two forms' router probabilities tie within their errors the
 bound does not hold (drawn weights make that a 1e-12 event). The Jamba forms have no

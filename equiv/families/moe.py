@@ -344,15 +344,72 @@ register_claim(Claim(
 ROUTING_AXES = (("batch", "token", "slot"),) * 2
 
 
+def _near_ties(keys, values, count, delta, *, exact_ties_ambiguous=False):
+    """(B, T) where the top ``count`` of each row of ``keys`` (B, T, n) is not settled by the
+    tie rule alone: two neighbours in the ranking whose keys differ (or tie, when
+    ``exact_ties_ambiguous``) but whose computed ``values`` are within ``delta`` of each other,
+    so an implementation that ranks its own rounded values may order them either way."""
+    order = np.argsort(-keys, axis=-1, kind="stable")
+    top = min(count + 1, keys.shape[-1])
+    ranked_keys = np.take_along_axis(keys, order, axis=-1)[..., :top]
+    ranked_values = np.take_along_axis(values, order, axis=-1)[..., :top]
+    differ = np.ones(ranked_keys[..., 1:].shape, dtype=bool) if exact_ties_ambiguous else \
+        ranked_keys[..., :-1] > ranked_keys[..., 1:]
+    return (differ & (np.abs(ranked_values[..., :-1] - ranked_values[..., 1:]) <= delta[..., None])).any(axis=-1)
+
+
+def _noisy_error(args: dict) -> np.ndarray:
+    """(B, T, E) a bound on the rounding of H = clean + noise softplus(noise_logits): 2 u (|clean|
+    + 3 |noise| sigma) (softplus within 4u, the product and the sum within u each)."""
+    sigma = np.logaddexp(0.0, np.asarray(args["noise_logits"], dtype=np.float64))
+    return 2 * U64 * (np.abs(args["clean_logits"]) + 3 * np.abs(args["noise"]) * sigma)
+
+
 def routing_bound(args: dict, expected: tuple) -> tuple:
-    """Indices exact; gates within 2 (E + 8) u of their value (a softmax over E terms, its
-    renormalisation over at most E), per position."""
-    logits = args.get("logits", args.get("clean_logits"))
-    E = np.shape(logits)[2]
-    return np.zeros(np.shape(logits)[1]), 2 * (E + 8) * U64 * per_position(expected[1])
+    """Indices exact and gates within 2 (E + 8) u of their value (a softmax over E terms, its
+    renormalisation), per position; noisy top-k adds 4 max|dH| relatively (H's own rounding moves
+    the softmax of the kept H). Where the tie rule does not settle the choice (``_near_ties``:
+    experts, or for expert choice tokens, whose keys differ but whose rounded probabilities, or
+    noisy logits, lie within their errors) a position is not compared (inf): an implementation
+    may choose either, and under a capacity (Switch) every later token of that row with it."""
+    if "clean_logits" in args:
+        H, dH = ref.noisy_logits(args["clean_logits"], args["noise_logits"], args["noise"]), _noisy_error(args)
+        E = H.shape[2]
+        gates = (2 * (E + 8) * U64 + 4 * dH.max(axis=-1, keepdims=True, initial=0.0)) * np.abs(expected[1])
+        unsettled = _near_ties(H, H, args["top_k"], 2 * dH.max(axis=-1, initial=0.0), exact_ties_ambiguous=True)
+        return _unsettled_inf(unsettled, np.zeros(H.shape[1]), per_position(gates))
+    logits = np.asarray(args["logits"], dtype=np.float64)
+    E = logits.shape[2]
+    probs = softmax(logits, axis=-1)
+    delta = 2 * (E + 8) * U64 * probs.max(axis=-1, initial=0.0)
+    if "top_k" in args:  # top-k
+        unsettled = _near_ties(logits, probs, args["top_k"], delta)
+    elif np.shape(expected[0])[2] == 1:  # Switch: a flipped choice moves the capacity of later tokens
+        unsettled = np.maximum.accumulate(_near_ties(logits, probs, 1, delta), axis=1)
+    else:  # expert choice: per expert, the tokens at its capacity's boundary
+        columns = np.swapaxes(probs, 1, 2)  # (B, E, T)
+        boundary = _near_ties(columns, columns, args["capacity"], 2 * (E + 8) * U64 * columns.max(axis=-1),
+                              exact_ties_ambiguous=True)  # (B, E)
+        unsettled = (boundary[:, None, :] & (np.abs(probs - _kth(columns, args["capacity"])[:, None, :])
+                                             <= 4 * (E + 8) * U64)).any(axis=-1)
+    return _unsettled_inf(unsettled, np.zeros(logits.shape[1]), 2 * (E + 8) * U64 * per_position(expected[1]))
 
 
-ROUTING_RULE = "indices exact; gates within 2 (E + 8) u of their value"
+def _kth(columns, c):
+    """(B, E) each column's c-th largest value (0 when c = 0 or c = T)."""
+    if c == 0 or c >= columns.shape[-1]:
+        return np.zeros(columns.shape[:2])
+    return -np.sort(-columns, axis=-1)[..., c - 1]
+
+
+def _unsettled_inf(unsettled, *bounds) -> tuple:
+    """``bounds`` per position with inf where any batch row's choice there is unsettled."""
+    where = unsettled.any(axis=0) if unsettled.ndim == 2 else unsettled
+    return tuple(np.where(where, np.inf, b) for b in bounds)
+
+
+ROUTING_RULE = ("indices exact, gates within 2 (E + 8) u of their value (noisy: + 4 max|dH|); positions where the "
+                "tie rule does not settle the choice within rounding not compared")
 
 for key, fn, form, statement in (
         ("moe.routing.topk", ref.topk_routing, "topk",
@@ -374,7 +431,7 @@ def _switch_by_count(impl, args: dict) -> tuple:
     position by a cumulative count over the batch row, kept while below capacity."""
     logits, capacity = args["logits"], args["capacity"]
     probs = softmax(logits, axis=-1)
-    top = np.argmax(probs, axis=-1)  # (B, T): the first maximum, the tie rule
+    top = np.argmax(logits, axis=-1)  # (B, T): the first maximum, the tie rule
     one_hot = top[..., None] == np.arange(logits.shape[2])
     position = np.take_along_axis(np.cumsum(one_hot, axis=1), top[..., None], axis=-1)[..., 0] - 1
     kept = position < capacity
@@ -402,8 +459,8 @@ def _topk_by_tie_rule(impl, args: dict) -> tuple:
     """The chosen set by the eviction family's ``topk_lowest_index``; the order by probability
     (descending, lower index first); the gates the probabilities, renormalised or not."""
     probs = softmax(args["logits"], axis=-1)
-    chosen = topk_lowest_index(probs, args["top_k"])  # ascending indices
-    order = np.argsort(-np.take_along_axis(probs, chosen, axis=-1), axis=-1, kind="stable")
+    chosen = topk_lowest_index(args["logits"], args["top_k"])  # ascending indices
+    order = np.argsort(-np.take_along_axis(args["logits"], chosen, axis=-1), axis=-1, kind="stable")
     index = np.take_along_axis(chosen, order, axis=-1)
     gate = np.take_along_axis(probs, index, axis=-1)
     if args["normalize"]:
@@ -441,6 +498,26 @@ register_claim(Claim(
     relation=_noiseless,
     inputs=lambda: moe_inputs(form="noisy"),
     bound=lambda args, expected: routing_bound(args, expected),
+    rule=ROUTING_RULE,
+    outputs=("expert_index", "gate"),
+))
+
+
+def _noisy_as_topk(impl, args: dict) -> tuple:
+    """H = clean + noise * log(1 + e^noise_logits), formed here; renormalised top-k of H."""
+    H = args["clean_logits"] + args["noise"] * np.logaddexp(0.0, args["noise_logits"])
+    return tuple(np.asarray(a) for a in impl(**args)), ref.topk_routing(H, top_k=args["top_k"])
+
+
+register_claim(Claim(
+    key="moe.routing.noisy_as_topk",
+    statement="noisy top-k is renormalised softmax top-k of H = clean + noise softplus(noise_logits): the noise's "
+              "scale is the softplus alone (the paper's eq. 4)",
+    subject="moe.routing.noisy_topk",
+    default_impl=ref.noisy_topk_routing,
+    relation=_noisy_as_topk,
+    inputs=lambda: moe_inputs(form="noisy"),
+    bound=routing_bound,
     rule=ROUTING_RULE,
     outputs=("expert_index", "gate"),
 ))

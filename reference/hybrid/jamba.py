@@ -67,6 +67,8 @@ class JambaConfig:
         for f in fields(self):
             if f.name not in ("eps", "attention_offset", "expert_offset"):
                 positive_int(f.name, getattr(self, f.name))
+        if not isinstance(self.eps, (int, float)) or isinstance(self.eps, bool) or not 0 < self.eps < float("inf"):
+            raise ValueError(f"eps must be a positive finite number; got {self.eps!r}")
         int_in_range("attention_offset", self.attention_offset, 0, self.attention_period - 1)
         int_in_range("expert_offset", self.expert_offset, 0, self.expert_period - 1)
         int_in_range("top_k", self.top_k, 1, self.experts)

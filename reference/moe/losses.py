@@ -84,7 +84,8 @@ def smooth_load(clean_logits, noise_logits, noise, *, top_k):
     """Shazeer's smooth load estimator (eqs. 8-9): with H = ``noisy_logits`` and sigma =
     softplus(noise_logits), P(t, i) = Phi((clean_ti - kth_excluding(H_t, k, i)) / sigma_ti), the
     k-th largest noisy logit among the other experts: the (k+1)-th largest of H_t where i is in
-    its top k, the k-th where not (with k = E every expert keeps every token: P = 1). Returns
+    its top k, the k-th where not (with k = E every expert keeps every token: P = 1); where sigma
+    underflows to 0, Phi's limit (1, 0, or 1/2 at a tie). Returns
     Load_i = sum_t P(t, i) over the batch, (E,)."""
     H = noisy_logits(clean_logits, noise_logits, noise)
     clean, sigma = np.asarray(clean_logits, dtype=np.float64), softplus(np.asarray(noise_logits, dtype=np.float64))
@@ -97,7 +98,9 @@ def smooth_load(clean_logits, noise_logits, noise, *, top_k):
     inside = np.zeros(H.shape, dtype=bool)
     np.put_along_axis(inside, order[..., :k], True, axis=-1)
     threshold = np.where(inside, ranked[..., k:k + 1], ranked[..., k - 1:k])
-    return norm.cdf((clean - threshold) / sigma).sum(axis=(0, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # sigma underflows to 0 below about -745: Phi's limit
+        z = np.where(sigma > 0, (clean - threshold) / sigma, np.sign(clean - threshold) * np.inf)
+    return norm.cdf(np.nan_to_num(z, nan=0.0, posinf=np.inf, neginf=-np.inf)).sum(axis=(0, 1))
 
 
 def load_loss(clean_logits, noise_logits, noise, *, top_k):

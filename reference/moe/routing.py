@@ -81,7 +81,8 @@ def rank_experts(scores):
 
 def topk_routing(logits, *, top_k, normalize=True):
     """Softmax top-k gating: p = softmax(logits) over the E experts, the k experts of highest p
-    in rank order (tie rule above), gate_j = p_{e_j} / sum_{j'} p_{e_j'} when ``normalize``
+    in rank order (tie rule above; ranked by the logits, which order p exactly where rounded
+    probabilities may tie), gate_j = p_{e_j} / sum_{j'} p_{e_j'} when ``normalize``
     (Mixtral: ``routing_weights /= routing_weights.sum(-1)``, the softmax of the k chosen
     logits), else gate_j = p_{e_j} (Switch's top-1, Qwen2-MoE's ``norm_topk_prob=False``).
 
@@ -91,7 +92,7 @@ def topk_routing(logits, *, top_k, normalize=True):
     k = int_in_range("top_k", top_k, 1, logits.shape[2])
     normalize = check_bool("normalize", normalize)
     probs = softmax(logits, axis=-1)
-    index = rank_experts(probs)[..., :k]
+    index = rank_experts(logits)[..., :k]  # the order of p, exactly: softmax is monotone in each row
     gate = np.take_along_axis(probs, index, axis=-1)
     if normalize:
         gate = gate / gate.sum(axis=-1, keepdims=True)

@@ -45,3 +45,28 @@ def torch_moe_dispatch(x, expert_index, gate, w_gate, w_up, w_down, *, capacity=
 
 def torch_moe_token_major_priority(x, expert_index, gate, w_gate, w_up, w_down, *, capacity=None):
     return _dispatch(x, expert_index, gate, w_gate, w_up, w_down, capacity, slot_major=False)
+
+
+def torch_topk_by_probabilities(logits, *, top_k, normalize=True):
+    """Top-k ranked by torch's rounded probabilities (a stable descending sort), as routers do:
+    where probabilities underflow to 0 or round equal, ties fall to the lower index among them."""
+    probs = torch.softmax(logits, dim=-1)
+    gate, index = torch.sort(probs, dim=-1, descending=True, stable=True)
+    gate, index = gate[..., :top_k], index[..., :top_k]
+    return index, gate / gate.sum(dim=-1, keepdim=True) if normalize else gate
+
+
+def torch_expert_choice(logits, *, capacity):
+    """Expert choice on torch's softmax: each expert's top tokens by a stable descending sort."""
+    scores = torch.softmax(logits, dim=-1)
+    B, T, E = scores.shape
+    order = torch.argsort(-scores.transpose(1, 2), dim=-1, stable=True)[..., :capacity]
+    chosen = torch.zeros(B, E, T, dtype=torch.bool).scatter_(-1, order, True).transpose(1, 2)
+    return torch.where(chosen, torch.arange(E), -1), torch.where(chosen, scores, torch.zeros(()))
+
+
+def torch_moe_skipping_empty_experts(x, expert_index, gate, w_gate, w_up, w_down, *, capacity=None):
+    """The dispatch form that returns a fresh zero tensor (no graph) when every slot is dropped."""
+    if capacity == 0:
+        return torch.zeros_like(x.detach())
+    return torch_moe_dispatch(x, expert_index, gate, w_gate, w_up, w_down, capacity=capacity)

@@ -90,12 +90,17 @@ def topk_ties_to_the_higher_index(logits, *, top_k, normalize=True):
 
 
 def noisy_topk_softmax_over_all_experts(clean_logits, noise_logits, noise, *, top_k):
-    """davidmrau/mixture-of-experts at HEAD: softmax over all E noisy logits, top k of it, divided
-    by its sum + 1e-6."""
+    """The top k of the softmax over all E noisy logits, not renormalised (Qwen2-MoE's
+    ``norm_topk_prob=False`` where the paper renormalises)."""
     probs = softmax(noisy_logits(clean_logits, noise_logits, noise), axis=-1)
     index = rank_experts(probs)[..., :top_k]
-    top = np.take_along_axis(probs, index, axis=-1)
-    return index, top / (top.sum(axis=-1, keepdims=True) + 1e-6)
+    return index, np.take_along_axis(probs, index, axis=-1)
+
+
+def noisy_topk_with_noise_epsilon(clean_logits, noise_logits, noise, *, top_k):
+    """davidmrau/mixture-of-experts: the noise's scale softplus(noise_logits) + 1e-2."""
+    H = np.asarray(clean_logits) + np.asarray(noise) * (softplus(np.asarray(noise_logits)) + 1e-2)
+    return moe.topk_routing(H, top_k=top_k)
 
 
 def expert_choice_softmax_over_tokens(logits, *, capacity):
@@ -199,6 +204,7 @@ MUTANTS = {
     "moe.routing.switch_capacity": switch_with_priority_over_a_singleton_axis,
     "moe.routing.topk_tie_rule": topk_ties_to_the_higher_index,
     "moe.routing.noisy_without_noise": noisy_topk_softmax_over_all_experts,
+    "moe.routing.noisy_as_topk": noisy_topk_with_noise_epsilon,
     "moe.routing.expert_choice_columns": expert_choice_softmax_over_tokens,
     "moe.loss.uniform": balance_hf_switch_times_experts_once,
     "moe.loss.single_token": balance_with_softmax_twice,
