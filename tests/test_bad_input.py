@@ -269,6 +269,13 @@ def _jamba_cache(B):
     return jamba_step(normal(B, 8, seed=9), jamba_params(JambaConfig(), 0))[1]
 
 
+def _monarch(k, q, p, s, B=1):
+    return dict(x=normal(B, k * p), w1=normal(k, q, p, seed=1), w2=normal(q, s, k, seed=2))
+
+
+MONARCH = dict(B=2, k=2, q=3, p=2, s=2)
+
+
 def _moe_routing(B, T, E, k):
     """Slot j of token t routed to expert (t + j) mod E, gates in (0.2, 1)."""
     index = (np.arange(T)[None, :, None] + np.arange(k)) % max(E, 1)
@@ -637,6 +644,23 @@ CASES = {
                                           qkv=normal(3, s["D"], s["H"], s["d"], seed=2),
                                           out=normal(s["H"], s["d"], s["D"], seed=3), value_scale=positive(s["B"], s["S"])),
                            dict(B=1, T=2, S=3, D=2, H=2, d=2), ("B", "T", "S")),
+    # Monarch
+    "monarch.monarch_multiply": Case(lambda s: _monarch(**s), MONARCH, ("B",)),
+    "monarch.dense_multiply": Case(lambda s: _monarch(**s), MONARCH, ("B",)),
+    "monarch.monarch_dense": Case(lambda s: without(_monarch(**s), ("x",)), dict(k=2, q=3, p=2, s=2)),
+    "monarch.monarch_transpose": Case(lambda s: without(_monarch(**s), ("x",)), dict(k=2, q=3, p=2, s=2)),
+    "monarch.monarch_compose": Case(lambda s: {**without(_monarch(**s), ("x",)), "D": normal(s["k"], s["p"], s["p"])},
+                                    dict(k=2, q=3, p=2, s=2)),
+    "monarch.monarch_project": Case(lambda s: dict(M=normal(6, 6), sizes=(3, 2)), {}),
+    "monarch.default_sizes": Case(lambda s: dict(n=12), {}),
+    "monarch.monarch_vjp": Case(lambda s: {**_monarch(**s), "cotangent": normal(s["B"], s["q"] * s["s"], seed=3)},
+                                MONARCH, ("B",)),
+    "monarch.dft": Case(lambda s: dict(x=normal(s["B"], s["n"])), dict(B=2, n=6), ("B",)),
+    "monarch.monarch_dft": Case(lambda s: dict(x=normal(s["B"], s["n"])), dict(B=2, n=6), ("B",)),
+    "monarch.dft_factors": Case(lambda s: dict(n=6, sizes=(3, 2)), {}),
+    "monarch.dft_mp": Case(lambda s: dict(n=4, sizes=(2, 2), dps=20), {}),
+    "monarch.monarch_fft_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["D"]), K=normal(s["D"], s["L"], seed=1),
+                                                    D=normal(s["D"], seed=2)), dict(B=1, T=3, D=2, L=2), ("B", "T", "L")),
     # hybrid stacks
     "hybrid.jamba_params": Case(lambda s: dict(config=__import__("seqcheck.reference.hybrid").reference.hybrid.JambaConfig(),
                                                seed=3), {}),
@@ -778,6 +802,19 @@ ALLOWED = {
     ("dense_gates", "experts", "*"): "experts: any count above the routing's indices",
     ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
     ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
+    ("*multiply", "x", "axis 0 +1"): "any batch",
+    ("monarch_vjp", "[xw]*", "complex"): "Monarch factors and inputs may be complex",
+    ("monarch_vjp", "cotangent", "complex"): "complex outputs take complex cotangents",
+    ("*multiply", "x", "ndim-1"): "x (..., n): any leading shape",
+    ("*multiply", "[xw]*", "complex"): "Monarch factors and inputs may be complex (the DFT is Monarch)",
+    ("monarch_*", "[wMD]*", "complex"): "Monarch factors may be complex (the DFT is Monarch)",
+    ("*dft", "x", "[an][xd]*"): "x (..., n): any leading shape, any n",
+    ("*dft", "x", "complex"): "the DFT of a complex signal",
+    ("*multiply", "x", "ndim+1"): "x (..., n): any leading shape (n = 1 reads the new axis as n)",
+    ("monarch_dense", "w1", "axis 2 +1"): "any input block size p",
+    ("monarch_transpose", "w1", "axis 2 +1"): "any input block size p",
+    ("*", "w2", "axis 1 +1"): "any block output size s",
+    ("monarch_fft_conv", "[uK]", "axis [01] +1"): "any batch B; u: any length T; K: any kernel length L",
     ("jamba_*", "[xh]", "axis [01] +1"): "any batch B and length T (valid, when given, names the mismatch)",
     ("jamba_step", "x_t", "axis 0 +1"): "x_t's batch: the cache mismatch names x_t",
     ("jamba_step", "cache", "None"): "cache None: an empty cache",
