@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from seqcheck.properties.arrays import STYLES, fixed_or, generators, lengths, sized, tiers, values
+from seqcheck.properties.arrays import STYLES, Sized, fixed_or, generators, lengths, sized, tiers, values
 
 FORMS = ("multiply", "square", "dft", "conv")
 
@@ -26,8 +26,8 @@ def monarch_inputs(
     form="multiply",
     size="default",
     batch=st.integers(1, 3),
-    blocks=st.integers(1, 5),
-    block_size=st.integers(1, 5),
+    blocks=Sized(range(1, 6), (8, 16), "1..5 (large: 8, 16)"),
+    block_size=Sized(range(1, 6), (16, 32, 64), "1..5 (large: 16, 32, 64)"),
     length=lengths(12),
     channels=st.integers(1, 3),
     kernel_length=None,
@@ -37,7 +37,8 @@ def monarch_inputs(
     """Keyword arguments of a Monarch form, values of ``style``.
 
     Options:
-        size: size tier of the DFT and convolution lengths: "small", "default" or "large".
+        size: size tier of the block counts and sizes, the DFT and convolution lengths: "small",
+            "default" or "large".
         batch: batch size B.
         blocks: block counts (k, l; A, B of the square forms).
         block_size: block sides (q, p, s; n/A, n/B).
@@ -59,13 +60,13 @@ def monarch_inputs(
         return a + 1j * values(rng, kind, shape) if complex_ else a
 
     if form == "multiply":
-        k, q, p = (draw(fixed_or(v)) for v in (blocks, block_size, block_size))
+        k, q, p = (draw(sized(v, tier)) for v in (blocks, block_size, block_size))
         r = draw(st.sampled_from(_divisors(k * q)))
-        l, s = k * q // r, draw(fixed_or(block_size))
+        l, s = k * q // r, draw(sized(block_size, tier))
         c = draw(fixed_or(complex_factors))
         return {"x": array(B, k * p), "w1": array(k, q, p, complex_=c), "w2": array(l, s, r, complex_=c)}
     if form == "square":
-        A, Bk = draw(fixed_or(blocks)), draw(fixed_or(blocks))
+        A, Bk = draw(sized(blocks, tier)), draw(sized(blocks, tier))
         n = A * Bk
         return {"M": array(n, n), "sizes": (A, Bk), "w1": array(A, Bk, Bk), "w2": array(Bk, A, A)}
     if form == "dft":

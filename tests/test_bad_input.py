@@ -276,6 +276,12 @@ def _monarch(k, q, p, s, B=1):
 MONARCH = dict(B=2, k=2, q=3, p=2, s=2)
 
 
+def _sparse(B, T, H, D, n):
+    return dict(q=normal(B, T, H, D), k=normal(B, T, H, D, seed=1), v=normal(B, T, H, D, seed=2),
+                block_mask=np.ones((n, n), bool), block_size=2, token_mask=np.tri(T, dtype=bool), scale=0.5,
+                return_lse=True)
+
+
 def _moe_routing(B, T, E, k):
     """Slot j of token t routed to expert (t + j) mod E, gates in (0.2, 1)."""
     index = (np.arange(T)[None, :, None] + np.arange(k)) % max(E, 1)
@@ -661,6 +667,15 @@ CASES = {
     "monarch.dft_mp": Case(lambda s: dict(n=4, sizes=(2, 2), dps=20), {}),
     "monarch.monarch_fft_conv": Case(lambda s: dict(u=normal(s["B"], s["T"], s["D"]), K=normal(s["D"], s["L"], seed=1),
                                                     D=normal(s["D"], seed=2)), dict(B=1, T=3, D=2, L=2), ("B", "T", "L")),
+    # sparse attention
+    "sparse.masked_attention": Case(lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("block_mask", "block_size",
+                                                                                         "token_mask")),
+                                               "mask": np.tri(s["T"], dtype=bool)}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
+    "sparse.block_sparse_attention": Case(lambda s: _sparse(**s, n=-(-s["T"] // 2)), dict(B=1, T=3, H=2, D=2), ("B", "T")),
+    "sparse.block_mask_of": Case(lambda s: dict(mask=np.tri(s["T"], dtype=bool), block_size=2), dict(T=3), ("T",)),
+    "sparse.expand_block_mask": Case(lambda s: dict(block_mask=np.ones((2, 2), bool), block_size=2, Tq=3, Tk=4), {}),
+    "sparse.bigbird_block_mask": Case(lambda s: dict(blocks=6, random_blocks=1, seed=3), {}),
+    "sparse.longformer_mask": Case(lambda s: dict(length=6, window=1, global_tokens=np.array([0, 4])), {}),
     # hybrid stacks
     "hybrid.jamba_params": Case(lambda s: dict(config=__import__("seqcheck.reference.hybrid").reference.hybrid.JambaConfig(),
                                                seed=3), {}),
@@ -802,6 +817,10 @@ ALLOWED = {
     ("dense_gates", "experts", "*"): "experts: any count above the routing's indices",
     ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
     ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
+    ("*attention", "v", "axis 3 +1"): "any Dv",
+    ("block_mask_of", "mask", "axis [01] +1"): "any Tq and Tk",
+    ("longformer_mask", "global_tokens", "axis 0 +1"): "a repeated global token is still one",
+    ("longformer_mask", "global_tokens", "ndim-1"): "global_tokens[0] as a scalar: refused, or a valid index",
     ("*multiply", "x", "axis 0 +1"): "any batch",
     ("monarch_vjp", "[xw]*", "complex"): "Monarch factors and inputs may be complex",
     ("monarch_vjp", "cotangent", "complex"): "complex outputs take complex cotangents",

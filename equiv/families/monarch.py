@@ -50,7 +50,7 @@ def multiply_bound(args: dict, expected: tuple = ()) -> tuple:
 
 MULTIPLY_RULE = "derived float64 bound: 2 c gamma_(p + r + n + 2) (|x| |w1| |w2| through the factors), c = 4 complex"
 
-UNUSED = {"multiply": ("length", "channels", "kernel_length", "size"),
+UNUSED = {"multiply": ("length", "channels", "kernel_length"),
           "square": ("length", "channels", "kernel_length", "batch", "size", "complex_factors"),
           "dft": ("blocks", "block_size", "channels", "kernel_length", "complex_factors"),
           "conv": ("blocks", "block_size", "complex_factors")}

@@ -1,0 +1,83 @@
+"""Strategies for sparse attention arguments (reference.sparse).
+
+Every keyword takes a strategy, a ``range`` or a fixed value (``fixed_or``). ``form``: "masked"
+(q, k, v and a token mask (T, T)) or "block_sparse" (q, k, v, a block size that need not divide
+T, a block mask and a token mask); the masks come from ``pattern``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from seqcheck.properties.arrays import STYLES, blocks, fixed_or, generators, head_dims, lengths, sized, tiers, values
+from seqcheck.reference.sparse import bigbird_block_mask, block_mask_of, longformer_mask
+
+FORMS = ("masked", "block_sparse")
+PATTERNS = ("random", "bigbird", "longformer", "causal")
+
+
+@st.composite
+def sparse_inputs(
+    draw,
+    *,
+    form="block_sparse",
+    size="default",
+    batch=st.integers(1, 2),
+    seq_len=lengths(12),
+    heads=st.integers(1, 2),
+    head_dim=head_dims(4),
+    pattern=st.sampled_from(PATTERNS),
+    block_size=None,
+    empty_rows=st.booleans(),
+    return_lse=st.booleans(),
+    style=st.sampled_from(STYLES),
+):
+    """Keyword arguments of a sparse attention form: q, k, v (B, T, H, D) of ``style``.
+
+    Options:
+        size: size tier of T and D: "small", "default" or "large".
+        batch: batch size B.
+        seq_len: tokens T (queries and keys).
+        heads: heads H.
+        head_dim: head dimension D (= Dv).
+        pattern: "random" (each token pair visible with a drawn density, the block mask the
+            tiles holding any, then a drawn share of tiles dropped), "bigbird" (BigBird ITC's
+            block mask over ceil(T / b) blocks: global, window, 0..2 random blocks per row),
+            "longformer" (a window of 0..3 per side and 0..2 global tokens) or "causal".
+        block_size: the tile size b (None: 1..T + 1, so T is often not a multiple of it).
+        empty_rows: zero some query rows of the token mask (their output is 0, lse -inf).
+        return_lse: also return lse.
+        style: the value style of q, k, v (properties.arrays.STYLES).
+    """
+    if form not in FORMS:
+        raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
+    tier = draw(tiers(size))
+    B, T, H, D = draw(sized(batch, tier)), draw(sized(seq_len, tier)), draw(fixed_or(heads)), draw(sized(head_dim, tier))
+    rng = draw(generators())
+    kind = draw(fixed_or(style))
+    q, k, v = (values(rng, kind, (B, T, H, D)) for _ in range(3))
+    b = draw(fixed_or(blocks(T) if block_size is None else block_size))
+    n = -(-T // b)
+    which = draw(fixed_or(pattern))
+    token = np.ones((T, T), dtype=bool)
+    block = np.ones((n, n), dtype=bool)
+    if which == "random":
+        token = rng.random((T, T)) < draw(st.sampled_from([0.2, 0.5, 0.9]))
+        block = block_mask_of(token, b) & (rng.random((n, n)) < draw(st.sampled_from([0.7, 1.0])))
+    elif which == "bigbird":
+        block = bigbird_block_mask(n, random_blocks=draw(st.integers(0, 2)), seed=draw(st.integers(0, 2**16)))
+    elif which == "longformer":
+        tokens = sorted(set(draw(st.lists(st.integers(0, T - 1), max_size=2)))) if T else []
+        token = longformer_mask(T, window=draw(st.integers(0, 3)), global_tokens=np.asarray(tokens, dtype=np.int64))
+        block = block_mask_of(token, b)
+    else:
+        token = np.tri(T, dtype=bool)
+        block = block_mask_of(token, b)
+    if draw(fixed_or(empty_rows)) and T:
+        token = token & (rng.random((T, 1)) > 0.3)
+    args = {"q": q, "k": k, "v": v, "return_lse": draw(fixed_or(return_lse))}
+    if form == "masked":
+        expanded = np.repeat(np.repeat(block, b, axis=0), b, axis=1)[:T, :T]
+        return {**args, "mask": token & expanded}
+    return {**args, "block_mask": block, "block_size": b, "token_mask": token}

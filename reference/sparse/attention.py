@@ -1,0 +1,137 @@
+"""Attention restricted to a mask, densely and block-sparsely.
+
+q (B, Tq, H, D), k (B, Tk, H, D), v (B, Tk, H, Dv), batch first; a mask (Tq, Tk) of bools, True
+where query i may see key j. For every query row,
+
+    s_ij = scale q_i . k_j   (scale 1/sqrt(D) by default),   out_i = sum_{j visible} P_ij v_j,
+    P_ij = exp(s_ij) / sum_{j' visible} exp(s_ij'),          lse_i = log sum_{j visible} exp(s_ij),
+
+and a row with no visible key has out 0 and lse -inf (no NaN).
+
+``masked_attention`` is the definition. ``block_sparse_attention`` computes it as block-sparse
+kernels do (FlashAttention's tiling restricted to a block mask: BigBird's and Longformer's block
+kernels, Triton's and FlexAttention's ``BlockMask``): queries and keys in tiles of
+``block_size`` (the last tile of each partial when the block size does not divide T), the tile
+(I, J) visited only where ``block_mask[I, J]``, the token-level ``token_mask`` applied inside a
+visited tile, and the softmax accumulated online over the visited tiles of a row (a running
+maximum m, sum l and output, rescaled by exp(m_old - m_new) when the maximum grows).
+"""
+
+import numpy as np
+
+from .._checks import as_real, check_bool, check_layout, check_shape, finite_real, int_in_range, positive_int
+
+
+def _qkv(q, k, v):
+    q, k, v = as_real("q", q), as_real("k", k), as_real("v", v)
+    B, Tq, H, D = check_layout("q", q, "(B, Tq, H, D)", may_be_empty=("B", "Tq"))
+    _, Tk, _, _ = check_layout("k", k, "(B, Tk, H, D)", may_be_empty=("B", "Tk"))
+    if k.shape[0] != B or k.shape[2:] != (H, D):
+        raise ValueError(f"k must have shape (B, Tk, H, D) with (B, H, D)={(B, H, D)} to match q; got shape {k.shape}")
+    check_layout("v", v, "(B, Tk, H, Dv)", may_be_empty=("B", "Tk"))
+    if v.shape[:3] != k.shape[:3]:
+        raise ValueError(f"v must have shape (B, Tk, H, Dv) with (B, Tk, H)={k.shape[:3]} to match k; got shape {v.shape}")
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite")
+    return q, k, v
+
+
+def _mask(name, mask, shape):
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"{name} must be a bool array (True: visible); got dtype {mask.dtype}")
+    check_shape(name, mask, shape, "(Tq, Tk)" if name != "block_mask" else "(ceil(Tq / b), ceil(Tk / b))",
+                match="q and k")
+    return mask
+
+
+def _scale(scale, D):
+    return D ** -0.5 if scale is None else finite_real("scale", scale)
+
+
+def masked_attention(q, k, v, mask, *, scale=None, return_lse=False):
+    """Softmax attention over the visible keys of ``mask`` (Tq, Tk) (module docstring), in one
+    dense pass with each row's largest visible score subtracted. Returns out (B, Tq, H, Dv), and
+    lse (B, Tq, H) if ``return_lse``."""
+    q, k, v = _qkv(q, k, v)
+    mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
+    return_lse = check_bool("return_lse", return_lse)
+    s = _scale(scale, q.shape[3]) * np.einsum("bihd,bjhd->bhij", q, k)
+    visible = mask[None, None]
+    top = np.where(visible, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+    top = np.where(np.isfinite(top), top, 0.0)
+    weights = np.where(visible, np.exp(np.where(visible, s - top, 0.0)), 0.0)
+    total = weights.sum(axis=-1, keepdims=True)
+    out = np.einsum("bhij,bjhe->bihe", weights / np.where(total > 0, total, 1.0), v)
+    if not return_lse:
+        return out
+    with np.errstate(divide="ignore"):
+        lse = np.where(total > 0, top + np.log(total), -np.inf)[..., 0]  # (B, H, Tq)
+    return out, np.swapaxes(lse, 1, 2)
+
+
+def block_sparse_attention(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, return_lse=False):
+    """The masked attention of ``block_mask`` expanded to tokens (and ``token_mask``, None: all
+    visible) computed tile by tile (module docstring): tile (I, J) holds queries I b ..
+    min((I + 1) b, Tq) - 1 and keys J b .. min((J + 1) b, Tk) - 1, visited only where
+    block_mask[I, J]; online softmax across a row's visited tiles. Returns as ``masked_attention``."""
+    q, k, v = _qkv(q, k, v)
+    b = positive_int("block_size", block_size)
+    B, Tq, H, D = q.shape
+    Tk, Dv = k.shape[1], v.shape[3]
+    nq, nk = -(-Tq // b), -(-Tk // b)
+    block_mask = _mask("block_mask", block_mask, (nq, nk))
+    token_mask = np.ones((Tq, Tk), dtype=bool) if token_mask is None else _mask("token_mask", token_mask, (Tq, Tk))
+    scale = _scale(scale, D)
+    return_lse = check_bool("return_lse", return_lse)
+    out, lse = np.zeros((B, Tq, H, Dv)), np.full((B, Tq, H), -np.inf)
+    for I in range(nq):
+        rows = slice(I * b, min((I + 1) * b, Tq))
+        m = np.full((B, H, rows.stop - rows.start, 1), -np.inf)
+        total, acc = np.zeros_like(m), np.zeros((B, H, rows.stop - rows.start, Dv))
+        for J in np.nonzero(block_mask[I])[0]:
+            cols = slice(J * b, min((J + 1) * b, Tk))
+            visible = token_mask[rows, cols][None, None]
+            s = scale * np.einsum("bihd,bjhd->bhij", q[:, rows], k[:, cols])
+            tile_max = np.where(visible, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+            new_m = np.maximum(m, tile_max)
+            safe = np.where(np.isfinite(new_m), new_m, 0.0)
+            rescale = np.where(np.isfinite(m), np.exp(m - safe), 0.0)
+            p = np.where(visible, np.exp(np.where(visible, s - safe, 0.0)), 0.0)
+            total = rescale * total + p.sum(axis=-1, keepdims=True)
+            acc = rescale * acc + np.einsum("bhij,bjhe->bhie", p, v[:, cols])
+            m = new_m
+        out[:, rows] = np.swapaxes(acc / np.where(total > 0, total, 1.0), 1, 2)
+        with np.errstate(divide="ignore"):
+            lse[:, rows] = np.swapaxes(np.where(total > 0, m + np.log(np.where(total > 0, total, 1.0)), -np.inf)[..., 0],
+                                       1, 2)
+    return (out, lse) if return_lse else out
+
+
+def block_mask_of(mask, block_size):
+    """The block mask a kernel derives from a token mask (Tq, Tk): tile (I, J) is visited where any
+    of its tokens is visible (FlexAttention's ``create_block_mask``). Returns (ceil(Tq / b),
+    ceil(Tk / b)) bool."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"mask must be a bool array (True: visible); got dtype {mask.dtype}")
+    Tq, Tk = check_layout("mask", mask, "(Tq, Tk)", may_be_empty=("Tq", "Tk"))
+    b = positive_int("block_size", block_size)
+    nq, nk = -(-Tq // b), -(-Tk // b)
+    padded = np.zeros((nq * b, nk * b), dtype=bool)
+    padded[:Tq, :Tk] = mask
+    return padded.reshape(nq, b, nk, b).any(axis=(1, 3))
+
+
+def expand_block_mask(block_mask, block_size, Tq, Tk):
+    """The token mask (Tq, Tk) a block mask stands for: True wherever the tile holding (i, j) is
+    visited."""
+    block_mask = np.asarray(block_mask)
+    if block_mask.dtype != bool:
+        raise TypeError(f"block_mask must be a bool array; got dtype {block_mask.dtype}")
+    b = positive_int("block_size", block_size)
+    Tq, Tk = int_in_range("Tq", Tq, 0), int_in_range("Tk", Tk, 0)
+    check_shape("block_mask", block_mask, (-(-Tq // b), -(-Tk // b)), "(ceil(Tq / b), ceil(Tk / b))",
+                match="Tq and Tk")
+    return np.repeat(np.repeat(block_mask, b, axis=0), b, axis=1)[:Tq, :Tk]
