@@ -672,6 +672,14 @@ CASES = {
                                                                                          "token_mask")),
                                                "mask": np.tri(s["T"], dtype=bool)}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
     "sparse.block_sparse_attention": Case(lambda s: _sparse(**s, n=-(-s["T"] // 2)), dict(B=1, T=3, H=2, D=2), ("B", "T")),
+    "sparse.masked_attention_vjp": Case(
+        lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("block_mask", "block_size", "token_mask", "return_lse")),
+                   "mask": np.tri(s["T"], dtype=bool), "cotangent": normal(s["B"], s["T"], s["H"], s["D"], seed=6),
+                   "lse_cotangent": normal(s["B"], s["T"], s["H"], seed=7)}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
+    "sparse.block_sparse_attention_vjp": Case(
+        lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("return_lse",)),
+                   "cotangent": normal(s["B"], s["T"], s["H"], s["D"], seed=6),
+                   "lse_cotangent": normal(s["B"], s["T"], s["H"], seed=7)}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
     "sparse.block_mask_of": Case(lambda s: dict(mask=np.tri(s["T"], dtype=bool), block_size=2), dict(T=3), ("T",)),
     "sparse.expand_block_mask": Case(lambda s: dict(block_mask=np.ones((2, 2), bool), block_size=2, Tq=3, Tk=4), {}),
     "sparse.bigbird_block_mask": Case(lambda s: dict(blocks=6, random_blocks=1, seed=3), {}),
@@ -818,6 +826,7 @@ ALLOWED = {
     ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
     ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
     ("*attention", "v", "axis 3 +1"): "any Dv",
+    ("*attention_vjp", "lse_cotangent", "None"): "no lse cotangent: lse not used",
     ("block_mask_of", "mask", "axis [01] +1"): "any Tq and Tk",
     ("longformer_mask", "global_tokens", "axis 0 +1"): "a repeated global token is still one",
     ("longformer_mask", "global_tokens", "ndim-1"): "global_tokens[0] as a scalar: refused, or a valid index",

@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.registry import Claim, Form, register_claim, register_form
-from seqcheck.properties.arrays import for_form
+from seqcheck.equiv.registry import Claim, Form, Gradient, register_claim, register_form, register_gradient, without
+from seqcheck.equiv.bounds import per_position
+from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.sparse import sparse_inputs
 from seqcheck.reference import sparse as ref
 from seqcheck.reference.arith import U64
@@ -171,4 +172,79 @@ register_claim(Claim(
     rule="exact",
     exactness="exact",
     time_axis=0,
+))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+GRADIENT_WRT = ("q", "k", "v")
+
+
+def _dense_vjp(**args) -> dict:
+    """The definition's backward with the mask a form's arguments stand for."""
+    return ref.masked_attention_vjp(args["q"], args["k"], args["v"], _visible(args), scale=args.get("scale"),
+                                    cotangent=args["cotangent"], lse_cotangent=args.get("lse_cotangent"))
+
+
+def grad_bound(args: dict, expected: tuple = ()) -> tuple:
+    """2 n u times the backward's magnitudes, n = D + Dv + Tq + Tk + tiles + 16: with G = 1 + S +
+    max S (the weights' relative error factor), M_dS = P (G (|dP| + |D|) + |dO||V|^T + |dO||O| +
+    |dlse|), dQ = scale (M_dS + |dS|) |K|, dK = scale (M_dS + |dS|)^T |Q|, dV = (P G)^T |dO|."""
+    q, k, v, c = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v", "cotangent"))
+    dl = np.zeros(q.shape[:3]) if args.get("lse_cotangent") is None else np.asarray(args["lse_cotangent"])
+    B, Tq, H, D = q.shape
+    Tk, Dv = k.shape[1], v.shape[3]
+    scale = D ** -0.5 if args.get("scale") is None else float(args["scale"])
+    visible = _visible(args)[None, None]
+    tiles = -(-Tk // args["block_size"]) if "block_size" in args else 1
+    out, lse = ref.masked_attention(q, k, v, _visible(args), scale=scale, return_lse=True)
+    s = scale * np.einsum("bihd,bjhd->bhij", q, k)
+    shift = np.swapaxes(np.where(np.isfinite(lse), lse, 0.0), 1, 2)[..., None]
+    P = np.where(visible, np.exp(np.where(visible, s - shift, 0.0)), 0.0)
+    S = np.where(visible, scale * np.einsum("bihd,bjhd->bhij", np.abs(q), np.abs(k)), 0.0)
+    G = 1 + S + S.max(axis=-1, keepdims=True, initial=0.0)
+    dP = np.einsum("bihe,bjhe->bhij", c, v)
+    Dr = np.swapaxes((c * out).sum(axis=-1) - dl, 1, 2)[..., None]
+    M_D = np.swapaxes((np.abs(c) * np.abs(out)).sum(axis=-1) + np.abs(dl), 1, 2)[..., None]
+    M_dS = P * (G * (np.abs(dP) + np.abs(Dr)) + np.einsum("bihe,bjhe->bhij", np.abs(c), np.abs(v)) + M_D)
+    dS = np.abs(P * (dP - Dr))
+    n = 2 * (D + Dv + Tq + Tk + tiles + 16) * U64
+    M_dq = scale * np.einsum("bhij,bjhd->bihd", M_dS + dS, np.abs(k))
+    M_dk = scale * np.einsum("bhij,bihd->bjhd", M_dS + dS, np.abs(q))
+    M_dv = np.einsum("bhij,bihe->bjhe", P * G, np.abs(c))
+    return tuple(n * per_position(M) for M in (M_dq, M_dk, M_dv))
+
+
+GRADIENT_RULE = ("derived float64 bound: 2 (D + Dv + Tq + Tk + tiles + 16) u times the backward's magnitudes "
+                 "(P (1 + S + max S) through dS = P (dP - D), dQ, dK, dV)")
+
+for key in ("sparse.attention.masked", "sparse.attention.block_sparse"):
+    register_gradient(Gradient(form=key, vjp=_dense_vjp, wrt=GRADIENT_WRT, cotangents=("cotangent", "lse_cotangent"),
+                               bound=grad_bound, rule=GRADIENT_RULE, axes=(("batch", "query", "head", "channel"),
+                                                                           ("batch", "key", "head", "channel"),
+                                                                           ("batch", "key", "head", "channel"))))
+
+
+@st.composite
+def _backward_inputs(draw):
+    args = draw(sparse_inputs(form="block_sparse", return_lse=True))
+    rng = draw(generators())
+    return {**without(args, ("return_lse",)), "cotangent": rng.standard_normal(args["v"].shape[:3] + args["v"].shape[3:]),
+            "lse_cotangent": rng.standard_normal(args["q"].shape[:3])}
+
+
+register_claim(Claim(
+    key="sparse.block_sparse.backward",
+    statement="the block-sparse backward (P recomputed per visited tile from the forward's lse, dK and dV per key "
+              "tile, dQ per query tile) equals the dense masked backward, for every block size (T not a multiple "
+              "of it included) and with rows that see no key (no NaN: FlexAttention's backward gave NaN there, "
+              "pytorch #153799)",
+    subject="sparse.attention.block_sparse_vjp",
+    default_impl=ref.block_sparse_attention_vjp,
+    relation=lambda vjp, args: (tuple(vjp(**args)[n] for n in GRADIENT_WRT),
+                                tuple(_dense_vjp(**args)[n] for n in GRADIENT_WRT)),
+    inputs=_backward_inputs,
+    bound=grad_bound,
+    rule=GRADIENT_RULE,
+    outputs=("dq", "dk", "dv"),
 ))

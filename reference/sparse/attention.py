@@ -135,3 +135,73 @@ def expand_block_mask(block_mask, block_size, Tq, Tk):
     check_shape("block_mask", block_mask, (-(-Tq // b), -(-Tk // b)), "(ceil(Tq / b), ceil(Tk / b))",
                 match="Tq and Tk")
     return np.repeat(np.repeat(block_mask, b, axis=0), b, axis=1)[:Tq, :Tk]
+
+
+def _cotangents(cotangent, lse_cotangent, q, v):
+    B, Tq, H, _ = q.shape
+    c = as_real("cotangent", cotangent)
+    check_shape("cotangent", c, (B, Tq, H, v.shape[3]), "(B, Tq, H, Dv)", match="q and v")
+    if lse_cotangent is None:
+        return c, np.zeros((B, Tq, H))
+    dl = as_real("lse_cotangent", lse_cotangent)
+    check_shape("lse_cotangent", dl, (B, Tq, H), "(B, Tq, H)", match="q")
+    return c, dl
+
+
+def masked_attention_vjp(q, k, v, mask, *, scale=None, cotangent, lse_cotangent=None):
+    """The VJP of ``masked_attention`` (FlashAttention-2's backward in one dense pass): with P the
+    visible rows' softmax, out O, D_i = rowsum(dO o O) - dlse_i,
+
+        dV = P^T dO,   dS = P o (dO V^T - D),   dQ = scale dS K,   dK = scale dS^T Q;
+
+    a row with no visible key (lse -inf) has P = 0 and contributes nothing (no NaN).
+    Returns {"q", "k", "v": gradient}."""
+    q, k, v = _qkv(q, k, v)
+    mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
+    c, dl = _cotangents(cotangent, lse_cotangent, q, v)
+    scale = _scale(scale, q.shape[3])
+    out, lse = masked_attention(q, k, v, mask, scale=scale, return_lse=True)
+    s = scale * np.einsum("bihd,bjhd->bhij", q, k)
+    finite = np.isfinite(lse)[..., None]  # (B, Tq, H, 1)
+    shift = np.swapaxes(np.where(finite[..., 0], lse, 0.0), 1, 2)[..., None]  # (B, H, Tq, 1)
+    P = np.where(mask[None, None], np.exp(np.where(mask[None, None], s - shift, 0.0)), 0.0)
+    D = np.swapaxes((c * out).sum(axis=-1) - dl, 1, 2)[..., None]
+    dS = P * (np.einsum("bihe,bjhe->bhij", c, v) - D)
+    return {"q": scale * np.einsum("bhij,bjhd->bihd", dS, k), "k": scale * np.einsum("bhij,bihd->bjhd", dS, q),
+            "v": np.einsum("bhij,bihe->bjhe", P, c)}
+
+
+def block_sparse_attention_vjp(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, cotangent,
+                               lse_cotangent=None):
+    """The VJP of ``block_sparse_attention`` as block-sparse backward kernels compute it: the
+    forward's out and lse; per visited tile, P recomputed as exp(s - lse) on the visible tokens
+    (0 on a row whose lse is -inf: no key visible), dV and dK accumulated per key tile, dQ per
+    query tile, D_i = rowsum(dO o O) - dlse_i. Returns {"q", "k", "v": gradient}."""
+    q, k, v = _qkv(q, k, v)
+    b = positive_int("block_size", block_size)
+    B, Tq, H, D = q.shape
+    Tk = k.shape[1]
+    nq, nk = -(-Tq // b), -(-Tk // b)
+    block_mask = _mask("block_mask", block_mask, (nq, nk))
+    token_mask = np.ones((Tq, Tk), dtype=bool) if token_mask is None else _mask("token_mask", token_mask, (Tq, Tk))
+    c, dl = _cotangents(cotangent, lse_cotangent, q, v)
+    scale = _scale(scale, D)
+    out, lse = block_sparse_attention(q, k, v, block_mask, block_size=b, token_mask=token_mask, scale=scale,
+                                      return_lse=True)
+    Dr = (c * out).sum(axis=-1) - dl  # (B, Tq, H)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    for I in range(nq):
+        rows = slice(I * b, min((I + 1) * b, Tq))
+        row_lse = np.swapaxes(lse[:, rows], 1, 2)[..., None]  # (B, H, r, 1)
+        finite = np.isfinite(row_lse)
+        for J in np.nonzero(block_mask[I])[0]:
+            cols = slice(J * b, min((J + 1) * b, Tk))
+            visible = token_mask[rows, cols][None, None] & finite
+            s = scale * np.einsum("bihd,bjhd->bhij", q[:, rows], k[:, cols])
+            P = np.where(visible, np.exp(np.where(visible, s - np.where(finite, row_lse, 0.0), 0.0)), 0.0)
+            dP = np.einsum("bihe,bjhe->bhij", c[:, rows], v[:, cols])
+            dS = P * (dP - np.swapaxes(Dr[:, rows], 1, 2)[..., None])
+            dv[:, cols] += np.einsum("bhij,bihe->bjhe", P, c[:, rows])
+            dk[:, cols] += scale * np.einsum("bhij,bihd->bjhd", dS, q[:, rows])
+            dq[:, rows] += scale * np.einsum("bhij,bjhd->bihd", dS, k[:, cols])
+    return {"q": dq, "k": dk, "v": dv}
