@@ -61,7 +61,8 @@ def monarch_inputs(
 
     if form == "multiply":
         k, q, p = (draw(sized(v, tier)) for v in (blocks, block_size, block_size))
-        r = draw(st.sampled_from(_divisors(k * q)))
+        # r from the largest divisor down (shrinking walks to few, small w2 blocks), l = k q / r <= 64
+        r = draw(st.sampled_from([d for d in _divisors(k * q)[::-1] if k * q // d <= 64]))
         l, s = k * q // r, draw(sized(block_size, tier))
         c = draw(fixed_or(complex_factors))
         return {"x": array(B, k * p), "w1": array(k, q, p, complex_=c), "w2": array(l, s, r, complex_=c)}

@@ -37,12 +37,19 @@ def _factors(w1, w2, n=None):
     return w1, w2
 
 
-def monarch_multiply(x, w1, w2):
-    """x M^T by the two block-diagonal products and the two reshuffles (module docstring), as
-    fly's ``blockdiag_butterfly_multiply_reference`` (version 2). x (..., n); returns (..., l s)."""
+def _input(x):
     x = as_real("x", x, complex_ok=True)
     if x.ndim == 0:
         raise ValueError(f"x must have shape (..., n); got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x must be finite")
+    return x
+
+
+def monarch_multiply(x, w1, w2):
+    """x M^T by the two block-diagonal products and the two reshuffles (module docstring), as
+    fly's ``blockdiag_butterfly_multiply_reference`` (version 2). x (..., n); returns (..., l s)."""
+    x = _input(x)
     w1, w2 = _factors(w1, w2, x.shape[-1])
     k, q, p = w1.shape
     l, s, r = w2.shape
@@ -54,29 +61,27 @@ def monarch_multiply(x, w1, w2):
 
 
 def _shuffle(rows, cols):
-    """The permutation matrix taking a vector in (rows cols) order to (cols rows) order."""
-    n = rows * cols
-    P = np.zeros((n, n))
-    i = np.arange(n)
-    P[(i % cols) * rows + i // cols, i] = 1.0
-    return P
+    """The row order of P X for the permutation P taking a vector in (rows cols) order to (cols
+    rows) order: (P X) = X[order]."""
+    i = np.arange(rows * cols)
+    return (i % rows) * cols + i // rows
 
 
 def monarch_dense(w1, w2):
     """The dense (l s, k p) matrix M = P_out block_diag(w2) P_mid block_diag(w1) (fly's version 3,
-    ``torch.block_diag`` and explicit permutations), so that monarch_multiply(x) = x M^T."""
+    ``torch.block_diag`` and the permutations, here as row orders), so that
+    monarch_multiply(x) = x M^T."""
     w1, w2 = _factors(w1, w2)
     k, q, p = w1.shape
     l, s, r = w2.shape
-    P_mid, P_out = _shuffle(r, l), _shuffle(l, s)
-    return P_out @ block_diag(*w2) @ P_mid @ block_diag(*w1)
+    inner = block_diag(*w1)[_shuffle(r, l)]  # P_mid B1, (l r, k p)
+    outer = np.einsum("lsr,lrn->lsn", w2, inner.reshape(l, r, k * p)).reshape(l * s, k * p)  # B2 P_mid B1
+    return outer[_shuffle(l, s)]
 
 
 def dense_multiply(x, w1, w2):
     """x M^T with M = ``monarch_dense(w1, w2)``: the definition, one dense product."""
-    x = as_real("x", x, complex_ok=True)
-    if x.ndim == 0:
-        raise ValueError(f"x must have shape (..., n); got shape {x.shape}")
+    x = _input(x)
     w1, w2 = _factors(w1, w2, x.shape[-1])
     return x @ monarch_dense(w1, w2).T
 
@@ -137,6 +142,8 @@ def monarch_compose(w1, w2, D):
     Returns (w1 D, w2)."""
     w1, w2 = _factors(w1, w2)
     D = as_real("D", D, complex_ok=True)
+    if not np.isfinite(D).all():
+        raise ValueError("D must be finite")
     k, _, p = w1.shape
     if D.shape != (k, p, p):
         raise ValueError(f"D must have shape (k, p, p)={(k, p, p)} to match w1; got shape {D.shape}")
@@ -150,8 +157,8 @@ def dft_factors(n, sizes=None):
         w1[j, l, i] = omega_B^{l i}                       A blocks of F_B
         w2[l, s, j] = omega_n^{l j} omega_A^{s j}         B blocks of F_A, twiddles folded in
 
-    and monarch_multiply(x[..., perm], w1, w2) = fft(x) for every n (A = 1 for a prime n: one
-    dense DFT). Returns (w1 (A, B, B), w2 (B, A, A), perm (n,))."""
+    and monarch_multiply(x[..., perm], w1, w2) = fft(x) for every n (a prime n: B = 1, the
+    second factor one dense DFT). Returns (w1 (A, B, B), w2 (B, A, A), perm (n,))."""
     n = int_in_range("n", n, 1)
     A, B = _sizes(sizes, n)
     l, i = np.arange(B)[:, None], np.arange(B)[None, :]
@@ -183,7 +190,7 @@ def dft(x):
 
 def monarch_dft(x):
     """The DFT along the last axis as the Monarch product of ``dft_factors(n)`` on x[..., perm]
-    (fly's ``ButterflyFFT``), any n (a prime one: A = 1, one dense block)."""
+    (fly's ``ButterflyFFT``), any n (a prime one: B = 1, one dense block)."""
     x = _signal(x)
     w1, w2, perm = dft_factors(x.shape[-1])
     return monarch_multiply(x[..., perm], w1, w2)
@@ -229,6 +236,9 @@ def monarch_fft_conv(u, K, D=None):
     D = np.zeros(Dch) if D is None else as_real("D", D)
     if D.shape != (Dch,):
         raise ValueError(f"D must have shape (Dch,)=({Dch},) to match u; got shape {D.shape}")
+    for name, a in (("u", u), ("K", K), ("D", D)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite")
     n = max(T + L, 1)
     w1, w2, perm = dft_factors(n)
     signal = np.zeros((B_, Dch, n))
@@ -247,14 +257,14 @@ def monarch_vjp(x, w1, w2, *, cotangent):
     leading axes), conjugated for complex arguments (the project's convention: the gradient of a
     real loss is dL/dRe + i dL/dIm), its real part for a real one. Returns {"x", "w1", "w2":
     gradient}."""
-    x = as_real("x", x, complex_ok=True)
-    if x.ndim == 0:
-        raise ValueError(f"x must have shape (..., n); got shape {x.shape}")
+    x = _input(x)
     w1, w2 = _factors(w1, w2, x.shape[-1])
     k, q, p = w1.shape
     l, s, r = w2.shape
     lead = x.shape[:-1]
     c = as_real("cotangent", cotangent, complex_ok=True)
+    if not np.isfinite(c).all():
+        raise ValueError("cotangent must be finite")
     if c.shape != lead + (l * s,):
         raise ValueError(f"cotangent must have shape (..., l s)={lead + (l * s,)} to match x and w2; got shape {c.shape}")
     N = int(np.prod(lead, dtype=np.int64))
