@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from scipy.linalg import block_diag
 
 from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.tracked import gamma
 from seqcheck.equiv.registry import Claim, Form, Gradient, register_claim, register_form, register_gradient
 from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.monarch import monarch_inputs
@@ -32,10 +33,6 @@ from seqcheck.reference import monarch as ref
 from seqcheck.equiv.convert import numpy_dtype
 from seqcheck.reference.arith import U64, accumulator, round_to, rounding
 from seqcheck.reference.ssm import causal_conv
-
-
-def gamma(n) -> float:
-    return n * U64 / (1 - n * U64)
 
 
 def multiply_bound(args: dict, expected: tuple = ()) -> tuple:

@@ -366,14 +366,20 @@ def _check_cache(cache, params, batch):
             isinstance(pair, tuple) and len(pair) == 2 for pair in cache):
         raise TypeError(f"cache must be None or a tuple of {c.layers} pairs of arrays (as jamba_step returns); "
                         f"got {type(cache).__name__}")
+    checked = []
     for i, (a, b) in enumerate(cache):
         a, b = as_real("cache", a), as_real("cache", b)
-        want = ((batch, a.shape[1] if a.ndim == 4 else -1, c.kv_heads, c.head_dim),) * 2 if c.is_attention(i) else \
-            ((batch, c.inner, c.d_conv), (batch, c.inner, c.d_state))
-        if a.shape != want[0] or b.shape != (want[1] if not c.is_attention(i) else a.shape):
-            raise ValueError(f"cache must hold layer {i}'s states of shapes {want} to match params and x_t; "
-                             f"got {a.shape} and {b.shape}")
-    return cache
+        if c.is_attention(i):
+            ok = a.ndim == 4 and a.shape[0] == batch and a.shape[2:] == (c.kv_heads, c.head_dim) and b.shape == a.shape
+            want = f"keys and values (B, n, Hkv, d)=({batch}, n, {c.kv_heads}, {c.head_dim})"
+        else:
+            ok = (a.shape, b.shape) == ((batch, c.inner, c.d_conv), (batch, c.inner, c.d_state))
+            want = (f"conv state (B, Di, d_conv)={(batch, c.inner, c.d_conv)} and SSM state (B, Di, N)="
+                    f"{(batch, c.inner, c.d_state)}")
+        if not ok:
+            raise ValueError(f"cache must hold layer {i}'s {want} to match params and x_t; got {a.shape} and {b.shape}")
+        checked.append((a, b))
+    return tuple(checked)
 
 
 def jamba_step(x_t, params, cache=None):
