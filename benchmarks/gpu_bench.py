@@ -127,6 +127,7 @@ def ceilings(sizes: dict, xp, seconds) -> dict:
 
 def numba_cases(sizes: dict, rng) -> list[Case]:
     from seqcheck.gpu import flash_bwd_numba, flash_numba, gla_numba, scan_numba, wkv_numba
+    from seqcheck.reference.sparse import bigbird_block_mask
 
     B, T, H, D, block = (sizes["flash"][name] for name in ("B", "T", "H", "D", "block"))
     q, k, v = (rng.standard_normal((B, T, H, D)).astype(np.float32) for _ in range(3))
@@ -134,6 +135,16 @@ def numba_cases(sizes: dict, rng) -> list[Case]:
     flash = Case("numba_cuda.flash_attention", f"B={B} T={T} H={H} D={D} float32, blocks of {block}",
                  lambda: flash_numba.launch(kernel, grid, threads, arguments), {"flops": 4 * B * H * T * T * D},
                  partial(_sdpa, q=q, k=k, v=v))  # bound now: q, k, v are reused below
+
+    tiles = -(-T // block)
+    block_mask = bigbird_block_mask(tiles, random_blocks=3, seed=0)
+    s_kernel, s_grid, s_threads, s_arguments, _ = flash_numba.prepare_block_sparse(q, k, v, block_mask,
+                                                                                   block_size=block)
+    block_sparse = Case("numba_cuda.block_sparse_attention",
+                        f"B={B} T={T} H={H} D={D} float32, BigBird ITC (3 random) on blocks of {block}: "
+                        f"{int(block_mask.sum())} of {tiles * tiles} tiles",
+                        lambda: flash_numba.launch(s_kernel, s_grid, s_threads, s_arguments),
+                        {"flops": 4 * B * H * D * int(block_mask.sum()) * block * block})
 
     do = rng.standard_normal((B, T, H, D)).astype(np.float32)
     launches, _ = flash_bwd_numba.prepare_backward(q, k, v, cotangent=do, block_q=block, block_k=block)
@@ -171,7 +182,7 @@ def numba_cases(sizes: dict, rng) -> list[Case]:
     wkv = Case("numba_cuda.wkv4", f"B={B} T={T} C={C} float32",
                lambda: wkv_numba.launch(w_kernel, w_grid, w_threads, w_arguments),
                {"bytes": 4 * 3 * B * T * C})  # k, v, out
-    return [flash, flash_backward, scan, gla, wkv]
+    return [flash, block_sparse, flash_backward, scan, gla, wkv]
 
 
 def array_module_cases(sizes: dict, rng, xp) -> list[Case]:

@@ -1,8 +1,9 @@
 """FlashAttention-2 forward as a Numba CUDA kernel (Dao 2023, arXiv:2307.08691, Algorithm 1).
 
 One thread block per (query block, head, batch): the block's query tile is staged in shared
-memory once, then the key/value tiles that its causal/window masks can reach are visited in
-order; for each, the block computes the scores into shared memory, one thread per query row
+memory once, then the key/value tiles of its visit list are visited in order (the tiles its
+causal/window masks can reach, or those a block mask sets: FlexAttention's ``kv_num_blocks`` and
+``kv_indices``); for each, the block computes the scores into shared memory, one thread per query row
 updates the row's running max ``m`` and running sum ``l`` (online softmax, in shared memory),
 and every thread rescales and accumulates its slice of the output row in registers:
 
@@ -13,6 +14,10 @@ Masks are those of ``seqcheck.reference.attention.attention_mask`` (bottom-right
 query i sees key j iff ``i + Tk - Tq - left <= j <= i + Tk - Tq + right`` (None: unbounded;
 causal: right = 0) and ``key_padding_mask[b, j]``. GQA: query head h reads kv head
 ``h // (H // Hkv)``. A row with no visible key gets out = 0 and lse = -inf.
+
+``block_sparse_attention`` is the form ``sparse.attention.block_sparse`` on the same kernel:
+square tiles of ``block_size``, the visit lists from a block mask (ceil(Tq / b), ceil(Tk / b)),
+and a token mask (Tq, Tk) applied inside each visited tile.
 
 Inputs float32 or float16 (q, k, v of one dtype); scores, softmax and accumulation in float32;
 ``out`` in the inputs' dtype, ``lse`` float32 (as flash-attention's softmax_lse). Block sizes,
@@ -60,21 +65,23 @@ def shared_bytes(block_q: int, block_k: int, capacity: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def flash_kernel(block_q: int, block_k: int, capacity: int):
+def flash_kernel(block_q: int, block_k: int, capacity: int, token_masked: bool = False):
     """The kernel for tiles of ``block_q`` queries and ``block_k`` keys, head dims <= ``capacity``.
 
     Arguments: q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, Dv), key_valid (B, Tk) uint8,
-    out (B, Tq, H, Dv), lse (B, Tq, H) float32, scale float32, left, right (ints, Tq + Tk for an
+    token_valid (Tq, Tk) uint8 (read only if ``token_masked``), tile_count (nq,) and tile_index
+    (nq, nk) int32 (query tile I visits key tiles tile_index[I, :tile_count[I]], in order), out
+    (B, Tq, H, Dv), lse (B, Tq, H) float32, scale float32, left, right (ints, Tq + Tk for an
     unbounded side). Launch: grid (ceil(Tq / block_q), H, B), block_q * threads_per_row threads.
     """
-    BQ, BK, DC = block_q, block_k, capacity
+    BQ, BK, DC, TOKEN_MASKED = block_q, block_k, capacity, token_masked
     TPR = threads_per_row(BQ, DC)
     NT = BQ * TPR  # threads per block
     ACC = DC // TPR  # output columns per thread, in registers
     NEG_INF = -math.inf
 
     @cuda.jit
-    def flash_forward(q, k, v, key_valid, out, lse, scale, left, right):
+    def flash_forward(q, k, v, key_valid, token_valid, tile_count, tile_index, out, lse, scale, left, right):
         q_tile = cuda.shared.array((BQ, DC), float32)
         k_tile = cuda.shared.array((BK, DC), float32)
         v_tile = cuda.shared.array((BK, DC), float32)
@@ -85,7 +92,8 @@ def flash_kernel(block_q: int, block_k: int, capacity: int):
         acc = cuda.local.array(ACC, float32)
 
         tid = cuda.threadIdx.x
-        q0 = cuda.blockIdx.x * BQ
+        query_tile = cuda.blockIdx.x
+        q0 = query_tile * BQ
         h = cuda.blockIdx.y
         b = cuda.blockIdx.z
         Tq = q.shape[1]
@@ -111,16 +119,10 @@ def flash_kernel(block_q: int, block_k: int, capacity: int):
         for j in range(ACC):
             acc[j] = float32(0.0)
 
-        # The keys this query block can see at all: tiles outside are skipped, as in the CUDA kernel.
-        q_last = min(q0 + BQ, Tq) - 1
-        k_first = max(0, q0 + offset - left)
-        k_last = min(Tk - 1, q_last + offset + right)
-        tile_first = k_first // BK
-        tile_end = k_last // BK + 1 if k_first <= k_last else tile_first
         cuda.syncthreads()
 
-        for tile in range(tile_first, tile_end):
-            k0 = tile * BK
+        for n in range(tile_count[query_tile]):
+            k0 = tile_index[query_tile, n] * BK
             for idx in range(tid, BK * D, NT):
                 c = idx // D
                 d = idx - c * D
@@ -138,7 +140,8 @@ def flash_kernel(block_q: int, block_k: int, capacity: int):
                 i = q0 + r
                 j = k0 + c
                 s = float32(NEG_INF)
-                if i < Tq and j < Tk and key_valid[b, j] != 0 and i + offset - left <= j <= i + offset + right:
+                if (i < Tq and j < Tk and key_valid[b, j] != 0 and i + offset - left <= j <= i + offset + right
+                        and (not TOKEN_MASKED or token_valid[i, j] != 0)):
                     dot = float32(0.0)
                     for d in range(D):
                         dot += q_tile[r, d] * k_tile[c, d]
@@ -230,13 +233,45 @@ def _check(q, k, v, key_padding_mask, block_q, block_k):
     return q, k, v, valid, capacity
 
 
+def window_tiles(Tq: int, Tk: int, block_q: int, block_k: int, left: int, right: int) -> np.ndarray:
+    """(ceil(Tq / block_q), ceil(Tk / block_k)) bool: the key tiles holding a key that some query
+    of the query tile may see through the window (the others are skipped, as flash-attention's
+    n_block_min .. n_block_max)."""
+    q0, k0 = np.arange(0, Tq, block_q), np.arange(0, Tk, block_k)
+    offset = Tk - Tq
+    first_key = q0 + offset - left  # of the tile's first query
+    last_key = np.minimum(q0 + block_q, Tq) - 1 + offset + right  # of its last query
+    return (k0[None, :] <= last_key[:, None]) & (np.minimum(k0 + block_k, Tk)[None, :] - 1 >= first_key[:, None])
+
+
+def visit_lists(visit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FlexAttention's kv_num_blocks and kv_indices of a tile mask (nq, nk): per query tile the
+    number of key tiles to visit, (nq,) int32, and which, (nq, nk) int32 (in order, then the rest)."""
+    count = visit.sum(axis=1).astype(np.int32)
+    index = np.argsort(~visit, axis=1, kind="stable").astype(np.int32)
+    return count, index
+
+
+def _launch_arguments(q, k, v, valid, token, visit, *, scale, left, right, block_q, block_k, capacity):
+    """(kernel, grid, threads, arguments, (out, lse)) on the device; ``token`` None: no token mask."""
+    B, Tq, H, _ = q.shape
+    kernel = flash_kernel(block_q, block_k, capacity, token is not None)
+    grid, threads = launch_config(Tq, H, B, block_q, capacity)
+    out = cuda.to_device(np.full((B, Tq, H, v.shape[3]), np.nan, dtype=q.dtype))
+    lse = cuda.to_device(np.full((B, Tq, H), np.nan, dtype=np.float32))
+    token = np.ones((1, 1), dtype=np.uint8) if token is None else token.astype(np.uint8)
+    arrays = (np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v), valid, token,
+              *visit_lists(visit))
+    arguments = (*(cuda.to_device(a) for a in arrays), out, lse, np.float32(scale), left, right)
+    return kernel, grid, threads, arguments, (out, lse)
+
+
 def prepare(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=None, block_q=16, block_k=16):
     """Everything a launch needs, on the device: (kernel, grid, threads, arguments, (out, lse)).
     Outputs are filled with NaN, so an element the kernel leaves unwritten shows. The benchmark
     times ``launch`` of this without the host transfers."""
     q, k, v, valid, capacity = _check(q, k, v, key_padding_mask, block_q, block_k)
-    B, Tq, H, D = q.shape
-    Tk = k.shape[1]
+    Tq, Tk, D = q.shape[1], k.shape[1], q.shape[3]
     unbounded = Tq + Tk  # a window side this wide masks nothing
     left, right = (None, None) if window is None else window
     left = unbounded if left is None else int(left)
@@ -246,19 +281,38 @@ def prepare(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=
     if left < 0 or right < 0:
         raise ValueError(f"window sides must be None or ints >= 0; got {window!r}")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    block_q, block_k = int(block_q), int(block_k)
+    return _launch_arguments(q, k, v, valid, None, window_tiles(Tq, Tk, block_q, block_k, left, right), scale=scale,
+                             left=left, right=right, block_q=block_q, block_k=block_k, capacity=capacity)
 
-    kernel = flash_kernel(int(block_q), int(block_k), capacity)
-    grid, threads = launch_config(Tq, H, B, int(block_q), capacity)
-    out = cuda.to_device(np.full((B, Tq, H, v.shape[3]), np.nan, dtype=q.dtype))
-    lse = cuda.to_device(np.full((B, Tq, H), np.nan, dtype=np.float32))
-    arguments = (cuda.to_device(np.ascontiguousarray(q)), cuda.to_device(np.ascontiguousarray(k)),
-                 cuda.to_device(np.ascontiguousarray(v)), cuda.to_device(valid), out, lse,
-                 np.float32(scale), left, right)
-    return kernel, grid, threads, arguments, (out, lse)
+
+def prepare_block_sparse(q, k, v, block_mask, *, block_size, token_mask=None, scale=None):
+    """``prepare`` for ``block_sparse_attention``: the visit lists from ``block_mask``."""
+    q, k, v, valid, capacity = _check(q, k, v, None, block_size, block_size)
+    Tq, Tk, D = q.shape[1], k.shape[1], q.shape[3]
+    b = int(block_size)
+    tiles = (-(-Tq // b), -(-Tk // b))
+    for name, mask, shape in (("block_mask", block_mask, tiles), ("token_mask", token_mask, (Tq, Tk))):
+        if mask is not None and (np.asarray(mask).dtype != bool or np.shape(mask) != shape):
+            raise ValueError(f"{name} must be bool {shape} for Tq={Tq}, Tk={Tk}, block_size={b}; "
+                             f"got {np.asarray(mask).dtype} {np.shape(mask)}")
+    if block_mask is None:
+        raise ValueError("block_mask must be bool (ceil(Tq / b), ceil(Tk / b)); got None")
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    token = None if token_mask is None else np.asarray(token_mask)
+    return _launch_arguments(q, k, v, valid, token, np.asarray(block_mask), scale=scale, left=Tq + Tk,
+                             right=Tq + Tk, block_q=b, block_k=b, capacity=capacity)
 
 
 def launch(kernel, grid, threads, arguments) -> None:
     kernel[grid, threads](*arguments)
+
+
+def _run(prepared, return_lse: bool):
+    kernel, grid, threads, arguments, (out, lse) = prepared
+    launch(kernel, grid, threads, arguments)
+    cuda.synchronize()
+    return (out.copy_to_host(), lse.copy_to_host()) if return_lse else out.copy_to_host()
 
 
 def flash_attention(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=None, return_lse=False,
@@ -274,12 +328,19 @@ def flash_attention(q, k, v, *, scale=None, causal=False, window=None, key_paddi
     """
     if alibi_slopes is not None or softcap:
         raise NotImplementedError("flash_numba: ALiBi and softcapping are not supported")
-    kernel, grid, threads, arguments, (out, lse) = prepare(
-        q, k, v, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
-        block_q=block_q, block_k=block_k)
-    launch(kernel, grid, threads, arguments)
-    cuda.synchronize()
-    return (out.copy_to_host(), lse.copy_to_host()) if return_lse else out.copy_to_host()
+    return _run(prepare(q, k, v, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
+                        block_q=block_q, block_k=block_k), return_lse)
+
+
+def block_sparse_attention(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, return_lse=False):
+    """Block-sparse attention on the GPU (or the simulator), the form ``sparse.attention.block_sparse``:
+    q (B, Tq, H, D), k (B, Tk, H, D), v (B, Tk, H, Dv) float32 or float16, block_mask bool
+    (ceil(Tq / b), ceil(Tk / b)) for ``block_size`` b, token_mask None or bool (Tq, Tk). Query tile
+    I visits key tile J only where block_mask[I, J]; inside, the token mask. Returns out (B, Tq,
+    H, Dv) in the inputs' dtype, and lse (B, Tq, H) float32 if ``return_lse``; a row that sees no
+    key gives 0 and -inf. Square tiles of b (b = 16 fits head dims up to 128 in 48 KiB)."""
+    return _run(prepare_block_sparse(q, k, v, block_mask, block_size=block_size, token_mask=token_mask, scale=scale),
+                return_lse)
 
 
 def ptx_cases():
@@ -287,9 +348,11 @@ def ptx_cases():
     cases = []
     for dtype in ("float32", "float16"):
         data = f"{dtype}[:, :, :, ::1]"
-        signature = (f"void({data}, {data}, {data}, uint8[:, ::1], {dtype}[:, :, :, ::1], float32[:, :, ::1], "
-                     "float32, int64, int64)")
+        signature = (f"void({data}, {data}, {data}, uint8[:, ::1], uint8[:, ::1], int32[::1], int32[:, ::1], "
+                     f"{dtype}[:, :, :, ::1], float32[:, :, ::1], float32, int64, int64)")
         for block_q, block_k, capacity in ((16, 16, 128), (4, 4, 4)):  # the default, the simulator's
-            cases.append((f"flash_forward[{block_q}x{block_k}, d<={capacity}, {dtype}]",
-                          flash_kernel(block_q, block_k, capacity), signature))
+            for token_masked in (False, True):
+                cases.append((f"flash_forward[{block_q}x{block_k}, d<={capacity}, {dtype}"
+                              f"{', token mask' * token_masked}]",
+                              flash_kernel(block_q, block_k, capacity, token_masked), signature))
     return cases

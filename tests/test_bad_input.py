@@ -671,6 +671,9 @@ CASES = {
     "sparse.masked_attention": Case(lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("block_mask", "block_size",
                                                                                          "token_mask")),
                                                "mask": np.tri(s["T"], dtype=bool)}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
+    "sparse.masked_attention_in_dtype": Case(
+        lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("block_mask", "block_size", "token_mask")),
+                   "mask": np.tri(s["T"], dtype=bool), "dtype": np.float32}, dict(B=1, T=3, H=2, D=2), ("B", "T")),
     "sparse.block_sparse_attention": Case(lambda s: _sparse(**s, n=-(-s["T"] // 2)), dict(B=1, T=3, H=2, D=2), ("B", "T")),
     "sparse.masked_attention_vjp": Case(
         lambda s: {**without(_sparse(**s, n=-(-s["T"] // 2)), ("block_mask", "block_size", "token_mask", "return_lse")),
@@ -826,6 +829,7 @@ ALLOWED = {
     ("routed_mask", "scores", "axis [01] +1"): "any B and T >= k",
     ("multi_head", "x_q", "axis 1 +1"): "any number of queries n",
     ("*attention", "v", "axis 3 +1"): "any Dv",
+    ("*attention_in_dtype", "v", "axis 3 +1"): "any Dv",
     ("*attention_vjp", "lse_cotangent", "None"): "no lse cotangent: lse not used",
     ("block_mask_of", "mask", "axis [01] +1"): "any Tq and Tk",
     ("longformer_mask", "global_tokens", "axis 0 +1"): "a repeated global token is still one",

@@ -73,14 +73,16 @@ def test_top_left_causal_is_only_wrong_when_lengths_differ():
                            seed=0).passed
 
 
-@pytest.mark.parametrize("key", ["attention.flash.tiled", "attention.flash.split_kv", "attention.softmax.parallel"])
+@pytest.mark.parametrize("key", ["attention.flash.tiled", "attention.flash.split_kv", "attention.softmax.parallel",
+                                 "sparse.attention.block_sparse"])
 def test_the_references_pass_check_in_float32(key):
     """A float64 reference handed float32-rounded inputs is well within the float32 budget."""
     result = equiv.check(equiv.reference(key), key, dtype="float32", seed=0, max_examples=30)
     assert result.passed, str(result)
 
 
-SCAN_DEFINITIONS = ["mamba.selective_scan.recurrent", "mamba.ssd.recurrent", "linear.attention.recurrent"]
+SCAN_DEFINITIONS = ["mamba.selective_scan.recurrent", "mamba.ssd.recurrent", "linear.attention.recurrent",
+                    "sparse.attention.masked"]
 
 
 @pytest.mark.parametrize("key", SCAN_DEFINITIONS)

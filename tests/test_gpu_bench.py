@@ -22,7 +22,8 @@ def test_the_gpu_benchmark_dry_run_times_every_case_and_its_torch_counterpart(tm
     assert figures["sizes"] == "tiny" and all(row["passed"] for row in figures["correctness"])
     assert all(value > 0 for value in figures["ceilings"].values())
     rows = {row["kernel"]: row for row in figures["kernels"]}
-    assert sorted(rows) == ["cupy.fft_conv", "cupy.moe_dispatch", "cupy.ssd_chunked", "numba_cuda.flash_attention",
+    assert sorted(rows) == ["cupy.fft_conv", "cupy.moe_dispatch", "cupy.ssd_chunked", "numba_cuda.block_sparse_attention",
+                            "numba_cuda.flash_attention",
                             "numba_cuda.flash_attention_backward", "numba_cuda.gla_chunked",
                             "numba_cuda.selective_scan", "numba_cuda.wkv4"]
     assert all(row["seconds"] > 0 and math.isfinite(row["fraction"]) for row in rows.values())

@@ -43,6 +43,7 @@ def _python(code: str, env: dict, timeout: int = 300, args=()) -> subprocess.Com
 # ----------------------------------------------------------------------------- mutants
 
 MUTANTS = ([("numba_cuda.flash_attention", m) for m in mutants.FLASH_MUTANTS]
+           + [("numba_cuda.block_sparse_attention", m) for m in mutants.BLOCK_SPARSE_MUTANTS]
            + [("numba_cuda.selective_scan", m) for m in mutants.SCAN_MUTANTS]
            + [("numba_cuda.gla_chunked", m) for m in mutants.GLA_MUTANTS]
            + [("numba_cuda.wkv4", m) for m in mutants.WKV_MUTANTS])

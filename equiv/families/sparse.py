@@ -11,6 +11,10 @@ spread of the values and by the sums' roundings, less than
 
 per position (``sparse_bound``), and lse within 2 (Tk + n_tiles + 16) u (1 + max S + |lse|). A
 row with no visible key must give exactly 0 and lse -inf.
+
+In a low precision both forms are judged against the definition evaluated in it with the mask
+they stand for (``masked_attention_in_dtype``). The block-sparse FlashAttention kernel of
+``seqcheck.gpu.flash_numba`` is registered against the block-sparse form.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from seqcheck.equiv.registry import Claim, Form, Gradient, register_claim, register_form, register_gradient, without
+from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, register_claim, register_form,
+                                     register_gradient, register_implementation, without)
 from seqcheck.equiv.bounds import per_position
 from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.sparse import sparse_inputs
@@ -65,6 +70,13 @@ def sparse_bound(args: dict, expected: tuple) -> tuple:
     return bounds
 
 
+def _plain(args: dict, dtype) -> tuple:
+    """The definition in ``dtype`` with the mask the arguments stand for."""
+    result = ref.masked_attention_in_dtype(args["q"], args["k"], args["v"], _visible(args), dtype=dtype,
+                                           scale=args.get("scale"), return_lse=args["return_lse"])
+    return result if isinstance(result, tuple) else (result,)
+
+
 RULE = ("derived float64 bound: 2 (D + Tk + tiles + 16) u sum_j P (|v_j| + |o|)(1 + S_j + max S), S_j = scale "
         "|q||k_j|; lse 2 (...) u (1 + max S + |lse|); an empty row exactly 0 and -inf")
 
@@ -75,7 +87,7 @@ for key, fn, form, statement in (
          "block-sparse attention: tiles of b visited only where the block mask is set (the last ones partial when b "
          "does not divide T), the token mask inside, online softmax across a row's visited tiles")):
     register_form(Form(key=key, fn=fn, inputs=for_form(sparse_inputs, form, unused=("block_size",) * (form == "masked")),
-                       bound=sparse_bound, rule=RULE, statement=statement, data_args=("q", "k", "v"),
+                       bound=sparse_bound, rule=RULE, statement=statement, plain=_plain, data_args=("q", "k", "v"),
                        outputs=("out", "lse"), axes=AXES))
 
 
@@ -247,4 +259,26 @@ register_claim(Claim(
     bound=grad_bound,
     rule=GRADIENT_RULE,
     outputs=("dq", "dk", "dv"),
+))
+
+
+# ----------------------------------------------------------------------------- GPU implementations
+
+def _block_sparse_numba_inputs(simulated: bool):
+    """Simulated: B = 1, T <= 6, H <= 2, D <= 4, tiles of 1 to 4 (ragged last tiles); on a GPU: T <=
+    200, D <= 64, tiles of 16 or 32."""
+    tiny = dict(batch=1, seq_len=st.integers(1, 6), heads=st.integers(1, 2), head_dim=st.integers(1, 4),
+                block_size=st.integers(1, 4))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), heads=st.integers(1, 2),
+                    head_dim=st.integers(1, 64), block_size=st.sampled_from([16, 32]))
+    return sparse_inputs(form="block_sparse", **(tiny if simulated else moderate))
+
+
+register_implementation(Implementation(
+    name="numba_cuda.block_sparse_attention",
+    form="sparse.attention.block_sparse",
+    target="flash_numba:block_sparse_attention",
+    runtime="numba-cuda",
+    dtypes=("float32", "float16"),
+    inputs=_block_sparse_numba_inputs,
 ))

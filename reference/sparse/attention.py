@@ -19,7 +19,9 @@ maximum m, sum l and output, rescaled by exp(m_old - m_new) when the maximum gro
 
 import numpy as np
 
-from .._checks import as_real, check_bool, check_layout, check_shape, finite_real, int_in_range, positive_int
+from ..arith import accumulator, round_to
+from .._checks import (as_real, check_bool, check_layout, check_shape, finite_real, float_dtype, int_in_range,
+                       positive_int)
 
 
 def _qkv(q, k, v):
@@ -50,6 +52,23 @@ def _scale(scale, D):
     return D ** -0.5 if scale is None else finite_real("scale", scale)
 
 
+def _masked(q, k, v, mask, scale, r, dot, return_lse):
+    """The definition with ``r`` applied to each elementwise result and ``dot`` computing each
+    contraction (einsum) and rounding it once: identities in float64, a dtype's rounding otherwise."""
+    s = r(scale * dot("bihd,bjhd->bhij", q, k))
+    visible = mask[None, None]
+    top = np.where(visible, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+    top = np.where(np.isfinite(top), top, 0.0)
+    weights = np.where(visible, r(np.exp(r(np.where(visible, s - top, 0.0)))), 0.0)
+    total = r(dot("bhij->bhi", weights)[..., None])
+    out = dot("bhij,bjhe->bihe", r(weights / np.where(total > 0, total, 1.0)), v)
+    if not return_lse:
+        return out
+    with np.errstate(divide="ignore"):
+        lse = np.where(total > 0, r(top + r(np.log(np.where(total > 0, total, 1.0)))), -np.inf)[..., 0]  # (B, H, Tq)
+    return out, np.swapaxes(lse, 1, 2)
+
+
 def masked_attention(q, k, v, mask, *, scale=None, return_lse=False):
     """Softmax attention over the visible keys of ``mask`` (Tq, Tk) (module docstring), in one
     dense pass with each row's largest visible score subtracted. Returns out (B, Tq, H, Dv), and
@@ -57,18 +76,30 @@ def masked_attention(q, k, v, mask, *, scale=None, return_lse=False):
     q, k, v = _qkv(q, k, v)
     mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
     return_lse = check_bool("return_lse", return_lse)
-    s = _scale(scale, q.shape[3]) * np.einsum("bihd,bjhd->bhij", q, k)
-    visible = mask[None, None]
-    top = np.where(visible, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
-    top = np.where(np.isfinite(top), top, 0.0)
-    weights = np.where(visible, np.exp(np.where(visible, s - top, 0.0)), 0.0)
-    total = weights.sum(axis=-1, keepdims=True)
-    out = np.einsum("bhij,bjhe->bihe", weights / np.where(total > 0, total, 1.0), v)
-    if not return_lse:
-        return out
-    with np.errstate(divide="ignore"):
-        lse = np.where(total > 0, top + np.log(total), -np.inf)[..., 0]  # (B, H, Tq)
-    return out, np.swapaxes(lse, 1, 2)
+    return _masked(q, k, v, mask, _scale(scale, q.shape[3]), lambda x: x, np.einsum, return_lse)
+
+
+def masked_attention_in_dtype(q, k, v, mask, *, dtype, scale=None, return_lse=False):
+    """``masked_attention``'s definition evaluated in a low precision ``dtype`` (numpy float16/32
+    or an ml_dtypes float): the baseline a low-precision kernel is judged against (DESIGN.md,
+    "Tolerance"). q, k, v and the scale are rounded to dtype, then every intermediate: the scores,
+    s - max, exp, the weights, P v, log of the row sum and lse; the dot products and the row sum
+    accumulate in float32 (float64 for a 64-bit dtype) and are rounded once, as GPU kernels do.
+    Overflow to inf is part of the result. Returns float64 arrays holding dtype's values."""
+    dt = float_dtype("dtype", dtype)
+    work = accumulator(dt)
+    q, k, v = _qkv(q, k, v)
+    mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
+    return_lse = check_bool("return_lse", return_lse)
+
+    def r(x):
+        return round_to(x, dt)
+
+    def dot(spec, *operands):
+        return r(round_to(np.einsum(spec, *operands), work))
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _masked(r(q), r(k), r(v), mask, r(_scale(scale, q.shape[3])), r, dot, return_lse)
 
 
 def block_sparse_attention(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, return_lse=False):

@@ -1,6 +1,6 @@
 """Deliberately wrong Numba CUDA kernels: each must be rejected by ``equiv.check``.
 
-Each mutant is the project's own kernel module (``seqcheck.gpu.flash_numba``,
+Each mutant is the project's own kernel module (``seqcheck.gpu.flash_numba``, dense and block-sparse,
 ``seqcheck.gpu.flash_bwd_numba``, ``seqcheck.gpu.scan_numba``, ``seqcheck.gpu.gla_numba``,
 ``seqcheck.gpu.wkv_numba``) with one edit to its source, the way a kernel author's bug looks,
 compiled afresh (so it runs on a GPU or under the simulator like the original). An edit whose
@@ -46,6 +46,15 @@ def _flash(name, *edits):
         return _mutant(FLASH, "flash_attention", name, edits)(
             q, k, v, scale=scale, causal=causal, window=window, key_padding_mask=key_padding_mask,
             return_lse=return_lse, block_q=block_q, block_k=block_k, alibi_slopes=alibi_slopes, softcap=softcap)
+
+    candidate.__name__ = candidate.__qualname__ = name
+    return candidate
+
+
+def _block_sparse(name, *edits):
+    def candidate(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, return_lse=False):
+        return _mutant(FLASH, "block_sparse_attention", name, edits)(
+            q, k, v, block_mask, block_size=block_size, token_mask=token_mask, scale=scale, return_lse=return_lse)
 
     candidate.__name__ = candidate.__qualname__ = name
     return candidate
@@ -113,6 +122,20 @@ flash_gqa_head_modulo = _flash(
     # query head h reads kv head h % Hkv instead of h // (H / Hkv)
     ("        kv_head = h // (H // Hkv)\n", "        kv_head = h % Hkv\n"))
 
+block_sparse_one_tile_short = _block_sparse(
+    "block_sparse_one_tile_short",
+    # the visit list's length (FlexAttention's kv_num_blocks) is one short: each query tile skips
+    # the last key tile its block mask sets (the ragged last tile, where T is not a multiple of b,
+    # is the one most often lost: pytorch/pytorch #141126)
+    ("    count = visit.sum(axis=1).astype(np.int32)\n",
+     "    count = np.maximum(visit.sum(axis=1) - 1, 0).astype(np.int32)\n"))
+
+block_sparse_tiles_as_full = _block_sparse(
+    "block_sparse_tiles_as_full",
+    # a visited tile is taken as fully visible: the token mask is not applied inside it (a partial
+    # block treated as a full one, FlexAttention's full_kv_num_blocks)
+    ("                        and (not TOKEN_MASKED or token_valid[i, j] != 0)):", "                        ):"))
+
 flash_bwd_dq_without_scale = _flash_bwd(
     "flash_bwd_dq_without_scale",
     # dQ accumulates dS K without the softmax scale (dK keeps it: only dq is off)
@@ -178,6 +201,7 @@ wkv_state_not_carried = _wkv(
 
 FLASH_MUTANTS = [flash_without_rescale, flash_causal_off_by_one, flash_last_query_block_unwritten,
                  flash_gqa_head_modulo]
+BLOCK_SPARSE_MUTANTS = [block_sparse_one_tile_short, block_sparse_tiles_as_full]
 FLASH_BWD_MUTANTS = [flash_bwd_dq_without_scale, flash_bwd_causal_blind, flash_bwd_first_query_head_only]
 SCAN_MUTANTS = [scan_state_not_carried, scan_ragged_chunk_dropped]
 GLA_MUTANTS = [gla_state_not_decayed, gla_cross_decay_once_per_chunk, gla_ragged_chunk_dropped]
