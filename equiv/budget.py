@@ -33,7 +33,8 @@ class OutOfRange(Exception):
 
 @dataclass(frozen=True)
 class Budget:
-    """Allowed absolute error per output and position, and the rule that produced it."""
+    """Allowed absolute error per output (a scalar, per position along the time axis, or per
+    element), and the rule that produced it."""
 
     per_output: tuple
     rule: str

@@ -148,7 +148,8 @@ class Result:
 
 def compare(actual: tuple, expected: tuple, budget: Budget, names: tuple, time_axis: int,
             axes: tuple = ()) -> Comparison:
-    """Per-position comparison of every output against its budget; NaN/Inf never pass.
+    """Per-position comparison of every output against its budget (a scalar, one value per
+    position along ``time_axis``, or one per element); NaN/Inf never pass.
 
     ``axes`` names each output's axes (for the worst element's index)."""
     if len(actual) != len(expected):
@@ -163,8 +164,12 @@ def compare(actual: tuple, expected: tuple, budget: Budget, names: tuple, time_a
                            kind="malformed", hint=_layout_hint(np.shape(got), np.shape(want)))
         errors = np.atleast_1d(abs_error(got, want))
         axis = time_axis % errors.ndim
-        per_position = np.broadcast_to(np.asarray(allowed, dtype=np.float64), (errors.shape[axis],))
-        allowed_here = np.expand_dims(per_position, tuple(a for a in range(errors.ndim) if a != axis))
+        allowed = np.asarray(allowed, dtype=np.float64)
+        if allowed.ndim > 1 and allowed.shape == errors.shape:  # one budget per element
+            allowed_here = allowed
+        else:  # one per position along the time axis (or one for all)
+            per_position = np.broadcast_to(allowed, (errors.shape[axis],))
+            allowed_here = np.expand_dims(per_position, tuple(a for a in range(errors.ndim) if a != axis))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = np.where(errors == 0, 0.0, errors / allowed_here)
         exceeded = ratios > 1

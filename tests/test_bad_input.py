@@ -687,6 +687,14 @@ CASES = {
     "sparse.expand_block_mask": Case(lambda s: dict(block_mask=np.ones((2, 2), bool), block_size=2, Tq=3, Tk=4), {}),
     "sparse.bigbird_block_mask": Case(lambda s: dict(blocks=6, random_blocks=1, seed=3), {}),
     "sparse.longformer_mask": Case(lambda s: dict(length=6, window=1, global_tokens=np.array([0, 4])), {}),
+    # JEPA masks
+    "jepa.multiblock3d": Case(lambda s: dict(grid=(2, 6, 6), blocks=3, spatial_scale=(0.15, 0.3), batch=s["B"], seed=3),
+                              dict(B=2), ("B",)),
+    "jepa.multiblock3d_sizes": Case(lambda s: dict(grid=(2, 6, 6), spatial_scale=(0.15, 0.3)), {}),
+    "jepa.ijepa_multiblock": Case(lambda s: dict(grid=(8, 8), batch=s["B"], seed=2, min_keep=2), dict(B=2), ("B",)),
+    "jepa.ijepa_sizes": Case(lambda s: dict(grid=(14, 14), scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5)), {}),
+    "jepa.collate_indices": Case(lambda s: dict(masks=np.random.default_rng(0).random((s["N"], 3, 4)) < 0.5,
+                                                max_keep=5), dict(N=2)),
     # hybrid stacks
     "hybrid.jamba_params": Case(lambda s: dict(config=__import__("seqcheck.reference.hybrid").reference.hybrid.JambaConfig(),
                                                seed=3), {}),
@@ -832,6 +840,7 @@ ALLOWED = {
     ("*attention_in_dtype", "v", "axis 3 +1"): "any Dv",
     ("*attention_vjp", "lse_cotangent", "None"): "no lse cotangent: lse not used",
     ("block_mask_of", "mask", "axis [01] +1"): "any Tq and Tk",
+    ("collate_indices", "masks", "[an][xd]*"): "(N, ...): any N >= 1 and any shape after it",
     ("longformer_mask", "global_tokens", "axis 0 +1"): "a repeated global token is still one",
     ("longformer_mask", "global_tokens", "ndim-1"): "global_tokens[0] as a scalar: refused, or a valid index",
     ("*multiply", "x", "axis 0 +1"): "any batch",

@@ -39,6 +39,23 @@ def test_one_corrupted_row_shows_per_position_but_hides_in_the_norm():
     assert per_position.max() == pytest.approx(1e-3)
 
 
+def test_a_budget_is_a_scalar_per_position_or_per_element():
+    """Along the time axis one budget per position; of the output's shape, one per element (the
+    JEPA coverage counts: each grid cell its own binomial range)."""
+    from seqcheck.equiv.budget import Budget
+    from seqcheck.equiv.engine import compare
+
+    expected = np.zeros((2, 3))
+    actual = expected + np.array([[0.5, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    per_element = np.array([[1.0, 0.1, 0.1], [0.1, 0.1, 1.0]])
+    verdict = compare((actual,), (expected,), Budget((per_element,), "test"), ("out",), time_axis=1)
+    assert not verdict.passed and verdict.index == {"axis 0": 1, "axis 1": 2} and verdict.worst_ratio == 2.0
+    assert compare((actual,), (expected,), Budget((per_element * 2,), "test"), ("out",), time_axis=1).passed
+    per_position = np.array([1.0, 0.1, 2.0])  # along axis 1
+    assert compare((actual,), (expected,), Budget((per_position,), "test"), ("out",), time_axis=1).passed
+    assert not compare((actual,), (expected,), Budget((0.5,), "test"), ("out",), time_axis=1).passed
+
+
 def torch_sdpa(q, k, v, *, scale=None, causal=False, **unused):
     out = torch.nn.functional.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, scale=scale, enable_gqa=True)

@@ -10,29 +10,14 @@ text no longer occurs exactly once in the module fails loudly: the mutants follo
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
+
+from mutants import mutate
 
 FLASH = "seqcheck.gpu.flash_numba"
 FLASH_BWD = "seqcheck.gpu.flash_bwd_numba"
 SCAN = "seqcheck.gpu.scan_numba"
 GLA = "seqcheck.gpu.gla_numba"
 WKV = "seqcheck.gpu.wkv_numba"
-
-
-def mutate(module_name: str, name: str, edits: list[tuple[str, str]]):
-    """The module's source with each ``(old, new)`` edit applied (``old`` must occur exactly once),
-    executed as a new module; returns its namespace."""
-    module = importlib.import_module(module_name)
-    source = inspect.getsource(module)
-    for old, new in edits:
-        count = source.count(old)
-        if count != 1:
-            raise AssertionError(f"mutant {name}: {old!r} occurs {count} times in {module_name}, expected once")
-        source = source.replace(old, new)
-    namespace = {"__name__": f"mutants.gpu_numba.{name}", "__file__": f"<mutant {name} of {module_name}>"}
-    exec(compile(source, namespace["__file__"], "exec"), namespace)
-    return namespace
 
 
 @functools.cache
