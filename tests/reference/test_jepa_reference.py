@@ -86,7 +86,7 @@ def test_collate_keeps_the_lowest_indices_of_the_smallest_count():
                                                  ((1, 3, 3), 4, (0.45, 0.45)), ((1, 3, 4), 3, (0.3, 0.5))])
 def test_the_coverage_model_matches_the_sampler(grid, blocks, scale):
     """Where the context is often empty (the redraw matters), the derived per-position coverage
-    (exact: the redraw's conditioning enumerated) against 20000 draws of the sampler, within 5
+    (exact: the redraw's conditioning enumerated) against 10000 draws of the sampler, within 5
     standard deviations; and the corner bound, where it applies, holds around it."""
     args = {"grid": grid, "blocks": blocks, "spatial_scale": scale, "aspect_ratio": (0.75, 1.5)}
     lo, hi, _ = family._multiblock3d_coverage(grid, blocks, scale, (1.0, 1.0), (0.75, 1.5))
@@ -94,7 +94,7 @@ def test_the_coverage_model_matches_the_sampler(grid, blocks, scale):
     unconditioned = sum(p * (1 - (1 - family._block_share(grid, size)) ** blocks)
                         for size, p in ref.multiblock3d_sizes(grid, spatial_scale=scale).items())
     assert (lo < unconditioned - 0.01).any(), "the case should exercise the redraw"
-    draws = 20000
+    draws = 10000
     counts = sum(ref.multiblock3d(**args, seed=seed).target[0] for seed in range(draws))
     sigma = np.sqrt(lo * (1 - lo) / draws)
     assert np.all(np.abs(counts / draws - lo) <= 5 * sigma + 1e-12)
