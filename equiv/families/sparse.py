@@ -241,8 +241,9 @@ for key in ("sparse.attention.masked", "sparse.attention.block_sparse"):
 def _backward_inputs(draw):
     args = draw(sparse_inputs(form="block_sparse", return_lse=True))
     rng = draw(generators())
-    return {**without(args, ("return_lse",)), "cotangent": rng.standard_normal(args["v"].shape[:3] + args["v"].shape[3:]),
-            "lse_cotangent": rng.standard_normal(args["q"].shape[:3])}
+    rows = args["q"].shape[:3]  # (B, Tq, H)
+    return {**without(args, ("return_lse",)), "cotangent": rng.standard_normal(rows + args["v"].shape[3:]),
+            "lse_cotangent": rng.standard_normal(rows)}
 
 
 register_claim(Claim(
