@@ -65,16 +65,17 @@ def shared_bytes(block_q: int, block_k: int, capacity: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def flash_kernel(block_q: int, block_k: int, capacity: int, token_masked: bool = False):
+def flash_kernel(block_q: int, block_k: int, capacity: int, sparse: bool = False, token_masked: bool = False):
     """The kernel for tiles of ``block_q`` queries and ``block_k`` keys, head dims <= ``capacity``.
 
     Arguments: q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, Dv), key_valid (B, Tk) uint8,
     token_valid (Tq, Tk) uint8 (read only if ``token_masked``), tile_count (nq,) and tile_index
-    (nq, nk) int32 (query tile I visits key tiles tile_index[I, :tile_count[I]], in order), out
-    (B, Tq, H, Dv), lse (B, Tq, H) float32, scale float32, left, right (ints, Tq + Tk for an
-    unbounded side). Launch: grid (ceil(Tq / block_q), H, B), block_q * threads_per_row threads.
+    int32: query tile I visits tile_count[I] key tiles, tile_index[I, 0] and the ones after it
+    (nq, 1), or, if ``sparse``, tile_index[I, :tile_count[I]] in order (nq, nk); out (B, Tq, H,
+    Dv), lse (B, Tq, H) float32, scale float32, left, right (ints, Tq + Tk for an unbounded side).
+    Launch: grid (ceil(Tq / block_q), H, B), block_q * threads_per_row threads.
     """
-    BQ, BK, DC, TOKEN_MASKED = block_q, block_k, capacity, token_masked
+    BQ, BK, DC, SPARSE, TOKEN_MASKED = block_q, block_k, capacity, sparse, token_masked
     TPR = threads_per_row(BQ, DC)
     NT = BQ * TPR  # threads per block
     ACC = DC // TPR  # output columns per thread, in registers
@@ -122,7 +123,7 @@ def flash_kernel(block_q: int, block_k: int, capacity: int, token_masked: bool =
         cuda.syncthreads()
 
         for n in range(tile_count[query_tile]):
-            k0 = tile_index[query_tile, n] * BK
+            k0 = (tile_index[query_tile, n] if SPARSE else tile_index[query_tile, 0] + n) * BK
             for idx in range(tid, BK * D, NT):
                 c = idx // D
                 d = idx - c * D
@@ -233,15 +234,17 @@ def _check(q, k, v, key_padding_mask, block_q, block_k):
     return q, k, v, valid, capacity
 
 
-def window_tiles(Tq: int, Tk: int, block_q: int, block_k: int, left: int, right: int) -> np.ndarray:
-    """(ceil(Tq / block_q), ceil(Tk / block_k)) bool: the key tiles holding a key that some query
-    of the query tile may see through the window (the others are skipped, as flash-attention's
-    n_block_min .. n_block_max)."""
-    q0, k0 = np.arange(0, Tq, block_q), np.arange(0, Tk, block_k)
+def window_tiles(Tq: int, Tk: int, block_q: int, block_k: int, left: int, right: int) -> tuple:
+    """(tile_count (nq,), tile_index (nq, 1)) int32: per query tile the run of key tiles holding a
+    key that one of its queries may see through the window, as a count and its first tile (the
+    others are skipped, as flash-attention's n_block_min .. n_block_max)."""
+    q0 = np.arange(0, Tq, block_q)
     offset = Tk - Tq
-    first_key = q0 + offset - left  # of the tile's first query
-    last_key = np.minimum(q0 + block_q, Tq) - 1 + offset + right  # of its last query
-    return (k0[None, :] <= last_key[:, None]) & (np.minimum(k0 + block_k, Tk)[None, :] - 1 >= first_key[:, None])
+    first_key = np.maximum(0, q0 + offset - left)  # of the tile's first query
+    last_key = np.minimum(Tk - 1, np.minimum(q0 + block_q, Tq) - 1 + offset + right)  # of its last query
+    first_tile = first_key // block_k
+    count = np.where(first_key <= last_key, last_key // block_k + 1 - first_tile, 0)
+    return count.astype(np.int32), first_tile[:, None].astype(np.int32)
 
 
 def visit_lists(visit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,16 +255,16 @@ def visit_lists(visit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return count, index
 
 
-def _launch_arguments(q, k, v, valid, token, visit, *, scale, left, right, block_q, block_k, capacity):
-    """(kernel, grid, threads, arguments, (out, lse)) on the device; ``token`` None: no token mask."""
+def _launch_arguments(q, k, v, valid, token, tiles, *, sparse, scale, left, right, block_q, block_k, capacity):
+    """(kernel, grid, threads, arguments, (out, lse)) on the device; ``tiles`` (tile_count,
+    tile_index) as ``flash_kernel`` reads them; ``token`` None: no token mask."""
     B, Tq, H, _ = q.shape
-    kernel = flash_kernel(block_q, block_k, capacity, token is not None)
+    kernel = flash_kernel(block_q, block_k, capacity, sparse, token is not None)
     grid, threads = launch_config(Tq, H, B, block_q, capacity)
     out = cuda.to_device(np.full((B, Tq, H, v.shape[3]), np.nan, dtype=q.dtype))
     lse = cuda.to_device(np.full((B, Tq, H), np.nan, dtype=np.float32))
     token = np.ones((1, 1), dtype=np.uint8) if token is None else token.astype(np.uint8)
-    arrays = (np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v), valid, token,
-              *visit_lists(visit))
+    arrays = (np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v), valid, token, *tiles)
     arguments = (*(cuda.to_device(a) for a in arrays), out, lse, np.float32(scale), left, right)
     return kernel, grid, threads, arguments, (out, lse)
 
@@ -282,8 +285,8 @@ def prepare(q, k, v, *, scale=None, causal=False, window=None, key_padding_mask=
         raise ValueError(f"window sides must be None or ints >= 0; got {window!r}")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     block_q, block_k = int(block_q), int(block_k)
-    return _launch_arguments(q, k, v, valid, None, window_tiles(Tq, Tk, block_q, block_k, left, right), scale=scale,
-                             left=left, right=right, block_q=block_q, block_k=block_k, capacity=capacity)
+    return _launch_arguments(q, k, v, valid, None, window_tiles(Tq, Tk, block_q, block_k, left, right), sparse=False,
+                             scale=scale, left=left, right=right, block_q=block_q, block_k=block_k, capacity=capacity)
 
 
 def prepare_block_sparse(q, k, v, block_mask, *, block_size, token_mask=None, scale=None):
@@ -300,8 +303,8 @@ def prepare_block_sparse(q, k, v, block_mask, *, block_size, token_mask=None, sc
         raise ValueError("block_mask must be bool (ceil(Tq / b), ceil(Tk / b)); got None")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     token = None if token_mask is None else np.asarray(token_mask)
-    return _launch_arguments(q, k, v, valid, token, np.asarray(block_mask), scale=scale, left=Tq + Tk,
-                             right=Tq + Tk, block_q=b, block_k=b, capacity=capacity)
+    return _launch_arguments(q, k, v, valid, token, visit_lists(np.asarray(block_mask)), sparse=True, scale=scale,
+                             left=Tq + Tk, right=Tq + Tk, block_q=b, block_k=b, capacity=capacity)
 
 
 def launch(kernel, grid, threads, arguments) -> None:
@@ -351,8 +354,8 @@ def ptx_cases():
         signature = (f"void({data}, {data}, {data}, uint8[:, ::1], uint8[:, ::1], int32[::1], int32[:, ::1], "
                      f"{dtype}[:, :, :, ::1], float32[:, :, ::1], float32, int64, int64)")
         for block_q, block_k, capacity in ((16, 16, 128), (4, 4, 4)):  # the default, the simulator's
-            for token_masked in (False, True):
+            for sparse, token_masked in ((False, False), (True, False), (True, True)):
                 cases.append((f"flash_forward[{block_q}x{block_k}, d<={capacity}, {dtype}"
-                              f"{', token mask' * token_masked}]",
-                              flash_kernel(block_q, block_k, capacity, token_masked), signature))
+                              f"{', block-sparse' * sparse}{', token mask' * token_masked}]",
+                              flash_kernel(block_q, block_k, capacity, sparse, token_masked), signature))
     return cases

@@ -208,7 +208,7 @@ def _counts(impl, args: dict, masked, model) -> tuple:
     seeds derived from args["seed"], and the mean masked fraction; against the middle of their
     allowed ranges (``model(args)``: pi_lo, pi_hi, fraction range)."""
     counts, fractions = np.zeros(args["grid"]), []
-    for seed in np.random.default_rng(args["seed"]).integers(0, 2**32, DRAWS):
+    for seed in np.random.default_rng(args["seed"]).choice(2**32, DRAWS, replace=False):  # distinct: independent
         mask = np.asarray(masked(impl(**{**args, "batch": 1, "seed": int(seed)})))
         counts += mask
         fractions.append(mask.mean())
@@ -269,9 +269,10 @@ def _ijepa_args(args: dict) -> dict:
 
 def _ijepa_structure(impl, args: dict) -> tuple:
     """Per box: in the grid (sides at most H - 1, W - 1), of the call's one size per kind, within
-    the size rules; the prediction masks are their boxes; each context mask lies in its box, avoids
-    the prediction boxes it respects (all of them unless some were dropped after failed draws; none
-    with allow_overlap) and keeps more than min_keep patches, as does each prediction mask; the same
+    the size rules; the prediction masks are their boxes; each context mask is its box less the
+    prediction boxes it respects, the first ``respected`` of them: none with allow_overlap, all
+    where no draw can fail (the context box keeps more than min_keep patches even with every
+    prediction box inside it), else any number; every mask more than min_keep patches; the same
     seed gives the same masks."""
     first, again = impl(**args), impl(**args)
     a = _ijepa_args(args)
@@ -286,16 +287,20 @@ def _ijepa_structure(impl, args: dict) -> tuple:
     rules = np.concatenate([_size_rules_2d(pred_boxes[..., 2:], grid, a["pred_scale"], a["aspect_ratio"]),
                             _size_rules_2d(enc_boxes[..., 2:], grid, a["enc_scale"], (1.0, 1.0))], axis=1)
     pred_rects = _rectangles(pred_boxes[..., :2], pred_boxes[..., 2:], grid)
-    outside_box = (enc & ~_rectangles(enc_boxes[..., :2], enc_boxes[..., 2:], grid)).any(axis=(2, 3))
-    first_preds = np.arange(pred.shape[1])[None, None, :] < respected[..., None]  # (B, nenc, npred)
-    overlap = (enc[:, :, None] & pred[:, None] & first_preds[..., None, None]).any(axis=(2, 3, 4))
-    allowed = respected <= (0 if a["allow_overlap"] else pred.shape[1])
+    n_pred = pred.shape[1]
+    first_preds = np.arange(n_pred)[None, None, :] < respected[..., None]  # (B, nenc, npred)
+    excluded = (pred_rects[:, None] & first_preds[..., None, None]).any(axis=2)
+    context = _rectangles(enc_boxes[..., :2], enc_boxes[..., 2:], grid) & ~excluded
+    enc_area, pred_area = enc_boxes[..., 2] * enc_boxes[..., 3], pred_boxes[:, :1, 2] * pred_boxes[:, :1, 3]
+    never_fails = enc_area - n_pred * pred_area > a["min_keep"]  # (B, nenc)
+    fewest = 0 if a["allow_overlap"] else np.where(never_fails, n_pred, 0)
+    most = 0 if a["allow_overlap"] else n_pred
     counts = np.concatenate([pred.sum(axis=(2, 3)), enc.sum(axis=(2, 3))], axis=1)
-    per_box, per_enc = boxes.shape[:2], enc.shape[:2]
-    lhs = _float(in_grid, one_size, rules, pred, outside_box, overlap, allowed, counts > a["min_keep"],
+    per_box = boxes.shape[:2]
+    lhs = _float(in_grid, one_size, rules, pred, enc, respected, counts > a["min_keep"],
                  again.pred_boxes, again.enc_boxes, again.enc)
-    rhs = _float(_ones(per_box), _ones(per_box), _ones(per_box), pred_rects, np.zeros(per_enc), np.zeros(per_enc),
-                 _ones(per_enc), _ones(per_box), pred_boxes, enc_boxes, enc)
+    rhs = _float(_ones(per_box), _ones(per_box), _ones(per_box), pred_rects, context,
+                 np.clip(respected, fewest, most), _ones(per_box), pred_boxes, enc_boxes, enc)
     return lhs, rhs
 
 
@@ -303,8 +308,9 @@ register_claim(Claim(
     key="jepa.ijepa.structure",
     statement="I-JEPA's multi-block masks: every block inside the grid with sides below the grid's, one prediction "
               "size and one context size per call within what the scale and aspect ranges allow, the prediction "
-              "masks their boxes, each context mask inside its box and off the prediction boxes it respects, every "
-              "mask more than min_keep patches, the same seed the same masks",
+              "masks their boxes, each context mask its box less the prediction boxes it respects (all of them where "
+              "no draw can fail, none with allow_overlap), every mask more than min_keep patches, the same seed the "
+              "same masks",
     subject="jepa.ijepa_multiblock",
     default_impl=ref.ijepa_multiblock,
     relation=_ijepa_structure,
@@ -312,8 +318,8 @@ register_claim(Claim(
     bound=None,
     rule="exact",
     exactness="exact",
-    outputs=("in_grid", "one_size", "size_rules", "pred", "enc_outside_box", "enc_overlap", "respected", "min_keep",
-             "same_seed_pred_boxes", "same_seed_enc_boxes", "same_seed_enc"),
+    outputs=("in_grid", "one_size", "size_rules", "pred", "enc", "respected", "min_keep", "same_seed_pred_boxes",
+             "same_seed_enc_boxes", "same_seed_enc"),
     time_axis=0,
 ))
 

@@ -2,7 +2,8 @@
 module (``seqcheck.reference.jepa.masks``) with one edit to its source: a V-JEPA block that may
 start one past its last fitting position (numpy's slicing then clips it silently), V-JEPA's
 starts with ijepa's exclusive bound (the last row and column never masked), an I-JEPA context
-restricted to the prediction blocks instead of their complements, and I-JEPA as its code stood
+restricted to the prediction blocks instead of their complements or not restricted at all, and
+I-JEPA as its code stood
 before facebookresearch/ijepa PR #40 (``torch.randint(0, H - h)``: the last row and column never
 in a prediction block)."""
 
@@ -52,6 +53,10 @@ ijepa_before_pr40 = _sampler(
     "ijepa_multiblock", "ijepa_before_pr40",
     ("        top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))\n",
      "        top, left = int(rng.integers(0, H - h)), int(rng.integers(0, W - w))\n"))
+
+ijepa_context_ignores_the_targets = _sampler(
+    "ijepa_multiblock", "ijepa_context_ignores_the_targets",
+    ("        regions = [] if overlap else [~m for m in pred[b]]\n", "        regions = []\n"))
 
 MUTANTS = {
     "jepa.multiblock3d.structure": multiblock3d_start_past_the_edge,

@@ -106,11 +106,14 @@ def test_the_coverage_model_matches_the_sampler(grid, blocks, scale):
         assert np.all(bound_lo <= exact + 1e-12) and np.all(exact <= bound_hi + 1e-12)
 
 
-@pytest.mark.parametrize("mutant", ["multiblock3d_aspect_inverted", "multiblock3d_without_redraw"])
-def test_the_structure_claim_rejects_more_wrong_samplers(mutant):
-    """h and w swapped in the size rule; the empty-context redraw left out (jepa's while loop)."""
+@pytest.mark.parametrize("claim, mutant", [("jepa.multiblock3d.structure", "multiblock3d_aspect_inverted"),
+                                           ("jepa.multiblock3d.structure", "multiblock3d_without_redraw"),
+                                           ("jepa.ijepa.structure", "ijepa_context_ignores_the_targets")])
+def test_the_structure_claims_reject_more_wrong_samplers(claim, mutant):
+    """h and w swapped in the size rule; the empty-context redraw left out (jepa's while loop); an
+    I-JEPA context that does not avoid the prediction blocks (and says it respects none)."""
     from mutants import jepa as mutants
     from seqcheck import equiv
 
-    result = equiv.run_claim("jepa.multiblock3d.structure", impl=getattr(mutants, mutant), seed=0, max_examples=200)
+    result = equiv.run_claim(claim, impl=getattr(mutants, mutant), seed=0, max_examples=200)
     assert not result.passed and result.counterexample is not None
