@@ -1,4 +1,4 @@
-"""Float64-free references for the masks of joint-embedding predictive architectures: V-JEPA's
+"""References for the masks of joint-embedding predictive architectures: V-JEPA's
 multi-block 3D masks and I-JEPA's 2D ones from a seeded generator, the exact distribution of
 their block sizes, and the collators' index lists."""
 

@@ -54,7 +54,7 @@ VJEPA_MASKS = (
     {"blocks": 8, "spatial_scale": (0.15, 0.15), "temporal_scale": (1.0, 1.0), "aspect_ratio": (0.75, 1.5)},
     {"blocks": 2, "spatial_scale": (0.7, 0.7), "temporal_scale": (1.0, 1.0), "aspect_ratio": (0.75, 1.5)},
 )
-IJEPA_GRID = (14, 14)
+IJEPA_GRID = (14, 14)  # 224 pixels in patches of 16; ViT-H/14 at 224 has (16, 16), ViT-H/16 at 448 (28, 28)
 PATIENCE = 20  # ijepa: failed context draws before one more prediction box's exclusion is dropped
 MAX_REDRAWS = 10_000  # multiblock3d: draws with an empty context before giving up
 
