@@ -1,7 +1,9 @@
 """JEPA mask references: the block sizes of the papers' configurations by hand, the samplers'
-refusals of what would hang the originals, the collators' truncation, and the coverage bounds of
+refusals of what would hang the originals, the collators' truncation, the coverage bounds of
 equiv/families/jepa.py against the sampler on small grids (the redraw's conditioning exact, the
-corner bound holding)."""
+corner bound holding), and the originals' samplers ported to torch (tests/peers/jepa_masks.py):
+their sizes follow the exact distributions, V-JEPA's passes the claims, I-JEPA's fails coverage
+until PR #40."""
 
 import numpy as np
 import pytest
@@ -117,3 +119,74 @@ def test_the_structure_claims_reject_more_wrong_samplers(claim, mutant):
 
     result = equiv.run_claim(claim, impl=getattr(mutants, mutant), seed=0, max_examples=200)
     assert not result.passed and result.counterexample is not None
+
+
+# ----------------------------------------------------------------------------- against the originals
+
+
+def _frequencies(draw, n=20000):
+    from collections import Counter
+
+    counts = Counter(draw() for _ in range(n))
+    return {size: c / n for size, c in counts.items()}
+
+
+def _close(frequencies, probabilities, n=20000):
+    unlisted = set(frequencies) - set(probabilities)
+    assert not unlisted, f"sizes the distribution does not list: {unlisted}"
+    for size, p in probabilities.items():
+        assert abs(frequencies.get(size, 0.0) - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12, size
+
+
+@pytest.mark.parametrize("config", [*ref.VJEPA_MASKS, dict(spatial_scale=(0.1, 0.6), temporal_scale=(0.3, 1.0),
+                                                           aspect_ratio=(0.3, 3.0))])
+def test_the_exact_size_distribution_matches_the_original_v_jepa_draws(config):
+    """Sizes drawn as jepa's ``_sample_block_size`` draws them (torch.rand, float32 uniforms)."""
+    torch = pytest.importorskip("torch")
+    from peers.jepa_masks import vjepa_block_size
+
+    scales = {name: config[name] for name in ("spatial_scale", "temporal_scale", "aspect_ratio")}
+    generator = torch.Generator().manual_seed(0)
+    frequencies = _frequencies(lambda: vjepa_block_size(generator, ref.VJEPA_GRID, scales["spatial_scale"],
+                                                         scales["temporal_scale"], scales["aspect_ratio"]))
+    _close(frequencies, ref.multiblock3d_sizes(ref.VJEPA_GRID, **scales))
+
+
+@pytest.mark.parametrize("grid, scale, aspect", [((14, 14), (0.15, 0.2), (0.75, 1.5)),
+                                                 ((28, 28), (0.15, 0.2), (0.75, 1.5)),
+                                                 ((14, 14), (0.85, 1.0), (1.0, 1.0)),
+                                                 ((11, 13), (0.1, 0.9), (0.3, 3.0))])
+def test_the_exact_size_distribution_matches_the_original_i_jepa_draws(grid, scale, aspect):
+    torch = pytest.importorskip("torch")
+    from peers.jepa_masks import ijepa_block_size
+
+    generator = torch.Generator().manual_seed(0)
+    _close(_frequencies(lambda: ijepa_block_size(generator, grid, scale, aspect)),
+           ref.ijepa_sizes(grid, scale=scale, aspect_ratio=aspect))
+
+
+def test_v_jepa_as_the_original_draws_passes_the_claims():
+    pytest.importorskip("torch")
+    from peers.jepa_masks import vjepa_torch
+    from seqcheck import equiv
+
+    for key in ("jepa.multiblock3d.structure", "jepa.multiblock3d.coverage"):
+        result = equiv.run_claim(key, impl=vjepa_torch, seed=0, max_examples=4)
+        assert result.passed, str(result)
+
+
+def test_i_jepa_as_the_original_draws_fails_coverage_until_pr40():
+    """The original's exclusive randint bound: the structure holds, the coverage claim finds the
+    last row and column never masked; with PR #40's + 1 it passes."""
+    pytest.importorskip("torch")
+    from functools import partial
+
+    from peers.jepa_masks import ijepa_torch
+    from seqcheck import equiv
+
+    assert equiv.run_claim("jepa.ijepa.structure", impl=ijepa_torch, seed=0, max_examples=30).passed
+    original = equiv.run_claim("jepa.ijepa.coverage", impl=ijepa_torch, seed=0, max_examples=4)
+    assert not original.passed and "'coverage'" in original.counterexample.message
+    fixed = partial(ijepa_torch, pr40=True)
+    fixed.__name__ = "ijepa_torch_pr40"
+    assert equiv.run_claim("jepa.ijepa.coverage", impl=fixed, seed=0, max_examples=4).passed
