@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_bench  # noqa: E402
 
 pytestmark = pytest.mark.gpu
-KERNELS = ["numba_cuda.flash_attention", "numba_cuda.selective_scan", "cupy.ssd_chunked", "cupy.fft_conv"]
+KERNELS = ["numba_cuda.flash_attention", "numba_cuda.selective_scan", "cupy.ssd_chunked", "cupy.fft_conv",
+           "numba_cuda.block_sparse_attention"]  # the first two have torch counterparts
 
 
 @pytest.fixture(scope="module")
