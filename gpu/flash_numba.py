@@ -337,7 +337,7 @@ def flash_attention(q, k, v, *, scale=None, causal=False, window=None, key_paddi
 
 def block_sparse_attention(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, return_lse=False):
     """Block-sparse attention on the GPU (or the simulator), the form ``sparse.attention.block_sparse``:
-    q (B, Tq, H, D), k (B, Tk, H, D), v (B, Tk, H, Dv) float32 or float16, block_mask bool
+    q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, Dv) float32 or float16 (GQA as the dense kernel), block_mask bool
     (ceil(Tq / b), ceil(Tk / b)) for ``block_size`` b, token_mask None or bool (Tq, Tk). Query tile
     I visits key tile J only where block_mask[I, J]; inside, the token mask. Returns out (B, Tq,
     H, Dv) in the inputs' dtype, and lse (B, Tq, H) float32 if ``return_lse``; a row that sees no

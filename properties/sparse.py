@@ -26,7 +26,8 @@ def sparse_inputs(
     batch=st.integers(1, 2),
     seq_len=lengths(12),
     k_len=None,
-    heads=st.integers(1, 2),
+    kv_heads=st.integers(1, 2),
+    group=st.integers(1, 2),
     head_dim=head_dims(4),
     pattern=st.sampled_from(PATTERNS),
     block_size=None,
@@ -35,7 +36,7 @@ def sparse_inputs(
     scale=st.one_of(st.none(), st.floats(0.05, 2.0)),
     style=st.sampled_from(STYLES),
 ):
-    """Keyword arguments of a sparse attention form: q, k, v (B, T, H, D) of ``style``.
+    """Keyword arguments of a sparse attention form: q (B, Tq, H, D), k, v (B, Tk, Hkv, D) of ``style``.
 
     Options:
         size: size tier of T and D: "small", "default" or "large".
@@ -43,7 +44,8 @@ def sparse_inputs(
         seq_len: queries Tq.
         k_len: keys Tk (None: half the time Tq, else 1..2 Tq; BigBird and Longformer, square
             patterns, always take Tk = Tq).
-        heads: heads H.
+        kv_heads: key/value heads Hkv.
+        group: query heads per kv head (H = Hkv * group: GQA; 1 is multi-head attention).
         head_dim: head dimension D (= Dv).
         pattern: "random" (each token pair visible with a drawn density, the block mask the
             tiles holding any, then a drawn share of tiles dropped), "bigbird" (BigBird ITC's
@@ -59,7 +61,9 @@ def sparse_inputs(
     if form not in FORMS:
         raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
     tier = draw(tiers(size))
-    B, T, H, D = draw(sized(batch, tier)), draw(sized(seq_len, tier)), draw(fixed_or(heads)), draw(sized(head_dim, tier))
+    B, T, D = draw(sized(batch, tier)), draw(sized(seq_len, tier)), draw(sized(head_dim, tier))
+    Hkv = draw(fixed_or(kv_heads))
+    H = Hkv * draw(fixed_or(group))
     which = draw(fixed_or(pattern))
     if which in ("bigbird", "longformer"):
         Tk = T
@@ -69,7 +73,7 @@ def sparse_inputs(
         Tk = draw(fixed_or(k_len))
     rng = draw(generators())
     kind = draw(fixed_or(style))
-    q, k, v = values(rng, kind, (B, T, H, D)), values(rng, kind, (B, Tk, H, D)), values(rng, kind, (B, Tk, H, D))
+    q, k, v = values(rng, kind, (B, T, H, D)), values(rng, kind, (B, Tk, Hkv, D)), values(rng, kind, (B, Tk, Hkv, D))
     b = draw(fixed_or(blocks(max(T, Tk)) if block_size is None else block_size))
     nq, nk = -(-T // b), -(-Tk // b)
     token = np.ones((T, Tk), dtype=bool)

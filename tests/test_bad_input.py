@@ -819,7 +819,8 @@ ALLOWED = {
     ("msr_rotate", "x", "axis [02] +1"): "any batch and head count",
     **{(f, "q", "axis 3 +1"): "H need only be a multiple of Hkv" for f in ("simulate_layers", "decode_layers")},
     **{(f, "v", "axis 4 +1"): "any Dv" for f in ("simulate_layers", "decode_layers")},
-    **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS},
+    **{(f, "q", "axis 2 +1"): "H need only be a multiple of Hkv (GQA, MQA)" for f in SOFTMAX + DECODE_FNS
+       + ("masked_attention*", "block_sparse_attention*")},
     **{(f, "q", "axis 1 +1"): "Tq is independent of Tk" for f in SOFTMAX},
     ("tova_select", "probs", "axis 1 +1"): "any head count (TOVA averages over heads)",
     **{(f, "v", "axis 3 +1"): "any Dv" for f in SOFTMAX + DECODE_FNS},

@@ -43,10 +43,17 @@ def _visible(args: dict) -> np.ndarray:
     return expanded if token is None else expanded & np.asarray(token)
 
 
+def _expanded(args: dict) -> tuple:
+    """q, and k, v with each kv head repeated for its query heads (GQA), float64; the group size."""
+    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    group = q.shape[2] // k.shape[2]
+    return q, np.repeat(k, group, axis=2), np.repeat(v, group, axis=2), group
+
+
 def sparse_bound(args: dict, expected: tuple) -> tuple:
     """Per position: 2 n u sum_j P (|v| + |o|)(1 + S + max S) for out, 2 n u (1 + max S + |lse|)
     for lse (module docstring)."""
-    q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
+    q, k, v, _ = _expanded(args)
     D, Tk = q.shape[3], k.shape[1]
     scale = D ** -0.5 if args.get("scale") is None else float(args["scale"])
     visible = _visible(args)[None, None]  # (1, 1, Tq, Tk)
@@ -199,17 +206,19 @@ def _dense_vjp(**args) -> dict:
 
 
 def grad_bound(args: dict, expected: tuple = ()) -> tuple:
-    """2 n u times the backward's magnitudes, n = D + Dv + Tq + Tk + tiles + 16: with G = 1 + S +
+    """2 n u times the backward's magnitudes, n = D + Dv + Tq + Tk + tiles + group + 16 (a kv head's
+    gradients sum over its query heads): with G = 1 + S +
     max S (the weights' relative error factor), M_dS = P (G (|dP| + |D|) + |dO||V|^T + |dO||O| +
     |dlse|), dQ = scale (M_dS + |dS|) |K|, dK = scale (M_dS + |dS|)^T |Q|, dV = (P G)^T |dO|."""
-    q, k, v, c = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v", "cotangent"))
+    q, k, v, group = _expanded(args)
+    c = np.asarray(args["cotangent"], dtype=np.float64)
     dl = np.zeros(q.shape[:3]) if args.get("lse_cotangent") is None else np.asarray(args["lse_cotangent"])
     B, Tq, H, D = q.shape
     Tk, Dv = k.shape[1], v.shape[3]
     scale = D ** -0.5 if args.get("scale") is None else float(args["scale"])
     visible = _visible(args)[None, None]
     tiles = -(-Tk // args["block_size"]) if "block_size" in args else 1
-    out, lse = ref.masked_attention(q, k, v, _visible(args), scale=scale, return_lse=True)
+    out, lse = ref.masked_attention(q, k, v, _visible(args), scale=scale, return_lse=True)  # k, v expanded
     s = scale * np.einsum("bihd,bjhd->bhij", q, k)
     shift = np.swapaxes(np.where(np.isfinite(lse), lse, 0.0), 1, 2)[..., None]
     P = np.where(visible, np.exp(np.where(visible, s - shift, 0.0)), 0.0)
@@ -220,14 +229,20 @@ def grad_bound(args: dict, expected: tuple = ()) -> tuple:
     M_D = np.swapaxes((np.abs(c) * np.abs(out)).sum(axis=-1) + np.abs(dl), 1, 2)[..., None]
     M_dS = P * (G * (np.abs(dP) + np.abs(Dr)) + np.einsum("bihe,bjhe->bhij", np.abs(c), np.abs(v)) + M_D)
     dS = np.abs(P * (dP - Dr))
-    n = 2 * (D + Dv + Tq + Tk + tiles + 16) * U64
+    n = 2 * (D + Dv + Tq + Tk + tiles + group + 16) * U64
     M_dq = scale * np.einsum("bhij,bjhd->bihd", M_dS + dS, np.abs(k))
-    M_dk = scale * np.einsum("bhij,bihd->bjhd", M_dS + dS, np.abs(q))
-    M_dv = np.einsum("bhij,bihe->bjhe", P * G, np.abs(c))
+    M_dk = _fold(scale * np.einsum("bhij,bihd->bjhd", M_dS + dS, np.abs(q)), group)
+    M_dv = _fold(np.einsum("bhij,bihe->bjhe", P * G, np.abs(c)), group)
     return tuple(n * per_position(M) for M in (M_dq, M_dk, M_dv))
 
 
-GRADIENT_RULE = ("derived float64 bound: 2 (D + Dv + Tq + Tk + tiles + 16) u times the backward's magnitudes "
+def _fold(magnitude: np.ndarray, group: int) -> np.ndarray:
+    """A kv head's magnitude: the sum over its query heads."""
+    B, Tk, H, n = magnitude.shape
+    return magnitude.reshape(B, Tk, H // group, group, n).sum(axis=3)
+
+
+GRADIENT_RULE = ("derived float64 bound: 2 (D + Dv + Tq + Tk + tiles + group + 16) u times the backward's magnitudes "
                  "(P (1 + S + max S) through dS = P (dP - D), dQ, dK, dV)")
 
 for key in ("sparse.attention.masked", "sparse.attention.block_sparse"):
@@ -266,12 +281,12 @@ register_claim(Claim(
 # ----------------------------------------------------------------------------- GPU implementations
 
 def _block_sparse_numba_inputs(simulated: bool):
-    """Simulated: B = 1, T <= 6, H <= 2, D <= 4, tiles of 1 to 4 (ragged last tiles); on a GPU: T <=
-    200, D <= 64, tiles of 16 or 32."""
-    tiny = dict(batch=1, seq_len=st.integers(1, 6), heads=st.integers(1, 2), head_dim=st.integers(1, 4),
-                block_size=st.integers(1, 4))
-    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), heads=st.integers(1, 2),
-                    head_dim=st.integers(1, 64), block_size=st.sampled_from([16, 32]))
+    """Simulated: B = 1, T <= 6, H <= 4 (GQA groups of 1 or 2), D <= 4, tiles of 1 to 4 (ragged last
+    tiles); on a GPU: T <= 200, groups up to 4, D <= 64, tiles of 16 or 32."""
+    tiny = dict(batch=1, seq_len=st.integers(1, 6), kv_heads=st.integers(1, 2), group=st.integers(1, 2),
+                head_dim=st.integers(1, 4), block_size=st.integers(1, 4))
+    moderate = dict(batch=st.integers(1, 2), seq_len=st.integers(1, 200), kv_heads=st.integers(1, 2),
+                    group=st.integers(1, 4), head_dim=st.integers(1, 64), block_size=st.sampled_from([16, 32]))
     return sparse_inputs(form="block_sparse", **(tiny if simulated else moderate))
 
 

@@ -1,7 +1,8 @@
 """Attention restricted to a mask, densely and block-sparsely.
 
-q (B, Tq, H, D), k (B, Tk, H, D), v (B, Tk, H, Dv), batch first; a mask (Tq, Tk) of bools, True
-where query i may see key j. For every query row,
+q (B, Tq, H, D), k (B, Tk, Hkv, D), v (B, Tk, Hkv, Dv), batch first, H a multiple of Hkv (query
+head h reads kv head h // (H / Hkv): GQA, MQA); a mask (Tq, Tk) of bools, True where query i may
+see key j. For every query row,
 
     s_ij = scale q_i . k_j   (scale 1/sqrt(D) by default),   out_i = sum_{j visible} P_ij v_j,
     P_ij = exp(s_ij) / sum_{j' visible} exp(s_ij'),          lse_i = log sum_{j visible} exp(s_ij),
@@ -25,18 +26,28 @@ from .._checks import (as_real, check_bool, check_layout, check_shape, finite_re
 
 
 def _qkv(q, k, v):
+    """q, and k and v with each kv head repeated for its H / Hkv query heads; and that group size."""
     q, k, v = as_real("q", q), as_real("k", k), as_real("v", v)
     B, Tq, H, D = check_layout("q", q, "(B, Tq, H, D)", may_be_empty=("B", "Tq"))
-    _, Tk, _, _ = check_layout("k", k, "(B, Tk, H, D)", may_be_empty=("B", "Tk"))
-    if k.shape[0] != B or k.shape[2:] != (H, D):
-        raise ValueError(f"k must have shape (B, Tk, H, D) with (B, H, D)={(B, H, D)} to match q; got shape {k.shape}")
-    check_layout("v", v, "(B, Tk, H, Dv)", may_be_empty=("B", "Tk"))
+    _, Tk, Hkv, _ = check_layout("k", k, "(B, Tk, Hkv, D)", may_be_empty=("B", "Tk"))
+    if k.shape[0] != B or k.shape[3] != D or H % Hkv:
+        raise ValueError(f"k must have shape (B, Tk, Hkv, D) with (B, D)={(B, D)} and Hkv dividing H={H} to match q; "
+                         f"got shape {k.shape}")
+    check_layout("v", v, "(B, Tk, Hkv, Dv)", may_be_empty=("B", "Tk"))
     if v.shape[:3] != k.shape[:3]:
-        raise ValueError(f"v must have shape (B, Tk, H, Dv) with (B, Tk, H)={k.shape[:3]} to match k; got shape {v.shape}")
+        raise ValueError(f"v must have shape (B, Tk, Hkv, Dv) with (B, Tk, Hkv)={k.shape[:3]} to match k; "
+                         f"got shape {v.shape}")
     for name, a in (("q", q), ("k", k), ("v", v)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} must be finite")
-    return q, k, v
+    group = H // Hkv
+    return q, np.repeat(k, group, axis=2), np.repeat(v, group, axis=2), group
+
+
+def _fold(gradient, group):
+    """The gradient of a repeated kv head: the sum over its query heads, (B, Tk, Hkv, .)."""
+    B, Tk, H, n = gradient.shape
+    return gradient.reshape(B, Tk, H // group, group, n).sum(axis=3)
 
 
 def _mask(name, mask, shape):
@@ -73,7 +84,7 @@ def masked_attention(q, k, v, mask, *, scale=None, return_lse=False):
     """Softmax attention over the visible keys of ``mask`` (Tq, Tk) (module docstring), in one
     dense pass with each row's largest visible score subtracted. Returns out (B, Tq, H, Dv), and
     lse (B, Tq, H) if ``return_lse``."""
-    q, k, v = _qkv(q, k, v)
+    q, k, v, _ = _qkv(q, k, v)
     mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
     return_lse = check_bool("return_lse", return_lse)
     return _masked(q, k, v, mask, _scale(scale, q.shape[3]), lambda x: x, np.einsum, return_lse)
@@ -88,7 +99,7 @@ def masked_attention_in_dtype(q, k, v, mask, *, dtype, scale=None, return_lse=Fa
     Overflow to inf is part of the result. Returns float64 arrays holding dtype's values."""
     dt = float_dtype("dtype", dtype)
     work = accumulator(dt)
-    q, k, v = _qkv(q, k, v)
+    q, k, v, _ = _qkv(q, k, v)
     mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
     return_lse = check_bool("return_lse", return_lse)
 
@@ -107,7 +118,7 @@ def block_sparse_attention(q, k, v, block_mask, *, block_size, token_mask=None, 
     visible) computed tile by tile (module docstring): tile (I, J) holds queries I b ..
     min((I + 1) b, Tq) - 1 and keys J b .. min((J + 1) b, Tk) - 1, visited only where
     block_mask[I, J]; online softmax across a row's visited tiles. Returns as ``masked_attention``."""
-    q, k, v = _qkv(q, k, v)
+    q, k, v, _ = _qkv(q, k, v)
     b = positive_int("block_size", block_size)
     B, Tq, H, D = q.shape
     Tk, Dv = k.shape[1], v.shape[3]
@@ -185,9 +196,9 @@ def masked_attention_vjp(q, k, v, mask, *, scale=None, cotangent, lse_cotangent=
 
         dV = P^T dO,   dS = P o (dO V^T - D),   dQ = scale dS K,   dK = scale dS^T Q;
 
-    a row with no visible key (lse -inf) has P = 0 and contributes nothing (no NaN).
-    Returns {"q", "k", "v": gradient}."""
-    q, k, v = _qkv(q, k, v)
+    a row with no visible key (lse -inf) has P = 0 and contributes nothing (no NaN); a kv head's
+    dK and dV sum over its query heads. Returns {"q", "k", "v": gradient}."""
+    q, k, v, group = _qkv(q, k, v)
     mask = _mask("mask", mask, (q.shape[1], k.shape[1]))
     c, dl = _cotangents(cotangent, lse_cotangent, q, v)
     scale = _scale(scale, q.shape[3])
@@ -198,8 +209,9 @@ def masked_attention_vjp(q, k, v, mask, *, scale=None, cotangent, lse_cotangent=
     P = np.where(mask[None, None], np.exp(np.where(mask[None, None], s - shift, 0.0)), 0.0)
     D = np.swapaxes((c * out).sum(axis=-1) - dl, 1, 2)[..., None]
     dS = P * (np.einsum("bihe,bjhe->bhij", c, v) - D)
-    return {"q": scale * np.einsum("bhij,bjhd->bihd", dS, k), "k": scale * np.einsum("bhij,bihd->bjhd", dS, q),
-            "v": np.einsum("bhij,bihe->bjhe", P, c)}
+    return {"q": scale * np.einsum("bhij,bjhd->bihd", dS, k),
+            "k": _fold(scale * np.einsum("bhij,bihd->bjhd", dS, q), group),
+            "v": _fold(np.einsum("bhij,bihe->bjhe", P, c), group)}
 
 
 def block_sparse_attention_vjp(q, k, v, block_mask, *, block_size, token_mask=None, scale=None, cotangent,
@@ -208,7 +220,7 @@ def block_sparse_attention_vjp(q, k, v, block_mask, *, block_size, token_mask=No
     forward's out and lse; per visited tile, P recomputed as exp(s - lse) on the visible tokens
     (0 on a row whose lse is -inf: no key visible), dV and dK accumulated per key tile, dQ per
     query tile, D_i = rowsum(dO o O) - dlse_i. Returns {"q", "k", "v": gradient}."""
-    q, k, v = _qkv(q, k, v)
+    q, k, v, group = _qkv(q, k, v)
     b = positive_int("block_size", block_size)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
@@ -235,4 +247,4 @@ def block_sparse_attention_vjp(q, k, v, block_mask, *, block_size, token_mask=No
             dv[:, cols] += np.einsum("bhij,bihe->bjhe", P, c[:, rows])
             dk[:, cols] += scale * np.einsum("bhij,bihd->bjhd", dS, q[:, rows])
             dq[:, rows] += scale * np.einsum("bhij,bjhd->bihd", dS, k[:, cols])
-    return {"q": dq, "k": dk, "v": dv}
+    return {"q": dq, "k": _fold(dk, group), "v": _fold(dv, group)}

@@ -13,6 +13,8 @@ torch = pytest.importorskip("torch")
 
 
 def torch_masked(q, k, v, mask, *, scale=None, return_lse=False):
+    group = q.shape[2] // k.shape[2]
+    k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     s = torch.einsum("bihd,bjhd->bhij", q, k) * scale
     m = torch.as_tensor(np.asarray(mask))[None, None]
@@ -23,29 +25,33 @@ def torch_masked(q, k, v, mask, *, scale=None, return_lse=False):
     return (out, lse.transpose(1, 2)) if return_lse else out
 
 
-def problem(seed, T=7, b=3):
+def problem(seed, T=7, b=3, group=1):
+    """Two kv heads, each read by ``group`` query heads."""
     rng = np.random.default_rng(seed)
-    q, k, v = (rng.standard_normal((2, T, 2, 3)) for _ in range(3))
+    q = rng.standard_normal((2, T, 2 * group, 3))
+    k, v = (rng.standard_normal((2, T, 2, 3)) for _ in range(2))
     mask = rng.random((T, T)) < 0.5
     mask[2] = False  # a row that sees nothing
     return q, k, v, mask, rng
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_masked_attention_matches_torch_sdpa(seed):
-    q, k, v, mask, _ = problem(seed)
+@pytest.mark.parametrize("seed, group", [(0, 1), (1, 1), (2, 1), (0, 2), (1, 3)])
+def test_masked_attention_matches_torch_sdpa(seed, group):
+    q, k, v, mask, _ = problem(seed, group=group)
     mask[2, 0] = True  # SDPA gives NaN on an empty row; ours gives 0
     expected = torch.nn.functional.scaled_dot_product_attention(
-        *(torch.tensor(a).transpose(1, 2) for a in (q, k, v)), attn_mask=torch.tensor(mask)).transpose(1, 2)
+        *(torch.tensor(a).transpose(1, 2) for a in (q, k, v)), attn_mask=torch.tensor(mask),
+        enable_gqa=True).transpose(1, 2)
     np.testing.assert_allclose(ref.masked_attention(q, k, v, mask), expected.numpy(), rtol=1e-13, atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed, group", [(0, 1), (1, 1), (0, 2)])
 @pytest.mark.parametrize("block_size", [1, 3, 4, 8])
-def test_both_vjps_match_central_differences_and_autograd(seed, block_size):
-    q, k, v, mask, rng = problem(seed)
+def test_both_vjps_match_central_differences_and_autograd(seed, group, block_size):
+    """GQA included: a kv head's dK and dV sum over its query heads."""
+    q, k, v, mask, rng = problem(seed, group=group)
     block = ref.block_mask_of(mask, block_size)
-    c, dl = rng.standard_normal(v.shape), rng.standard_normal(q.shape[:3])
+    c, dl = rng.standard_normal(q.shape[:3] + v.shape[3:]), rng.standard_normal(q.shape[:3])
     dl[:, 2] = 0.0  # the empty row's lse is -inf: no cotangent there (as the checks leave non-finite entries out)
     args = dict(q=q, k=k, v=v, mask=mask)
     dense = ref.masked_attention_vjp(**args, cotangent=c, lse_cotangent=dl)
