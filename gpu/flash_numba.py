@@ -294,13 +294,13 @@ def prepare_block_sparse(q, k, v, block_mask, *, block_size, token_mask=None, sc
     q, k, v, valid, capacity = _check(q, k, v, None, block_size, block_size)
     Tq, Tk, D = q.shape[1], k.shape[1], q.shape[3]
     b = int(block_size)
-    tiles = (-(-Tq // b), -(-Tk // b))
-    for name, mask, shape in (("block_mask", block_mask, tiles), ("token_mask", token_mask, (Tq, Tk))):
-        if mask is not None and (np.asarray(mask).dtype != bool or np.shape(mask) != shape):
+    masks = [("block_mask", block_mask, (-(-Tq // b), -(-Tk // b)))]
+    if token_mask is not None:
+        masks.append(("token_mask", token_mask, (Tq, Tk)))
+    for name, mask, shape in masks:
+        if np.asarray(mask).dtype != bool or np.shape(mask) != shape:
             raise ValueError(f"{name} must be bool {shape} for Tq={Tq}, Tk={Tk}, block_size={b}; "
                              f"got {np.asarray(mask).dtype} {np.shape(mask)}")
-    if block_mask is None:
-        raise ValueError("block_mask must be bool (ceil(Tq / b), ceil(Tk / b)); got None")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     token = None if token_mask is None else np.asarray(token_mask)
     return _launch_arguments(q, k, v, valid, token, visit_lists(np.asarray(block_mask)), sparse=True, scale=scale,

@@ -1,7 +1,7 @@
 """Strategies for the JEPA mask samplers' arguments (reference.jepa).
 
-Every keyword takes a strategy, a ``range`` or a fixed value (``fixed_or``). About one draw in
-three is a configuration the papers train with (V-JEPA's two masks on 8 x 14 x 14, I-JEPA's on 14
+Every keyword takes a strategy, a ``range`` or a fixed value (``fixed_or``). About half the draws
+are configurations the papers train with (V-JEPA's two masks on 8 x 14 x 14, I-JEPA's on 14
 x 14); the rest are small grids with drawn scale and aspect ranges, kept only where the sampler
 accepts them (no block of zero patches, none filling the grid, none of at most min_keep patches).
 """

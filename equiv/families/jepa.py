@@ -31,6 +31,7 @@ there, below the lower bound at the papers' grids.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
 
@@ -55,6 +56,13 @@ def _float(*arrays) -> tuple:
     return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
 
 
+def _with_defaults(sampler, args: dict) -> dict:
+    """The arguments with the reference sampler's defaults filled in."""
+    bound = inspect.signature(sampler).bind(**args)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 # ----------------------------------------------------------------------------- size rules
 
 def _side_range(cells, scale, aspect, longest, side: str) -> tuple:
@@ -73,13 +81,12 @@ def _within(value, bounds) -> np.ndarray:
 
 
 def _size_rules_3d(sizes, args) -> np.ndarray:
-    T, H, W = args["grid"]
-    temporal = args.get("temporal_scale", (1.0, 1.0))
-    aspect = args.get("aspect_ratio", (0.75, 1.5))
-    frames = (max(1, int(T * temporal[0])), max(1, int(T * temporal[1])))
+    a = _with_defaults(ref.multiblock3d, args)
+    T, H, W = a["grid"]
+    frames = (max(1, int(T * a["temporal_scale"][0])), max(1, int(T * a["temporal_scale"][1])))
     return (_within(sizes[..., 0], frames)
-            & _within(sizes[..., 1], _side_range(H * W, args["spatial_scale"], aspect, H, "h"))
-            & _within(sizes[..., 2], _side_range(H * W, args["spatial_scale"], aspect, W, "w")))
+            & _within(sizes[..., 1], _side_range(H * W, a["spatial_scale"], a["aspect_ratio"], H, "h"))
+            & _within(sizes[..., 2], _side_range(H * W, a["spatial_scale"], a["aspect_ratio"], W, "w")))
 
 
 def _size_rules_2d(sizes, grid, scale, aspect) -> np.ndarray:
@@ -181,7 +188,7 @@ def _empty_context(grid, size, blocks):
 
 
 @functools.lru_cache(maxsize=64)
-def _multiblock3d_coverage(grid, blocks, spatial, temporal, aspect):
+def _multiblock3d_coverage(grid, spatial, temporal, aspect, blocks):
     """(pi_lo, pi_hi) per position and (f_min, f_max) of one draw's masked fraction."""
     sizes = ref.multiblock3d_sizes(grid, spatial_scale=spatial, temporal_scale=temporal, aspect_ratio=aspect)
     lo, hi = np.zeros(grid), np.zeros(grid)
@@ -238,9 +245,9 @@ def _register_coverage(key: str, statement: str, sampler, inputs, masked, model)
 
 
 def _vjepa_model(args: dict):
-    return _multiblock3d_coverage(tuple(args["grid"]), args["blocks"], tuple(args["spatial_scale"]),
-                                  tuple(args.get("temporal_scale", (1.0, 1.0))),
-                                  tuple(args.get("aspect_ratio", (0.75, 1.5))))
+    a = _with_defaults(ref.multiblock3d, args)
+    shapes = (tuple(a[name]) for name in ("grid", "spatial_scale", "temporal_scale", "aspect_ratio"))
+    return _multiblock3d_coverage(*shapes, a["blocks"])
 
 
 @st.composite
@@ -260,13 +267,6 @@ _register_coverage(
 
 # ----------------------------------------------------------------------------- I-JEPA
 
-def _ijepa_args(args: dict) -> dict:
-    """The arguments with the function's defaults filled in."""
-    defaults = {"pred_scale": (0.15, 0.2), "enc_scale": (0.85, 1.0), "aspect_ratio": (0.75, 1.5), "npred": 4,
-                "nenc": 1, "min_keep": 10, "allow_overlap": False}
-    return {**defaults, **args}
-
-
 def _ijepa_structure(impl, args: dict) -> tuple:
     """Per box: in the grid (sides at most H - 1, W - 1), of the call's one size per kind, within
     the size rules; the prediction masks are their boxes; each context mask is its box less the
@@ -275,7 +275,7 @@ def _ijepa_structure(impl, args: dict) -> tuple:
     prediction box inside it), else any number; every mask more than min_keep patches; the same
     seed gives the same masks."""
     first, again = impl(**args), impl(**args)
-    a = _ijepa_args(args)
+    a = _with_defaults(ref.ijepa_multiblock, args)
     grid = tuple(a["grid"])
     pred_boxes, enc_boxes = np.asarray(first.pred_boxes), np.asarray(first.enc_boxes)
     pred, enc, respected = np.asarray(first.pred), np.asarray(first.enc), np.asarray(first.respected)
@@ -335,7 +335,7 @@ def _ijepa_coverage(grid, scale, aspect, npred):
 
 
 def _ijepa_model(args: dict):
-    a = _ijepa_args(args)
+    a = _with_defaults(ref.ijepa_multiblock, args)
     return _ijepa_coverage(tuple(a["grid"]), tuple(a["pred_scale"]), tuple(a["aspect_ratio"]), a["npred"])
 
 

@@ -91,7 +91,7 @@ def test_the_coverage_model_matches_the_sampler(grid, blocks, scale):
     (exact: the redraw's conditioning enumerated) against 10000 draws of the sampler, within 5
     standard deviations; and the corner bound, where it applies, holds around it."""
     args = {"grid": grid, "blocks": blocks, "spatial_scale": scale, "aspect_ratio": (0.75, 1.5)}
-    lo, hi, _ = family._multiblock3d_coverage(grid, blocks, scale, (1.0, 1.0), (0.75, 1.5))
+    lo, hi, _ = family._multiblock3d_coverage(grid, scale, (1.0, 1.0), (0.75, 1.5), blocks)
     np.testing.assert_array_equal(lo, hi)
     unconditioned = sum(p * (1 - (1 - family._block_share(grid, size)) ** blocks)
                         for size, p in ref.multiblock3d_sizes(grid, spatial_scale=scale).items())
