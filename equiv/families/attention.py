@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from seqcheck.equiv.bounds import softmax_magnitude
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, Sweep, register_claim, register_form,
                                      register_gradient, register_implementation, without)
 from seqcheck.properties.attention import (attention_inputs, flash_backward_inputs, flash_inputs, split_kv_inputs,
@@ -67,50 +68,23 @@ def _probabilities(args: dict) -> np.ndarray:
 
 
 def attention_magnitude(args: dict, expected: tuple) -> tuple:
-    """Per query row t, the typical size of the rounding error of an evaluation of the definition
-    in any summation order, in units of the unit roundoff (the low-precision floor's scale):
-
-        out: max over b, h, c of  sqrt(n_t) sum_j P_tj |v_jc|  +  sqrt(sum_j W_tj  sum_j W_tj (v_jc - out_tc)^2)
-        lse: max over b, h of     1 + |lse_t| + sqrt(D) sum_j P_tj sigma_tj
-
-    with W_tj = P_tj (sqrt(D) sigma_tj + s_t,max - s_tj) and n_t the keys row t sees. The first term
-    is the rounding of the weights and of the sum of n_t terms P_tj v_j (a random walk of n_t
-    roundings, as any order, sequential included, makes them); the second bounds
-    (Cauchy-Schwarz) sum_j W_tj |v_jc - out_tc|, how far relative perturbations of the weights
-    move the output: sigma_tj = |scale| sum_d |q_td| |k_jd| (+ |ALiBi bias| + softcap) bounds the
-    score s_tj, whose D-term dot product rounds by about sqrt(D) u sigma_tj, and
-    s_t,max - s_tj = log(P_t,max / P_tj) is the argument of exp. A row seeing one key has no
-    second term: its output is that key's value whatever the weights' error.
-    """
+    """Per query row, the typical size of the rounding error of an evaluation of the definition in
+    any summation order, in units of the unit roundoff (``bounds.softmax_magnitude``), with
+    sigma_tj = |scale| sum_d |q_td| |k_jd| (+ |ALiBi bias| + softcap) bounding the score s_tj."""
     q, k, v = (np.asarray(args[name], dtype=np.float64) for name in ("q", "k", "v"))
-    B, Tq, H, D = q.shape
-    group = H // k.shape[2]
-    scale = args.get("scale") or 1.0 / np.sqrt(D)
+    group = q.shape[2] // k.shape[2]
+    scale = args.get("scale") or 1.0 / np.sqrt(q.shape[3])
     sigma = abs(scale) * np.einsum("bthd,bshd->bths", np.abs(q), np.repeat(np.abs(k), group, axis=2))
     if args.get("alibi_slopes") is not None:
-        sigma = sigma + np.abs(args["alibi_slopes"]).max() * (k.shape[1] + Tq)
+        sigma = sigma + np.abs(args["alibi_slopes"]).max() * (k.shape[1] + q.shape[1])
     if args.get("softcap"):
         sigma = sigma + args["softcap"]
-    P = _probabilities(args)
-    log_p = np.where(P > 0, np.log(np.where(P > 0, P, 1.0)), -np.inf)
-    with np.errstate(invalid="ignore"):  # a fully masked row: -inf - -inf, where P = 0 anyway
-        log_ratio = np.where(P > 0, log_p.max(axis=-1, keepdims=True, initial=-np.inf) - log_p, 0.0)
-    W = P * (np.sqrt(D) * sigma + log_ratio)  # (B, Tq, H, Tk)
-    seen = np.sqrt((P > 0).sum(axis=-1))[..., None]  # sqrt(n_t), (B, Tq, H, 1)
-    v_heads = np.repeat(v, group, axis=2)  # (B, Tk, H, Dv)
-    out = np.where(np.isfinite(expected[0]), expected[0], 0.0)
-    total = W.sum(axis=-1)[..., None]
-    spread = (np.einsum("bths,bshc->bthc", W, v_heads ** 2) - 2 * out * np.einsum("bths,bshc->bthc", W, v_heads)
-              + out ** 2 * total)
-    terms = seen * np.einsum("bths,bshc->bthc", P, np.abs(v_heads)) + np.sqrt(total * np.maximum(spread, 0.0))
-    magnitudes = (terms.max(axis=(0, 2, 3), initial=0.0),)
-    if len(expected) == 2:
-        lse = np.where(np.isfinite(expected[1]), np.abs(expected[1]), 0.0)
-        magnitudes += ((1 + lse + np.sqrt(D) * (P * sigma).sum(axis=-1)).max(axis=(0, 2), initial=0.0),)
-    return magnitudes
+    options = {name: value for name, value in args.items() if name in ATTENTION_OPTIONS}
+    _, lse = ref.softmax_attention(q, k, v, **{**options, "return_lse": True})
+    return softmax_magnitude(_probabilities(args), sigma, np.repeat(v, group, axis=2), lse, q.shape[3], expected)
 
 
-ATTENTION_MAGNITUDE_RULE = ("each row's magnitude sqrt(n_t) sum_j P_tj |v_j| + sqrt(sum_j W_tj sum_j W_tj (v_j - out_t)^2), "
+ATTENTION_MAGNITUDE_RULE = ("each row's magnitude (sqrt(n_t) + |lse_t|) sum_j P_tj |v_j| + sqrt(sum_j W_tj sum_j W_tj (v_j - out_t)^2), "
                             "W_tj = P_tj (sqrt(D) sigma_tj + s_t,max - s_tj), n_t keys seen "
                             "(lse: 1 + |lse_t| + sqrt(D) sum_j P_tj sigma_tj)")
 

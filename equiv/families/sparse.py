@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from seqcheck.equiv.registry import (Claim, Form, Gradient, Implementation, register_claim, register_form,
                                      register_gradient, register_implementation, without)
-from seqcheck.equiv.bounds import per_position
+from seqcheck.equiv.bounds import per_position, softmax_magnitude
 from seqcheck.properties.arrays import for_form, generators
 from seqcheck.properties.sparse import sparse_inputs
 from seqcheck.reference import sparse as ref
@@ -84,6 +84,28 @@ def _plain(args: dict, dtype) -> tuple:
     return result if isinstance(result, tuple) else (result,)
 
 
+def sparse_magnitude(args: dict, expected: tuple) -> tuple:
+    """The low-precision floor's scale per query row: ``bounds.softmax_magnitude`` with P the
+    definition's weights under the mask the arguments stand for and sigma_tj = |scale| |q_t||k_j|
+    (a kernel's exp(s - lse) and its scores' dot products err by that much relatively)."""
+    q, k, v, _ = _expanded(args)
+    D = q.shape[3]
+    scale = D ** -0.5 if args.get("scale") is None else float(args["scale"])
+    visible = _visible(args)[None, :, None, :]  # (1, Tq, 1, Tk)
+    s = scale * np.einsum("bihd,bjhd->bihj", q, k)
+    top = np.where(visible, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+    w = np.where(visible, np.exp(np.where(visible, s - np.where(np.isfinite(top), top, 0.0), 0.0)), 0.0)
+    total = w.sum(axis=-1, keepdims=True)
+    sigma = abs(scale) * np.einsum("bihd,bjhd->bihj", np.abs(q), np.abs(k))
+    with np.errstate(divide="ignore"):
+        lse = np.where(total > 0, top + np.log(np.where(total > 0, total, 1.0)), -np.inf)[..., 0]
+    return softmax_magnitude(w / np.where(total > 0, total, 1.0), sigma, v, lse, D, expected)
+
+
+MAGNITUDE_RULE = ("each row's magnitude (sqrt(n_t) + |lse_t|) sum_j P_tj |v_j| + sqrt(sum_j W_tj sum_j W_tj (v_j - out_t)^2), "
+                  "W_tj = P_tj (sqrt(D) sigma_tj + s_t,max - s_tj), sigma_tj = |scale| |q_t||k_j|, over the visible "
+                  "keys (lse: 1 + |lse_t| + sqrt(D) sum_j P_tj sigma_tj)")
+
 RULE = ("derived float64 bound: 2 (D + Tk + tiles + 16) u sum_j P (|v_j| + |o|)(1 + S_j + max S), S_j = scale "
         "|q||k_j|; lse 2 (...) u (1 + max S + |lse|); an empty row exactly 0 and -inf")
 
@@ -94,7 +116,8 @@ for key, fn, form, statement in (
          "block-sparse attention: tiles of b visited only where the block mask is set (the last ones partial when b "
          "does not divide T), the token mask inside, online softmax across a row's visited tiles")):
     register_form(Form(key=key, fn=fn, inputs=for_form(sparse_inputs, form, unused=("block_size",) * (form == "masked")),
-                       bound=sparse_bound, rule=RULE, statement=statement, plain=_plain, data_args=("q", "k", "v"),
+                       bound=sparse_bound, rule=RULE, statement=statement, plain=_plain, magnitude=sparse_magnitude,
+                       magnitude_rule=MAGNITUDE_RULE, data_args=("q", "k", "v"),
                        outputs=("out", "lse"), axes=AXES))
 
 
